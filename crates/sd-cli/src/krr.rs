@@ -1,0 +1,481 @@
+//! The `krr` job: one self-distillation run of kernel ridge regression, from settings to a report.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use sd_kernel::faer::Mat;
+use sd_kernel::{
+    Kernel, Laplacian, Linear, OptimalAlpha, Polynomial, Rbf, Route, Schedule, SelfDistillation,
+    mean_squared_error, spectral, toy,
+};
+use serde::Serialize;
+
+use crate::data::Table;
+
+/// Which kernel, with its parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum KernelChoice {
+    /// `exp(-gamma |x - x'|^2)`.
+    Rbf {
+        /// Inverse squared length scale.
+        gamma: f64,
+    },
+    /// `exp(-gamma |x - x'|_1)`.
+    Laplacian {
+        /// Inverse length scale.
+        gamma: f64,
+    },
+    /// `<x, x'>`.
+    Linear,
+    /// `(gamma <x, x'> + coef0)^degree`.
+    Polynomial {
+        /// Scale of the inner product.
+        gamma: f64,
+        /// Additive constant.
+        coef0: f64,
+        /// Degree.
+        degree: u32,
+    },
+}
+
+impl KernelChoice {
+    /// The kernel as a trait object.
+    pub fn build(&self) -> sd_kernel::Result<Box<dyn Kernel>> {
+        Ok(match *self {
+            KernelChoice::Rbf { gamma } => Box::new(Rbf::new(gamma)?),
+            KernelChoice::Laplacian { gamma } => Box::new(Laplacian::new(gamma)?),
+            KernelChoice::Linear => Box::new(Linear),
+            KernelChoice::Polynomial {
+                gamma,
+                coef0,
+                degree,
+            } => Box::new(Polynomial::new(gamma, coef0, degree)?),
+        })
+    }
+
+    /// Short name: `rbf`, `laplacian`, `linear`, `poly`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            KernelChoice::Rbf { .. } => "rbf",
+            KernelChoice::Laplacian { .. } => "laplacian",
+            KernelChoice::Linear => "linear",
+            KernelChoice::Polynomial { .. } => "poly",
+        }
+    }
+
+    /// `gamma`, where the kernel has one.
+    pub fn gamma(&self) -> Option<f64> {
+        match *self {
+            KernelChoice::Rbf { gamma }
+            | KernelChoice::Laplacian { gamma }
+            | KernelChoice::Polynomial { gamma, .. } => Some(gamma),
+            KernelChoice::Linear => None,
+        }
+    }
+}
+
+impl fmt::Display for KernelChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            KernelChoice::Rbf { gamma } => write!(f, "rbf(gamma={gamma})"),
+            KernelChoice::Laplacian { gamma } => write!(f, "laplacian(gamma={gamma})"),
+            KernelChoice::Linear => f.write_str("linear"),
+            KernelChoice::Polynomial {
+                gamma,
+                coef0,
+                degree,
+            } => write!(f, "poly(gamma={gamma}, coef0={coef0}, degree={degree})"),
+        }
+    }
+}
+
+/// The ground-truth weight: a constant, or the optimum of every step.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AlphaChoice {
+    /// The same alpha in `[0, 1]` at every step.
+    Fixed(f64),
+    /// The optimal alpha per step against the reference (Algorithm 1 of the paper).
+    Auto {
+        /// Clamp each optimum into `[0, 1]`.
+        clamp: bool,
+    },
+}
+
+impl fmt::Display for AlphaChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AlphaChoice::Fixed(alpha) => write!(f, "{alpha}"),
+            AlphaChoice::Auto { clamp: false } => f.write_str("auto"),
+            AlphaChoice::Auto { clamp: true } => f.write_str("auto (clamped to [0, 1])"),
+        }
+    }
+}
+
+/// Which factorisation to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SolverChoice {
+    /// Eigendecomposition when the output needs the spectrum (JSON, plots), Cholesky otherwise.
+    #[default]
+    Auto,
+    /// Cholesky factor of `K + lambda I`: fastest for one run; no `B` diagonals or eigenvalues.
+    Cholesky,
+    /// Eigendecomposition `K = V D V^T`: gives the spectrum.
+    Eigen,
+}
+
+/// Everything one `krr` run needs.
+#[derive(Debug, Clone)]
+pub struct KrrConfig {
+    /// Kernel and its parameters.
+    pub kernel: KernelChoice,
+    /// Ridge `lambda > 0`.
+    pub lambda: f64,
+    /// Ground-truth weight.
+    pub alpha: AlphaChoice,
+    /// Distillation steps, `>= 1`.
+    pub steps: usize,
+    /// Training CSV; `None` for the toy example.
+    pub data: Option<PathBuf>,
+    /// Target columns of the training CSV (empty: the last column).
+    pub targets: Vec<String>,
+    /// Held-out CSV: the loss reference (and the reference of `alpha = auto`).
+    pub test: Option<PathBuf>,
+    /// Factorisation.
+    pub solver: SolverChoice,
+    /// Whether the output needs the spectrum (B diagonals, eigenvalues).
+    pub need_spectrum: bool,
+    /// Whether to evaluate every step on a grid, for the fit figure (one feature only).
+    pub need_curves: bool,
+}
+
+impl KrrConfig {
+    /// The toy example with the original notebook's settings and the given alpha.
+    pub fn toy(alpha: AlphaChoice) -> Self {
+        Self {
+            kernel: KernelChoice::Rbf { gamma: toy::GAMMA },
+            lambda: toy::LAMBDA,
+            alpha,
+            steps: toy::STEPS,
+            data: None,
+            targets: Vec::new(),
+            test: None,
+            solver: SolverChoice::Auto,
+            need_spectrum: true,
+            need_curves: true,
+        }
+    }
+}
+
+/// One step's line of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    /// 1-based step; 1 is plain kernel ridge regression.
+    pub step: usize,
+    /// The ground-truth weight used; `null` at step 1 (no teacher).
+    pub alpha: Option<f64>,
+    /// With `alpha = auto`: the optimum before any clamping.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub optimal_alpha: Option<f64>,
+    /// Mean squared error against the reference; `null` without one.
+    pub loss: Option<f64>,
+    /// Mean squared error against the training targets.
+    pub train_loss: f64,
+    /// Diagonal of `B(t)` (eigenvalue order, descending); `null` on the Cholesky route.
+    pub b_diag: Option<Vec<f64>>,
+}
+
+/// The limit's line of the report.
+#[derive(Debug, Clone, Serialize)]
+pub struct LimitReport {
+    /// The constant alpha whose limit this is.
+    pub alpha: f64,
+    /// Mean squared error against the reference; `null` without one.
+    pub loss: Option<f64>,
+    /// Mean squared error against the training targets.
+    pub train_loss: f64,
+    /// Diagonal of `B(inf)`; `null` on the Cholesky route.
+    pub b_diag: Option<Vec<f64>>,
+}
+
+/// Predictions of every step and of the limit on a grid, for the fit figure.
+#[derive(Debug, Clone)]
+pub struct Curves {
+    /// Grid inputs (one feature).
+    pub grid: Vec<f64>,
+    /// `steps[t][output][i]`: prediction of step `t + 1` at `grid[i]`.
+    pub steps: Vec<Vec<Vec<f64>>>,
+    /// The limit's predictions, `[output][i]`.
+    pub limit: Option<Vec<Vec<f64>>>,
+    /// Training inputs.
+    pub train_x: Vec<f64>,
+    /// Training targets, `[output][i]`.
+    pub train_y: Vec<Vec<f64>>,
+    /// The true function on the grid, when known (the toy example).
+    pub truth: Option<Vec<f64>>,
+}
+
+/// The result of a run, with everything needed to print or plot it.
+#[derive(Debug, Clone)]
+pub struct KrrReport {
+    /// Kernel and parameters.
+    pub kernel: KernelChoice,
+    /// Ridge.
+    pub lambda: f64,
+    /// Ground-truth weight as asked.
+    pub alpha: AlphaChoice,
+    /// The route taken.
+    pub route: Route,
+    /// Where the training data came from, in words.
+    pub data: String,
+    /// What the loss is measured against, in words; `None` without a reference.
+    pub reference: Option<String>,
+    /// Training points.
+    pub n_train: usize,
+    /// Input dimension.
+    pub n_features: usize,
+    /// Target names.
+    pub target_names: Vec<String>,
+    /// One line per step.
+    pub steps: Vec<StepReport>,
+    /// The limit, where it is defined.
+    pub limit: Option<LimitReport>,
+    /// Eigenvalues of `K`, descending (eigen route).
+    pub eigenvalues: Option<Vec<f64>>,
+    /// Grid predictions for the fit figure.
+    pub curves: Option<Curves>,
+}
+
+impl KrrReport {
+    /// `R_k = b_k / b_(k+1)` of every step (eigen route).
+    pub fn ratios(&self) -> Option<Vec<Vec<f64>>> {
+        self.steps
+            .iter()
+            .map(|step| step.b_diag.as_deref().map(spectral::ratios))
+            .collect()
+    }
+}
+
+/// The training data, the reference of the loss, and descriptions of both.
+struct Problem {
+    x: Mat<f64>,
+    y: Mat<f64>,
+    target_names: Vec<String>,
+    data: String,
+    reference: Option<(Mat<f64>, Mat<f64>, String)>,
+    truth: Option<fn(f64) -> f64>,
+}
+
+fn load(config: &KrrConfig) -> Result<Problem> {
+    match &config.data {
+        None => Ok(Problem {
+            x: toy::inputs(),
+            y: toy::targets(),
+            target_names: vec!["y".into()],
+            data: "toy example of Mobahi et al. (2020): 11 noisy samples of sin(2 pi x)".into(),
+            reference: Some((
+                toy::grid(),
+                toy::grid_truth(),
+                format!(
+                    "mean squared error against sin(2 pi x) on {} grid points in [0, 1]",
+                    toy::GRID_POINTS
+                ),
+            )),
+            truth: Some(toy::true_function),
+        }),
+        Some(path) => {
+            let train = Table::read(path, &config.targets)?;
+            let reference = match &config.test {
+                Some(test_path) => {
+                    let test = Table::read_like(test_path, &train)?;
+                    let rows = test.x.nrows();
+                    Some((
+                        test.x,
+                        test.y,
+                        format!(
+                            "mean squared error on {} ({rows} held-out points)",
+                            test_path.display()
+                        ),
+                    ))
+                }
+                None => None,
+            };
+            Ok(Problem {
+                data: format!(
+                    "{} ({} point{}, features: {}; targets: {})",
+                    path.display(),
+                    train.x.nrows(),
+                    if train.x.nrows() == 1 { "" } else { "s" },
+                    train.feature_names.join(", "),
+                    train.target_names.join(", ")
+                ),
+                x: train.x,
+                y: train.y,
+                target_names: train.target_names,
+                reference,
+                truth: None,
+            })
+        }
+    }
+}
+
+/// Points on the fit figure's grid.
+const CURVE_POINTS: usize = 501;
+
+/// Runs one self-distillation of kernel ridge regression as `config` says.
+pub fn run(config: &KrrConfig) -> Result<KrrReport> {
+    if config.steps == 0 {
+        bail!("--steps must be at least 1");
+    }
+    let problem = load(config)?;
+    if let AlphaChoice::Auto { .. } = config.alpha
+        && problem.reference.is_none()
+    {
+        bail!(
+            "--alpha auto needs reference data: pass --test FILE (held-out points); the training \
+             targets cannot serve, since against them the optimal alpha is always >= 1"
+        );
+    }
+    let route = match config.solver {
+        SolverChoice::Cholesky => Route::Cholesky,
+        SolverChoice::Eigen => Route::Eigen,
+        SolverChoice::Auto => Route::recommended(config.need_spectrum, 1),
+    };
+    let kernel = config.kernel.build()?;
+    let n = problem.x.nrows();
+    tracing::info!(
+        n,
+        d = problem.x.ncols(),
+        ?route,
+        "factorising the {n} x {n} kernel matrix"
+    );
+    let started = std::time::Instant::now();
+    let model = SelfDistillation::new(
+        kernel,
+        problem.x.as_ref(),
+        problem.y.as_ref(),
+        config.lambda,
+        route,
+    )?;
+    tracing::info!(seconds = started.elapsed().as_secs_f64(), "factorised");
+
+    let schedule = match config.alpha {
+        AlphaChoice::Fixed(alpha) => Schedule::Constant(alpha),
+        AlphaChoice::Auto { clamp } => {
+            let (x, targets, _) = problem.reference.as_ref().expect("checked above");
+            Schedule::Optimal(OptimalAlpha {
+                x: x.clone(),
+                targets: targets.clone(),
+                clamp,
+            })
+        }
+    };
+    let steps = model.distill(&schedule, config.steps)?;
+    let limit_alpha = match config.alpha {
+        AlphaChoice::Fixed(alpha) => Some(alpha),
+        AlphaChoice::Auto { .. } => {
+            let last = steps.last().and_then(|s| s.alpha);
+            match last {
+                Some(alpha) if (0.0..=1.0).contains(&alpha) => Some(alpha),
+                Some(alpha) => {
+                    tracing::warn!(
+                        alpha,
+                        "the last optimal alpha lies outside [0, 1]: no limit is reported"
+                    );
+                    None
+                }
+                None => None,
+            }
+        }
+    };
+    let limit = limit_alpha.map(|alpha| model.limit(alpha)).transpose()?;
+
+    let evaluator = problem
+        .reference
+        .as_ref()
+        .map(|(x, _, _)| model.at(x.as_ref()))
+        .transpose()?;
+    let loss = |coef: &Mat<f64>| -> Option<f64> {
+        let (evaluator, (_, targets, _)) = (evaluator.as_ref()?, problem.reference.as_ref()?);
+        Some(mean_squared_error(
+            evaluator.predict(coef.as_ref()).as_ref(),
+            targets.as_ref(),
+        ))
+    };
+    let train_loss = |fitted: &Mat<f64>| mean_squared_error(fitted.as_ref(), problem.y.as_ref());
+
+    let curves = if config.need_curves && problem.x.ncols() == 1 {
+        Some(curves(&model, &problem, &steps, limit.as_ref())?)
+    } else {
+        None
+    };
+
+    Ok(KrrReport {
+        kernel: config.kernel,
+        lambda: config.lambda,
+        alpha: config.alpha,
+        route,
+        data: problem.data.clone(),
+        reference: problem.reference.as_ref().map(|(_, _, d)| d.clone()),
+        n_train: n,
+        n_features: problem.x.ncols(),
+        target_names: problem.target_names.clone(),
+        steps: steps
+            .iter()
+            .map(|step| StepReport {
+                step: step.step,
+                alpha: step.alpha,
+                optimal_alpha: step.optimal_alpha,
+                loss: loss(&step.fit.dual_coef),
+                train_loss: train_loss(&step.fit.fitted),
+                b_diag: step.b_diag.clone(),
+            })
+            .collect(),
+        limit: limit.as_ref().map(|limit| LimitReport {
+            alpha: limit.alpha,
+            loss: loss(&limit.fit.dual_coef),
+            train_loss: train_loss(&limit.fit.fitted),
+            b_diag: limit.b_diag.clone(),
+        }),
+        eigenvalues: model.eigenvalues().map(<[f64]>::to_vec),
+        curves,
+    })
+}
+
+fn curves(
+    model: &SelfDistillation<Box<dyn Kernel>>,
+    problem: &Problem,
+    steps: &[sd_kernel::Step],
+    limit: Option<&sd_kernel::Limit>,
+) -> Result<Curves> {
+    let train_x: Vec<f64> = problem.x.col(0).iter().copied().collect();
+    let (low, high) = train_x
+        .iter()
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &x| {
+            (lo.min(x), hi.max(x))
+        });
+    let span = if high > low { high - low } else { 1.0 };
+    let grid: Vec<f64> = (0..CURVE_POINTS)
+        .map(|i| low + span * i as f64 / (CURVE_POINTS - 1) as f64)
+        .collect();
+    let evaluator = model
+        .at(Mat::from_fn(CURVE_POINTS, 1, |i, _| grid[i]).as_ref())
+        .context("evaluating the fits on a grid")?;
+    let columns = |m: Mat<f64>| -> Vec<Vec<f64>> {
+        (0..m.ncols())
+            .map(|j| m.col(j).iter().copied().collect())
+            .collect()
+    };
+    Ok(Curves {
+        steps: steps
+            .iter()
+            .map(|s| columns(evaluator.predict(s.fit.dual_coef.as_ref())))
+            .collect(),
+        limit: limit.map(|l| columns(evaluator.predict(l.fit.dual_coef.as_ref()))),
+        train_y: columns(problem.y.clone()),
+        truth: problem.truth.map(|f| grid.iter().map(|&x| f(x)).collect()),
+        train_x,
+        grid,
+    })
+}

@@ -1,0 +1,78 @@
+//! `sd-cli`: self-distillation with weighted ground-truth targets, from the command line.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::Parser;
+use sd_cli::cli::{Cli, Command, KrrArgs};
+use sd_cli::{krr, output, plot};
+
+/// Exit status for every error: bad input, bad data, failed writes.
+const FAILURE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(err) => {
+            use clap::error::ErrorKind;
+            return match err.kind() {
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+                    let _ = err.print();
+                    ExitCode::SUCCESS
+                }
+                ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+                    let _ = err.print();
+                    ExitCode::from(FAILURE)
+                }
+                _ => {
+                    eprintln!("{}", sd_cli::one_line_clap_error(&err.render().to_string()));
+                    ExitCode::from(FAILURE)
+                }
+            };
+        }
+    };
+    sd_cli::logging::init(cli.verbose, cli.quiet);
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(FAILURE)
+        }
+    }
+}
+
+/// Output piped into `head` closes early; that is not an error.
+fn is_broken_pipe(err: &anyhow::Error) -> bool {
+    err.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+fn run(cli: Cli) -> Result<()> {
+    if let Some(threads) = cli.threads {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.into())
+            .build_global()?;
+    }
+    match cli.command {
+        Command::Krr(args) => run_krr(&args),
+    }
+}
+
+fn run_krr(args: &KrrArgs) -> Result<()> {
+    let config = args.config()?;
+    let report = krr::run(&config)?;
+    if let Some(dir) = &args.plot {
+        for path in plot::write_figures(&report, dir)? {
+            tracing::info!(path = %path.display(), "wrote figure");
+        }
+    }
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(output::render(&report, args.format).as_bytes())?;
+    stdout.flush()?;
+    Ok(())
+}

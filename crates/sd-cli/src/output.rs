@@ -1,0 +1,233 @@
+//! Printing a [`KrrReport`]: a table for people, JSON and CSV for scripts.
+//!
+//! The JSON object is a stable interface (docs/cli.md documents every field).
+
+use std::fmt::Write as _;
+
+use serde::Serialize;
+
+use crate::krr::{AlphaChoice, KernelChoice, KrrReport, LimitReport, StepReport};
+
+/// Output format of `sd-cli krr`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Format {
+    /// A table for people, like the original notebook's.
+    #[default]
+    Table,
+    /// One JSON object (documented in docs/cli.md).
+    Json,
+    /// CSV: `step,alpha,loss,train_loss`, the limit as step `limit`.
+    Csv,
+}
+
+/// `alpha` in JSON: a number, or the string `"auto"`.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum JsonAlpha {
+    Fixed(f64),
+    Auto(&'static str),
+}
+
+#[derive(Serialize)]
+struct JsonReport<'a> {
+    alpha: JsonAlpha,
+    clamp_alpha: bool,
+    kernel: &'static str,
+    gamma: Option<f64>,
+    coef0: Option<f64>,
+    degree: Option<u32>,
+    lambda: f64,
+    solver: &'static str,
+    n_train: usize,
+    n_features: usize,
+    targets: &'a [String],
+    reference: Option<&'a str>,
+    steps: &'a [StepReport],
+    limit: Option<&'a LimitReport>,
+    eigenvalues: Option<&'a [f64]>,
+}
+
+/// The report as one JSON object (pretty-printed, ending in a newline).
+pub fn json(report: &KrrReport) -> String {
+    let (coef0, degree) = match report.kernel {
+        KernelChoice::Polynomial { coef0, degree, .. } => (Some(coef0), Some(degree)),
+        _ => (None, None),
+    };
+    let json = JsonReport {
+        alpha: match report.alpha {
+            AlphaChoice::Fixed(alpha) => JsonAlpha::Fixed(alpha),
+            AlphaChoice::Auto { .. } => JsonAlpha::Auto("auto"),
+        },
+        clamp_alpha: matches!(report.alpha, AlphaChoice::Auto { clamp: true }),
+        kernel: report.kernel.name(),
+        gamma: report.kernel.gamma(),
+        coef0,
+        degree,
+        lambda: report.lambda,
+        solver: match report.route {
+            sd_kernel::Route::Cholesky => "cholesky",
+            sd_kernel::Route::Eigen => "eigen",
+        },
+        n_train: report.n_train,
+        n_features: report.n_features,
+        targets: &report.target_names,
+        reference: report.reference.as_deref(),
+        steps: &report.steps,
+        limit: report.limit.as_ref(),
+        eigenvalues: report.eigenvalues.as_deref(),
+    };
+    let mut text = serde_json::to_string_pretty(&json).expect("plain data always serialises");
+    text.push('\n');
+    text
+}
+
+/// A number the way the original notebook printed losses: five decimals, or scientific notation
+/// where that would hide the digits.
+pub fn number(value: f64) -> String {
+    let magnitude = value.abs();
+    if value == 0.0 || (1e-3..1e5).contains(&magnitude) {
+        format!("{value:.5}")
+    } else {
+        format!("{value:.4e}")
+    }
+}
+
+fn alpha_cell(alpha: Option<f64>) -> String {
+    match alpha {
+        None => "-".into(),
+        // Short values as given (0.25), optima to four decimals.
+        Some(alpha) if (alpha * 1e4).round() / 1e4 == alpha => format!("{alpha}"),
+        Some(alpha) => format!("{alpha:.4}"),
+    }
+}
+
+/// The report as a table, with a short header saying what was run.
+pub fn table(report: &KrrReport) -> String {
+    let mut out = String::new();
+    let steps = report.steps.len();
+    let _ = writeln!(
+        out,
+        "kernel ridge self-distillation: {}, lambda = {}, alpha = {}, {steps} step{} ({} route)",
+        report.kernel,
+        report.lambda,
+        report.alpha,
+        if steps == 1 { "" } else { "s" },
+        match report.route {
+            sd_kernel::Route::Cholesky => "cholesky",
+            sd_kernel::Route::Eigen => "eigen",
+        }
+    );
+    let _ = writeln!(out, "data: {}", report.data);
+    let _ = writeln!(
+        out,
+        "loss: {}",
+        report
+            .reference
+            .as_deref()
+            .unwrap_or("none (pass --test FILE for a held-out loss)")
+    );
+    out.push('\n');
+    let clamped = matches!(report.alpha, AlphaChoice::Auto { clamp: true });
+    let mut rows: Vec<[String; 5]> = vec![[
+        "step".into(),
+        "alpha".into(),
+        if clamped { "optimum" } else { "" }.into(),
+        "loss".into(),
+        "train loss".into(),
+    ]];
+    let loss_cell = |loss: Option<f64>| loss.map_or("-".into(), number);
+    for step in &report.steps {
+        rows.push([
+            step.step.to_string(),
+            alpha_cell(step.alpha),
+            if clamped {
+                alpha_cell(step.optimal_alpha)
+            } else {
+                String::new()
+            },
+            loss_cell(step.loss),
+            number(step.train_loss),
+        ]);
+    }
+    if let Some(limit) = &report.limit {
+        rows.push([
+            "limit".into(),
+            alpha_cell(Some(limit.alpha)),
+            String::new(),
+            loss_cell(limit.loss),
+            number(limit.train_loss),
+        ]);
+    }
+    let widths: Vec<usize> = (0..5)
+        .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
+        .collect();
+    for row in &rows {
+        let mut line = String::new();
+        for (c, cell) in row.iter().enumerate() {
+            if widths[c] == 0 {
+                continue;
+            }
+            if c > 0 {
+                line.push_str("  ");
+            }
+            let _ = write!(line, "{cell:>width$}", width = widths[c]);
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+    }
+    if report.steps.len() > 1 {
+        out.push_str(
+            "\nstep 1 is plain kernel ridge regression; step t fits alpha * y + (1 - alpha) * \
+             (step t-1's predictions)\n",
+        );
+    }
+    out
+}
+
+/// The report as CSV: `step,alpha,loss,train_loss`; empty cells where there is no value.
+pub fn csv(report: &KrrReport) -> String {
+    let mut out = String::from("step,alpha,loss,train_loss\n");
+    let cell = |value: Option<f64>| value.map_or(String::new(), |v| v.to_string());
+    for step in &report.steps {
+        let _ = writeln!(
+            out,
+            "{},{},{},{}",
+            step.step,
+            cell(step.alpha),
+            cell(step.loss),
+            step.train_loss
+        );
+    }
+    if let Some(limit) = &report.limit {
+        let _ = writeln!(
+            out,
+            "limit,{},{},{}",
+            limit.alpha,
+            cell(limit.loss),
+            limit.train_loss
+        );
+    }
+    out
+}
+
+/// Renders the report in `format`.
+pub fn render(report: &KrrReport, format: Format) -> String {
+    match format {
+        Format::Table => table(report),
+        Format::Json => json(report),
+        Format::Csv => csv(report),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_keep_five_decimals_or_switch_to_scientific() {
+        assert_eq!(number(0.164773424), "0.16477");
+        assert_eq!(number(0.0), "0.00000");
+        assert_eq!(number(1.5e-7), "1.5000e-7");
+        assert_eq!(number(123456.0), "1.2346e5");
+    }
+}

@@ -1,0 +1,360 @@
+//! `sd-cli` as a user runs it: the output formats, the figures, and one readable error line with
+//! exit code 2 for every kind of bad input.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn sd_cli(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_sd-cli"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("sd-cli runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8(output.stdout.clone()).unwrap()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8(output.stderr.clone()).unwrap()
+}
+
+/// Runs and expects failure: exit code 2, no panic, exactly one line on stderr starting `error: `.
+fn error_line(args: &[&str]) -> String {
+    let output = sd_cli(args);
+    let err = stderr(&output);
+    assert_eq!(output.status.code(), Some(2), "{args:?}: {err}");
+    assert!(!err.contains("panicked"), "{args:?}: {err}");
+    assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    assert!(err.starts_with("error: "), "{args:?}: {err}");
+    assert!(stdout(&output).is_empty(), "{args:?}");
+    err.trim_end().to_string()
+}
+
+fn write(dir: &Path, name: &str, contents: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, contents).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn the_readme_command_prints_the_original_table() {
+    let output = sd_cli(&["krr", "--alpha", "0.25"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let table = stdout(&output);
+    // The original notebook's alpha = 0.25 losses, step by step, then the limit.
+    let losses: Vec<&str> = table
+        .lines()
+        .filter(|l| {
+            l.trim_start().starts_with(|c: char| c.is_ascii_digit()) || l.starts_with("limit")
+        })
+        .map(|l| l.split_whitespace().nth(2).unwrap())
+        .collect();
+    assert_eq!(
+        losses,
+        [
+            "0.16477", "0.15309", "0.14958", "0.14903", "0.14946", "0.15011", "0.15250"
+        ]
+    );
+    assert!(
+        stderr(&output).is_empty(),
+        "quiet by default: {}",
+        stderr(&output)
+    );
+}
+
+#[test]
+fn json_holds_every_documented_field() {
+    let output = sd_cli(&["krr", "--alpha", "0", "--format", "json"]);
+    assert!(output.status.success());
+    let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(json["alpha"], 0.0);
+    assert_eq!(json["gamma"], 80.0);
+    assert_eq!(json["lambda"], 0.2);
+    assert_eq!(json["kernel"], "rbf");
+    assert_eq!(json["n_train"], 11);
+    assert_eq!(json["solver"], "eigen");
+    let steps = json["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 6);
+    assert_eq!(steps[0]["step"], 1);
+    assert!(steps[0]["alpha"].is_null());
+    assert_eq!(steps[1]["alpha"], 0.0);
+    assert_eq!(
+        format!("{:.5}", steps[5]["loss"].as_f64().unwrap()),
+        "0.18251"
+    );
+    assert_eq!(steps[3]["b_diag"].as_array().unwrap().len(), 11);
+    assert_eq!(
+        format!("{:.5}", json["limit"]["loss"].as_f64().unwrap()),
+        "0.49505"
+    );
+    assert!(
+        json["limit"]["b_diag"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b == 0.0)
+    );
+    let eigenvalues: Vec<f64> = json["eigenvalues"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert!(eigenvalues.windows(2).all(|w| w[0] >= w[1]));
+
+    let auto = sd_cli(&[
+        "krr",
+        "--alpha",
+        "auto",
+        "--clamp-alpha",
+        "--format",
+        "json",
+    ]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&auto)).unwrap();
+    assert_eq!(json["alpha"], "auto");
+    assert_eq!(json["clamp_alpha"], true);
+    let step2 = &json["steps"][1];
+    // The unclamped optimum at step 2 is negative on the toy data; clamping takes it to 0.
+    assert!(step2["optimal_alpha"].as_f64().unwrap() < 0.0);
+    assert_eq!(step2["alpha"], 0.0);
+}
+
+#[test]
+fn csv_and_the_cholesky_route() {
+    let output = sd_cli(&["krr", "--alpha", "0.35", "--format", "csv"]);
+    let csv = stdout(&output);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "step,alpha,loss,train_loss");
+    assert!(lines[1].starts_with("1,,0.16477"));
+    assert!(lines[7].starts_with("limit,0.35,0.14958"));
+    let json = sd_cli(&["krr", "--format", "json", "--solver", "cholesky"]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
+    assert_eq!(json["solver"], "cholesky");
+    assert!(json["eigenvalues"].is_null() && json["steps"][0]["b_diag"].is_null());
+}
+
+#[test]
+fn plot_writes_png_and_svg_figures() {
+    let dir = tempfile::tempdir().unwrap();
+    let figures = dir.path().join("figures");
+    let output = sd_cli(&["krr", "--plot", figures.to_str().unwrap()]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    for name in ["fit", "b_diag", "ratios"] {
+        let png = std::fs::read(figures.join(format!("{name}.png"))).unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        let svg = std::fs::read_to_string(figures.join(format!("{name}.svg"))).unwrap();
+        assert!(svg.starts_with("<svg") && svg.contains("</svg>"));
+    }
+    let fit = std::fs::read_to_string(figures.join("fit.svg")).unwrap();
+    for label in ["f₁", "f₆", "f∞", "training data"] {
+        assert!(fit.contains(label), "legend entry {label}");
+    }
+    assert_eq!(
+        std::fs::read_dir(&figures).unwrap().count(),
+        6,
+        "no temporary files left"
+    );
+}
+
+#[test]
+fn user_data_with_a_held_out_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut train = String::from("x1,x2,target\n");
+    let mut test = String::from("target,x2,x1\n");
+    for i in 0..60 {
+        let (a, b) = (i as f64 / 60.0, ((i * 7) % 60) as f64 / 60.0);
+        let noise = if i % 2 == 0 { 0.05 } else { -0.05 };
+        train.push_str(&format!("{a},{b},{}\n", (3.0 * a + b).sin() + noise));
+        let (c, d) = (a + 0.5 / 60.0, b);
+        test.push_str(&format!("{},{d},{c}\n", (3.0 * c + d).sin()));
+    }
+    let train = write(dir.path(), "train.csv", &train);
+    let test = write(dir.path(), "test.csv", &test);
+    let figures = dir.path().join("figures");
+    let output = sd_cli(&[
+        "krr",
+        "--data",
+        &train,
+        "--test",
+        &test,
+        "--alpha",
+        "auto",
+        "--gamma",
+        "2",
+        "--lambda",
+        "0.01",
+        "--steps",
+        "4",
+        "--format",
+        "json",
+        "--plot",
+        figures.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert_eq!(json["n_train"], 60);
+    assert_eq!(json["n_features"], 2);
+    assert_eq!(json["targets"][0], "target");
+    let losses: Vec<f64> = json["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["loss"].as_f64().unwrap())
+        .collect();
+    // The optimum of each step is never worse than keeping the first fit (alpha = 1).
+    assert!(losses.iter().all(|&l| l <= losses[0] + 1e-12), "{losses:?}");
+    // Two features: no fit figure (with a warning), but the spectrum figures.
+    assert!(stderr(&output).contains("fit figure needs exactly one feature"));
+    assert!(figures.join("b_diag.png").exists() && !figures.join("fit.png").exists());
+
+    // Without a reference there is no loss, and auto is refused.
+    let output = sd_cli(&[
+        "krr", "--data", &train, "--alpha", "0.5", "--format", "json",
+    ]);
+    let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    assert!(json["steps"][1]["loss"].is_null());
+    assert!(json["steps"][1]["train_loss"].as_f64().unwrap() > 0.0);
+    let err = error_line(&["krr", "--data", &train, "--alpha", "auto"]);
+    assert!(
+        err.contains("--alpha auto needs reference data: pass --test FILE"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_flags_give_one_line_and_exit_2() {
+    let cases: [(&[&str], &str); 12] = [
+        (
+            &["krr", "--alpha", "1.5"],
+            "alpha must be a number in [0, 1] or 'auto'",
+        ),
+        (
+            &["krr", "--alpha", "-0.1"],
+            "alpha must be a number in [0, 1] or 'auto'",
+        ),
+        (
+            &["krr", "--gamma", "0"],
+            "'--gamma <GAMMA>': must be a finite number > 0",
+        ),
+        (
+            &["krr", "--lambda", "-1"],
+            "'--lambda <LAMBDA>': must be a finite number > 0",
+        ),
+        (&["krr", "--lambda", "nan"], "must be a finite number > 0"),
+        (&["krr", "--steps", "0"], "'--steps <STEPS>'"),
+        (
+            &["krr", "--alpa", "0.2"],
+            "tip: a similar argument exists: '--alpha'",
+        ),
+        (
+            &["krr", "--kernel", "cubic"],
+            "invalid value 'cubic' for '--kernel <KERNEL>'",
+        ),
+        (
+            &["krr", "--kernel", "linear", "--gamma", "2"],
+            "--gamma does not apply to --kernel linear",
+        ),
+        (
+            &["krr", "--degree", "2"],
+            "--degree applies to --kernel poly only",
+        ),
+        (
+            &["krr", "--clamp-alpha"],
+            "--clamp-alpha applies to --alpha auto only",
+        ),
+        (&["krr", "--test", "t.csv"], "--data"),
+    ];
+    for (args, expected) in cases {
+        let err = error_line(args);
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn bad_files_name_the_file_line_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = write(dir.path(), "good.csv", "x,y\n0,1\n0.5,2\n1,3\n");
+    let cases = [
+        (
+            "text.csv",
+            "x,y\n0,1\n0.5,two\n",
+            "text.csv:3:2: 'two' is not a number (column 'y')",
+        ),
+        (
+            "ragged.csv",
+            "x,y\n0,1\n0.5\n",
+            "ragged.csv:3: 1 fields, but the header has 2",
+        ),
+        (
+            "nan.csv",
+            "x,y\n0,NaN\n",
+            "nan.csv:2:2: 'NaN' is not finite (column 'y')",
+        ),
+        (
+            "inf.csv",
+            "x,y\n-inf,1\n",
+            "inf.csv:2:1: '-inf' is not finite (column 'x')",
+        ),
+        (
+            "empty.csv",
+            "",
+            "empty.csv: empty file, expected a header row naming the columns",
+        ),
+        (
+            "header.csv",
+            "x,y\n",
+            "header.csv: no data rows after the header",
+        ),
+    ];
+    for (name, contents, expected) in cases {
+        let path = write(dir.path(), name, contents);
+        let err = error_line(&["krr", "--data", &path]);
+        assert!(err.ends_with(expected), "{err}");
+        assert!(err.contains(&path), "names the file: {err}");
+    }
+    let err = error_line(&["krr", "--data", &good, "--target", "z"]);
+    assert!(
+        err.ends_with("no column named 'z' (columns: x, y)"),
+        "{err}"
+    );
+    let missing = dir.path().join("missing.csv");
+    let err = error_line(&["krr", "--data", missing.to_str().unwrap()]);
+    assert!(err.contains("missing.csv: No such file"), "{err}");
+    let wide = write(dir.path(), "wide.csv", "x,w,y\n0,0,1\n");
+    let err = error_line(&["krr", "--data", &good, "--test", &wide]);
+    assert!(
+        err.ends_with("has 2 feature columns (x, w), but the training data has 1 (x)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn problems_too_large_for_memory_are_refused_before_allocating() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut csv = String::with_capacity(2_000_000);
+    csv.push_str("x,y\n");
+    for i in 0..150_000 {
+        csv.push_str(&format!("{},{}\n", i % 1000, i % 7));
+    }
+    let path = write(dir.path(), "big.csv", &csv);
+    let err = error_line(&["krr", "--data", &path, "--solver", "cholesky"]);
+    // 3 matrices of 150000^2 f64: 503 GiB.
+    assert!(
+        err.starts_with("error: problem too large: 150000 training points need about 514985 MiB"),
+        "{err}"
+    );
+}
+
+#[test]
+fn help_and_version() {
+    let help = sd_cli(&["krr", "--help"]);
+    assert!(help.status.success());
+    assert!(stdout(&help).contains("--alpha <ALPHA>"));
+    let bare = sd_cli(&[]);
+    assert_eq!(bare.status.code(), Some(2));
+    assert!(stderr(&bare).contains("Usage:"));
+    let version = sd_cli(&["--version"]);
+    assert!(stdout(&version).starts_with("sd-cli "));
+}

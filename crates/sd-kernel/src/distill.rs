@@ -1,0 +1,498 @@
+//! Iterative self-distillation of kernel ridge regression with weighted ground-truth targets.
+
+use faer::{Mat, MatRef};
+
+use crate::error::{Error, Result};
+use crate::factor::{Cholesky, Eigen, Fit, product};
+use crate::kernel::{Kernel, cross_gram_matrix, gram_matrix};
+use crate::memory;
+use crate::spectral;
+
+/// How the kernel matrix is factorised once for all steps.
+///
+/// Measured on a 2-core AVX-512 machine at `n = 4000` (docs/benchmarks.md): a Cholesky factor takes
+/// about 0.3 s, the eigendecomposition about 5 s. One run (one alpha, its steps and its limit) is
+/// cheapest with [`Route::Cholesky`]; the eigendecomposition pays off when the spectrum is wanted
+/// (`B` diagonals, eigenvalues) or for many ridges (each limit is a new ridge, about 15 or more).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Route {
+    /// `K + lambda I = L L^T`: two triangular solves per step, one more factor per limit.
+    Cholesky,
+    /// `K = V D V^T`: `O(n^2)` per step and per limit, and the spectrum.
+    Eigen,
+}
+
+impl Route {
+    /// The cheaper route for a workload: [`Route::Eigen`] when the spectrum is needed or when the
+    /// work needs more distinct ridges (each limit with `0 < alpha < 1` is one) than
+    /// [`EIGEN_BREAK_EVEN_RIDGES`]; [`Route::Cholesky`] otherwise.
+    pub fn recommended(need_spectrum: bool, distinct_ridges: usize) -> Self {
+        if need_spectrum || distinct_ridges > EIGEN_BREAK_EVEN_RIDGES {
+            Route::Eigen
+        } else {
+            Route::Cholesky
+        }
+    }
+
+    /// Dense `n x n` matrices alive at the route's peak: `K`, the factor and one more factor for a
+    /// limit (Cholesky); `K` (tridiagonalised in place), the eigenvectors and divide and conquer's
+    /// two buffers (Eigen).
+    pub fn peak_matrices(self) -> usize {
+        match self {
+            Route::Cholesky => 3,
+            Route::Eigen => 4,
+        }
+    }
+}
+
+/// Roughly how many Cholesky factorisations one eigendecomposition costs (measured, n = 1000 to
+/// 4000, 2 threads: 15 to 17); past this many ridges [`Route::recommended`] picks the eigen route.
+pub const EIGEN_BREAK_EVEN_RIDGES: usize = 15;
+
+/// Which ground-truth weight each distillation step uses.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Schedule {
+    /// The same `alpha` in `[0, 1]` at every step.
+    Constant(f64),
+    /// `alphas[t - 1]` at step `t`; at least as many entries as steps. `alphas[0]` belongs to step
+    /// 1, which has no teacher and so no use for it (it is still checked to lie in `[0, 1]`).
+    PerStep(Vec<f64>),
+    /// The optimal alpha of each step against reference targets (Algorithm 1 of the paper's NeurIPS
+    /// version), chosen greedily, step after step.
+    Optimal(OptimalAlpha),
+}
+
+/// Reference data for [`Schedule::Optimal`]: inputs where the truth is known (held-out data, or a
+/// grid on which the true function is known) and the targets there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OptimalAlpha {
+    /// Reference inputs, `r x d`.
+    pub x: Mat<f64>,
+    /// Reference targets, `r x m`.
+    pub targets: Mat<f64>,
+    /// Clamp each optimum into `[0, 1]`. Off, the optimum is used as it is, even outside.
+    pub clamp: bool,
+}
+
+/// One distillation step's result.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// 1-based step number; step 1 is plain kernel ridge regression.
+    pub step: usize,
+    /// The ground-truth weight of this step's targets `alpha * y + (1 - alpha) * yhat(t-1)`;
+    /// `None` at step 1, which fits `y` alone.
+    pub alpha: Option<f64>,
+    /// The unclamped optimum when the schedule is [`Schedule::Optimal`] (equal to `alpha` unless
+    /// clamping changed it).
+    pub optimal_alpha: Option<f64>,
+    /// Dual coefficients and fitted values.
+    pub fit: Fit,
+    /// The diagonal of `B(t)`, in the order of the eigenvalues (descending); eigen route only.
+    pub b_diag: Option<Vec<f64>>,
+}
+
+/// The limit of a constant-`alpha` run: kernel ridge regression with ridge `lambda / alpha`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limit {
+    /// The ground-truth weight.
+    pub alpha: f64,
+    /// `lambda / alpha`; infinite at `alpha = 0`, where the limit is the zero function.
+    pub ridge: f64,
+    /// Dual coefficients and fitted values.
+    pub fit: Fit,
+    /// The diagonal of `B(inf) = D (D + (lambda / alpha) I)^-1`; eigen route only.
+    pub b_diag: Option<Vec<f64>>,
+}
+
+#[derive(Debug)]
+enum Solver {
+    Cholesky(Cholesky),
+    Eigen(Eigen),
+}
+
+impl Solver {
+    fn fit(&self, targets: MatRef<'_, f64>) -> Fit {
+        match self {
+            Solver::Cholesky(solver) => solver.fit(targets),
+            Solver::Eigen(solver) => solver.fit(targets),
+        }
+    }
+
+    fn fit_with_ridge(&self, ridge: f64, targets: MatRef<'_, f64>) -> Result<Fit> {
+        match self {
+            Solver::Cholesky(solver) => solver.fit_with_ridge(ridge, targets),
+            Solver::Eigen(solver) => Ok(solver.fit_with_ridge(ridge, targets)),
+        }
+    }
+}
+
+/// A kernel ridge regression problem with its kernel matrix factorised once, ready for any number
+/// of distillation runs, limits and predictions.
+///
+/// The model: training inputs `X` (`n x d`), targets `Y` (`n x m`), a [`Kernel`], ridge
+/// `lambda > 0`. Step 1 fits `c(1) = (K + lambda I)^-1 Y`; step `t >= 2` fits the same kernel ridge
+/// regression to `alpha_t * Y + (1 - alpha_t) * Yhat(t-1)`, where `Yhat(t-1) = K c(t-1)` are the
+/// previous step's predictions at the training inputs.
+#[derive(Debug)]
+pub struct SelfDistillation<K> {
+    kernel: K,
+    x: Mat<f64>,
+    y: Mat<f64>,
+    lambda: f64,
+    solver: Solver,
+}
+
+fn check_finite(what: &'static str, m: MatRef<'_, f64>) -> Result<()> {
+    for column in 0..m.ncols() {
+        for (row, &value) in m.col(column).iter().enumerate() {
+            if !value.is_finite() {
+                return Err(Error::NonFinite {
+                    what,
+                    row,
+                    column,
+                    value,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_alpha(alpha: f64, step: Option<usize>) -> Result<f64> {
+    if alpha.is_finite() && (0.0..=1.0).contains(&alpha) {
+        Ok(alpha)
+    } else {
+        Err(Error::InvalidAlpha { alpha, step })
+    }
+}
+
+/// `<r - u0, u1 - u0> / |u1 - u0|^2`, the `alpha` minimising `|r - (alpha u1 + (1 - alpha) u0)|^2`;
+/// 1 when `u1 == u0` (every alpha then gives the same fit, and 1 is the first fit's own).
+pub fn optimal_alpha(r: MatRef<'_, f64>, u1: MatRef<'_, f64>, u0: MatRef<'_, f64>) -> f64 {
+    let (mut numerator, mut denominator) = (0.0, 0.0);
+    for j in 0..r.ncols() {
+        for i in 0..r.nrows() {
+            let direction = u1[(i, j)] - u0[(i, j)];
+            numerator += (r[(i, j)] - u0[(i, j)]) * direction;
+            denominator += direction * direction;
+        }
+    }
+    if denominator > 0.0 {
+        numerator / denominator
+    } else {
+        1.0
+    }
+}
+
+impl<K: Kernel> SelfDistillation<K> {
+    /// Builds the kernel matrix of `x` and factorises it along `route`.
+    ///
+    /// Checks shapes (`x` is `n x d`, `y` is `n x m`, `n, d, m >= 1`), that every entry is finite,
+    /// that `lambda` is finite and positive, and, before allocating, that the route's peak
+    /// ([`Route::peak_matrices`] matrices of `8 n^2` bytes) fits in the memory the system reports
+    /// available.
+    pub fn new(
+        kernel: K,
+        x: MatRef<'_, f64>,
+        y: MatRef<'_, f64>,
+        lambda: f64,
+        route: Route,
+    ) -> Result<Self> {
+        if !(lambda.is_finite() && lambda > 0.0) {
+            return Err(Error::InvalidLambda(lambda));
+        }
+        let n = x.nrows();
+        if n == 0 {
+            return Err(Error::NoTrainingPoints);
+        }
+        if x.ncols() == 0 {
+            return Err(Error::NoColumns { what: "x" });
+        }
+        if y.ncols() == 0 {
+            return Err(Error::NoColumns { what: "y" });
+        }
+        if y.nrows() != n {
+            return Err(Error::ShapeMismatch {
+                what: "y",
+                dimension: "rows",
+                expected: n,
+                found: y.nrows(),
+            });
+        }
+        check_finite("x", x)?;
+        check_finite("y", y)?;
+        memory::check_fits(n, route.peak_matrices(), memory::available_bytes())?;
+        let gram = gram_matrix(&kernel, x);
+        let solver = match route {
+            Route::Cholesky => Solver::Cholesky(Cholesky::new(gram, lambda)?),
+            Route::Eigen => Solver::Eigen(Eigen::new(gram, lambda)?),
+        };
+        Ok(Self {
+            kernel,
+            x: x.to_owned(),
+            y: y.to_owned(),
+            lambda,
+            solver,
+        })
+    }
+
+    /// The route this problem was factorised along.
+    pub fn route(&self) -> Route {
+        match self.solver {
+            Solver::Cholesky(_) => Route::Cholesky,
+            Solver::Eigen(_) => Route::Eigen,
+        }
+    }
+
+    /// The kernel.
+    pub fn kernel(&self) -> &K {
+        &self.kernel
+    }
+
+    /// The ridge `lambda`.
+    pub fn lambda(&self) -> f64 {
+        self.lambda
+    }
+
+    /// Training points `n`.
+    pub fn n_train(&self) -> usize {
+        self.x.nrows()
+    }
+
+    /// Input dimension `d`.
+    pub fn n_features(&self) -> usize {
+        self.x.ncols()
+    }
+
+    /// Number of target columns `m`.
+    pub fn n_outputs(&self) -> usize {
+        self.y.ncols()
+    }
+
+    /// Training inputs, `n x d`.
+    pub fn x(&self) -> MatRef<'_, f64> {
+        self.x.as_ref()
+    }
+
+    /// Training targets, `n x m`.
+    pub fn y(&self) -> MatRef<'_, f64> {
+        self.y.as_ref()
+    }
+
+    /// The eigenvalues of `K`, descending and clamped at zero (eigen route only).
+    pub fn eigenvalues(&self) -> Option<&[f64]> {
+        match &self.solver {
+            Solver::Eigen(eigen) => Some(eigen.eigenvalues()),
+            Solver::Cholesky(_) => None,
+        }
+    }
+
+    /// Plain kernel ridge regression on `y`: step 1 of every run.
+    pub fn first_fit(&self) -> Fit {
+        self.solver.fit(self.y.as_ref())
+    }
+
+    /// Runs `steps` distillation steps with the given schedule.
+    ///
+    /// Step 1 is [`Self::first_fit`]. With [`Schedule::Optimal`], step `t >= 2` trains the
+    /// `alpha = 0` student `f0(t)` of the step `t - 1` teacher; since a fit is linear in its
+    /// targets, the step-`t` fit is `alpha * f(1) + (1 - alpha) * f0(t)` and the best `alpha` against
+    /// the reference is [`optimal_alpha`] of the two evaluated at the reference inputs.
+    pub fn distill(&self, schedule: &Schedule, steps: usize) -> Result<Vec<Step>> {
+        if steps == 0 {
+            return Err(Error::ZeroSteps);
+        }
+        let reference = match schedule {
+            Schedule::Constant(alpha) => {
+                check_alpha(*alpha, Some(1))?;
+                None
+            }
+            Schedule::PerStep(alphas) => {
+                if alphas.len() < steps {
+                    return Err(Error::ScheduleTooShort {
+                        found: alphas.len(),
+                        steps,
+                    });
+                }
+                for (index, &alpha) in alphas.iter().take(steps).enumerate() {
+                    check_alpha(alpha, Some(index + 1))?;
+                }
+                None
+            }
+            Schedule::Optimal(optimal) => Some(self.reference(optimal)?),
+        };
+
+        let spectrum = self
+            .eigenvalues()
+            .map(|d| spectral::shrinkage(d, self.lambda));
+        let first = self.first_fit();
+        // The first fit at the reference inputs, u1 of every step.
+        let first_at_reference = reference
+            .as_ref()
+            .map(|(evaluator, _)| evaluator.predict(first.dual_coef.as_ref()));
+        let mut result = vec![Step {
+            step: 1,
+            alpha: None,
+            optimal_alpha: None,
+            b_diag: spectrum.clone(),
+            fit: first.clone(),
+        }];
+        for step in 2..=steps {
+            let previous = result.last().expect("step 1 is always there");
+            let (alpha, optimal, fit) = match (schedule, &reference) {
+                (Schedule::Optimal(optimal), Some((evaluator, targets))) => {
+                    let student = self.solver.fit(previous.fit.fitted.as_ref());
+                    let u0 = evaluator.predict(student.dual_coef.as_ref());
+                    let u1 = first_at_reference.as_ref().expect("set with the reference");
+                    let best = optimal_alpha(targets.as_ref(), u1.as_ref(), u0.as_ref());
+                    let alpha = if optimal.clamp {
+                        best.clamp(0.0, 1.0)
+                    } else {
+                        best
+                    };
+                    (alpha, Some(best), Fit::affine(alpha, &first, &student))
+                }
+                _ => {
+                    let alpha = match schedule {
+                        Schedule::PerStep(alphas) => alphas[step - 1],
+                        Schedule::Constant(alpha) => *alpha,
+                        Schedule::Optimal(_) => {
+                            unreachable!("the optimal schedule has a reference")
+                        }
+                    };
+                    let fitted = &previous.fit.fitted;
+                    let targets = Mat::from_fn(self.y.nrows(), self.y.ncols(), |i, j| {
+                        alpha * self.y[(i, j)] + (1.0 - alpha) * fitted[(i, j)]
+                    });
+                    (alpha, None, self.solver.fit(targets.as_ref()))
+                }
+            };
+            let b_diag = match (&spectrum, &previous.b_diag) {
+                (Some(a), Some(b)) => Some(spectral::next_b_diag(a, b, alpha)),
+                _ => None,
+            };
+            result.push(Step {
+                step,
+                alpha: Some(alpha),
+                optimal_alpha: optimal,
+                fit,
+                b_diag,
+            });
+        }
+        Ok(result)
+    }
+
+    /// The limit of distillation with a constant `alpha` in `[0, 1]`: kernel ridge regression with
+    /// ridge `lambda / alpha`, the zero function at `alpha = 0`. On the Cholesky route this is one
+    /// more factorisation (none at `alpha` 0 or 1).
+    pub fn limit(&self, alpha: f64) -> Result<Limit> {
+        check_alpha(alpha, None)?;
+        let b_diag = self
+            .eigenvalues()
+            .map(|d| spectral::limit_b_diag(d, self.lambda, alpha));
+        let (ridge, fit) = if alpha == 0.0 {
+            (f64::INFINITY, Fit::zeros(self.n_train(), self.n_outputs()))
+        } else {
+            let ridge = self.lambda / alpha;
+            (ridge, self.solver.fit_with_ridge(ridge, self.y.as_ref())?)
+        };
+        Ok(Limit {
+            alpha,
+            ridge,
+            fit,
+            b_diag,
+        })
+    }
+
+    /// An [`Evaluator`] for predictions at new inputs `x_new` (`r x d`): builds the `r x n` cross
+    /// kernel matrix once, for any number of fits.
+    pub fn at(&self, x_new: MatRef<'_, f64>) -> Result<Evaluator> {
+        if x_new.ncols() != self.n_features() {
+            return Err(Error::ShapeMismatch {
+                what: "new inputs",
+                dimension: "columns",
+                expected: self.n_features(),
+                found: x_new.ncols(),
+            });
+        }
+        check_finite("new inputs", x_new)?;
+        Ok(Evaluator {
+            cross: cross_gram_matrix(&self.kernel, x_new, self.x.as_ref()),
+        })
+    }
+
+    /// Validates the reference of an optimal-alpha schedule and refuses the training data itself.
+    fn reference(&self, optimal: &OptimalAlpha) -> Result<(Evaluator, Mat<f64>)> {
+        if optimal.targets.nrows() != optimal.x.nrows() {
+            return Err(Error::ShapeMismatch {
+                what: "reference targets",
+                dimension: "rows",
+                expected: optimal.x.nrows(),
+                found: optimal.targets.nrows(),
+            });
+        }
+        if optimal.targets.ncols() != self.n_outputs() {
+            return Err(Error::ShapeMismatch {
+                what: "reference targets",
+                dimension: "columns",
+                expected: self.n_outputs(),
+                found: optimal.targets.ncols(),
+            });
+        }
+        if optimal.x.nrows() == 0 {
+            return Err(Error::EmptyReference);
+        }
+        check_finite("reference targets", optimal.targets.as_ref())?;
+        if optimal.x == self.x && optimal.targets == self.y {
+            return Err(Error::ReferenceIsTrainingData);
+        }
+        Ok((self.at(optimal.x.as_ref())?, optimal.targets.clone()))
+    }
+}
+
+/// Predictions at fixed new inputs: holds their cross kernel matrix `k(x_new_i, x_j)`, `r x n`.
+#[derive(Debug, Clone)]
+pub struct Evaluator {
+    cross: Mat<f64>,
+}
+
+impl Evaluator {
+    /// `f(x_new) = K(x_new, X) c` for dual coefficients `c` (`n x m`): `r x m`.
+    ///
+    /// # Panics
+    /// If `dual_coef` does not have `n` rows.
+    pub fn predict(&self, dual_coef: MatRef<'_, f64>) -> Mat<f64> {
+        assert_eq!(
+            dual_coef.nrows(),
+            self.cross.ncols(),
+            "dual coefficients of another problem"
+        );
+        product(self.cross.as_ref(), dual_coef)
+    }
+
+    /// The cross kernel matrix, `r x n`.
+    pub fn cross_gram(&self) -> MatRef<'_, f64> {
+        self.cross.as_ref()
+    }
+}
+
+/// Mean squared error over all entries of two matrices of the same shape.
+///
+/// # Panics
+/// If the shapes differ.
+pub fn mean_squared_error(prediction: MatRef<'_, f64>, target: MatRef<'_, f64>) -> f64 {
+    assert_eq!(
+        (prediction.nrows(), prediction.ncols()),
+        (target.nrows(), target.ncols()),
+        "shapes differ"
+    );
+    let count = prediction.nrows() * prediction.ncols();
+    let mut sum = 0.0;
+    for j in 0..prediction.ncols() {
+        for i in 0..prediction.nrows() {
+            let diff = prediction[(i, j)] - target[(i, j)];
+            sum += diff * diff;
+        }
+    }
+    sum / count as f64
+}

@@ -1,0 +1,360 @@
+//! The two factorisations of the kernel matrix that distillation steps reuse.
+//!
+//! Each step solves `(K + lambda I) c = z` for new targets `z` and needs the fitted values `K c`.
+//! - [`Cholesky`]: `K + lambda I = L L^T` once (`n^3 / 3` flops), then two triangular solves and one
+//!   product with `K` per step (`O(n^2)` each). A different ridge (the limit) needs a new factor.
+//! - [`Eigen`]: `K = V D V^T` once (about `9 n^3` flops, many times a Cholesky), then every ridge
+//!   costs `O(n^2)`: `c = V (D + ridge I)^-1 V^T z`, `K c = V D (D + ridge I)^-1 V^T z`. It also gives
+//!   the spectrum the paper's analysis needs.
+
+use faer::dyn_stack::{MemBuffer, MemStack, StackReq};
+use faer::linalg::cholesky::llt;
+use faer::linalg::evd::{self, tridiag};
+use faer::linalg::{householder, matmul::matmul, temp_mat_scratch};
+use faer::{Accum, Conj, Mat, MatRef, Par};
+
+use crate::error::{Error, Result};
+
+/// A fit to one set of targets: dual coefficients and fitted values at the training inputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fit {
+    /// Dual coefficients `c = (K + ridge I)^-1 z`, `n x m`: the prediction at a new point `x` is
+    /// `sum_i k(x, x_i) c_i`.
+    pub dual_coef: Mat<f64>,
+    /// Fitted values `K c` at the training inputs, `n x m`.
+    pub fitted: Mat<f64>,
+}
+
+impl Fit {
+    /// The all-zero fit (the limit of distillation without ground truth, `alpha = 0`).
+    pub(crate) fn zeros(n: usize, m: usize) -> Self {
+        Self {
+            dual_coef: Mat::zeros(n, m),
+            fitted: Mat::zeros(n, m),
+        }
+    }
+
+    /// `weight * first + (1 - weight) * second`: fits are linear in their targets.
+    pub(crate) fn affine(weight: f64, first: &Fit, second: &Fit) -> Self {
+        let mix = |a: &Mat<f64>, b: &Mat<f64>| {
+            Mat::from_fn(a.nrows(), a.ncols(), |i, j| {
+                weight * a[(i, j)] + (1.0 - weight) * b[(i, j)]
+            })
+        };
+        Self {
+            dual_coef: mix(&first.dual_coef, &second.dual_coef),
+            fitted: mix(&first.fitted, &second.fitted),
+        }
+    }
+}
+
+fn par() -> Par {
+    faer::get_global_parallelism()
+}
+
+/// `lhs * rhs` into a new matrix, in parallel.
+pub(crate) fn product(lhs: MatRef<'_, f64>, rhs: MatRef<'_, f64>) -> Mat<f64> {
+    let mut out = Mat::zeros(lhs.nrows(), rhs.ncols());
+    matmul(out.as_mut(), Accum::Replace, lhs, rhs, 1.0, par());
+    out
+}
+
+/// Factor `matrix + ridge I` in place (lower triangle), `matrix` holding a copy of `K`.
+fn cholesky_in_place(matrix: &mut Mat<f64>, ridge: f64) -> Result<()> {
+    let n = matrix.nrows();
+    for i in 0..n {
+        matrix[(i, i)] += ridge;
+    }
+    let par = par();
+    let mut memory = MemBuffer::new(llt::factor::cholesky_in_place_scratch::<f64>(
+        n,
+        par,
+        Default::default(),
+    ));
+    llt::factor::cholesky_in_place(
+        matrix.as_mut(),
+        Default::default(),
+        par,
+        MemStack::new(&mut memory),
+        Default::default(),
+    )
+    .map_err(|llt::factor::LltError::NonPositivePivot { index }| {
+        Error::NotPositiveDefinite {
+            ridge,
+            pivot: index,
+        }
+    })?;
+    Ok(())
+}
+
+fn cholesky_solve(lower: MatRef<'_, f64>, targets: MatRef<'_, f64>) -> Mat<f64> {
+    let mut solution = targets.to_owned();
+    let mut no_memory = MemBuffer::new(StackReq::EMPTY);
+    llt::solve::solve_in_place(
+        lower,
+        solution.as_mut(),
+        par(),
+        MemStack::new(&mut no_memory),
+    );
+    solution
+}
+
+/// `K` and the Cholesky factor of `K + lambda I`.
+#[derive(Debug)]
+pub(crate) struct Cholesky {
+    gram: Mat<f64>,
+    lower: Mat<f64>,
+    lambda: f64,
+}
+
+impl Cholesky {
+    pub(crate) fn new(gram: Mat<f64>, lambda: f64) -> Result<Self> {
+        let mut lower = gram.clone();
+        cholesky_in_place(&mut lower, lambda)?;
+        Ok(Self {
+            gram,
+            lower,
+            lambda,
+        })
+    }
+
+    /// The fit to `targets` with ridge `lambda`.
+    pub(crate) fn fit(&self, targets: MatRef<'_, f64>) -> Fit {
+        let dual_coef = cholesky_solve(self.lower.as_ref(), targets);
+        let fitted = product(self.gram.as_ref(), dual_coef.as_ref());
+        Fit { dual_coef, fitted }
+    }
+
+    /// The fit to `targets` with another ridge: one more factorisation.
+    pub(crate) fn fit_with_ridge(&self, ridge: f64, targets: MatRef<'_, f64>) -> Result<Fit> {
+        if ridge == self.lambda {
+            return Ok(self.fit(targets));
+        }
+        let mut lower = self.gram.clone();
+        cholesky_in_place(&mut lower, ridge)?;
+        let dual_coef = cholesky_solve(lower.as_ref(), targets);
+        drop(lower);
+        let fitted = product(self.gram.as_ref(), dual_coef.as_ref());
+        Ok(Fit { dual_coef, fitted })
+    }
+}
+
+/// `K = V D V^T` with the eigenvalues sorted descending and clamped at zero.
+#[derive(Debug)]
+pub(crate) struct Eigen {
+    /// Descending, `>= 0`.
+    eigenvalues: Vec<f64>,
+    /// Column `k` is the eigenvector of `eigenvalues[k]`.
+    vectors: Mat<f64>,
+    lambda: f64,
+}
+
+/// Negative eigenvalues down to `-EIGENVALUE_TOLERANCE * n * eps * d_max` are rounding and are set
+/// to zero; anything more negative means the kernel matrix is indefinite. Building `K` rounds each
+/// entry by `eps`, which moves eigenvalues by up to `n * eps * max |K_ij| <= n * eps * d_max`.
+pub const EIGENVALUE_TOLERANCE: f64 = 10.0;
+
+impl Eigen {
+    pub(crate) fn new(gram: Mat<f64>, lambda: f64) -> Result<Self> {
+        let n = gram.nrows();
+        let (mut eigenvalues, mut vectors) = symmetric_eigen_in_place(gram)?;
+        // faer sorts ascending; the paper (and R_k) reads them descending.
+        eigenvalues.reverse();
+        for j in 0..n / 2 {
+            let (mut left, mut right) = vectors.as_mut().split_at_col_mut(n - 1 - j);
+            for i in 0..n {
+                std::mem::swap(&mut left[(i, j)], &mut right[(i, 0)]);
+            }
+        }
+        let largest = eigenvalues.first().copied().unwrap_or(0.0).max(0.0);
+        let smallest = eigenvalues.last().copied().unwrap_or(0.0);
+        let tolerance = EIGENVALUE_TOLERANCE * n as f64 * f64::EPSILON * largest;
+        if smallest < -tolerance || !smallest.is_finite() || !largest.is_finite() {
+            return Err(Error::Indefinite {
+                min: smallest,
+                max: largest,
+                tolerance: -tolerance,
+            });
+        }
+        for d in &mut eigenvalues {
+            *d = d.max(0.0);
+        }
+        Ok(Self {
+            eigenvalues,
+            vectors,
+            lambda,
+        })
+    }
+
+    pub(crate) fn eigenvalues(&self) -> &[f64] {
+        &self.eigenvalues
+    }
+
+    pub(crate) fn fit(&self, targets: MatRef<'_, f64>) -> Fit {
+        self.fit_with_ridge(self.lambda, targets)
+    }
+
+    /// `c = V (D + ridge I)^-1 V^T z` and `K c = V D (D + ridge I)^-1 V^T z`, in two products.
+    pub(crate) fn fit_with_ridge(&self, ridge: f64, targets: MatRef<'_, f64>) -> Fit {
+        let (n, m) = (targets.nrows(), targets.ncols());
+        let projected = product(self.vectors.transpose(), targets);
+        let scaled = Mat::from_fn(n, 2 * m, |k, j| {
+            let d = self.eigenvalues[k];
+            if j < m {
+                projected[(k, j)] / (d + ridge)
+            } else {
+                projected[(k, j - m)] * d / (d + ridge)
+            }
+        });
+        let both = product(self.vectors.as_ref(), scaled.as_ref());
+        Fit {
+            dual_coef: both.subcols(0, m).to_owned(),
+            fitted: both.subcols(m, m).to_owned(),
+        }
+    }
+}
+
+/// Symmetric eigendecomposition that consumes `matrix` and tridiagonalises it in place.
+///
+/// faer's `self_adjoint_eigen` keeps the input and copies it into its workspace: with `K` alive, the
+/// peak is `K`, the copy, the eigenvectors and divide and conquer's two `n x n` buffers, `5 n^2`
+/// values. Working in `K`'s own storage brings that to `4 n^2`. The steps are faer's
+/// `self_adjoint_evd`: Householder tridiagonalisation, divide and conquer on the tridiagonal
+/// matrix, then the Householder reflections applied to its eigenvectors. Eigenvalues ascend.
+fn symmetric_eigen_in_place(mut matrix: Mat<f64>) -> Result<(Vec<f64>, Mat<f64>)> {
+    let n = matrix.nrows();
+    if n == 0 {
+        return Ok((Vec::new(), Mat::zeros(0, 0)));
+    }
+    if n == 1 {
+        return Ok((vec![matrix[(0, 0)]], Mat::from_fn(1, 1, |_, _| 1.0)));
+    }
+    let par = par();
+    let block = faer::linalg::qr::no_pivoting::factor::recommended_block_size::<f64>(n, n);
+    let mut householder_factor = Mat::<f64>::zeros(block, n - 1);
+    {
+        let mut memory = MemBuffer::new(tridiag::tridiag_in_place_scratch::<f64>(
+            n,
+            par,
+            Default::default(),
+        ));
+        tridiag::tridiag_in_place(
+            matrix.as_mut(),
+            householder_factor.as_mut(),
+            par,
+            MemStack::new(&mut memory),
+            Default::default(),
+        );
+    }
+    let diagonal = faer::Col::from_fn(n, |i| matrix[(i, i)]);
+    let subdiagonal = faer::Col::from_fn(n - 1, |i| matrix[(i + 1, i)]);
+    let mut eigenvalues = faer::diag::Diag::<f64>::zeros(n);
+    let mut vectors = Mat::<f64>::zeros(n, n);
+    {
+        // Divide and conquer needs two n x n buffers and a few vectors (faer's private
+        // `divide_and_conquer_scratch`); this over-allocates the small ones.
+        let scratch = StackReq::all_of(&[
+            temp_mat_scratch::<f64>(n, 1).array(16),
+            StackReq::new::<usize>(n).array(8),
+            temp_mat_scratch::<f64>(n, n).array(2),
+        ]);
+        let mut memory = MemBuffer::new(scratch);
+        evd::tridiagonal_self_adjoint_evd(
+            diagonal.as_ref().as_diagonal(),
+            subdiagonal.as_ref().as_diagonal(),
+            eigenvalues.as_mut(),
+            Some(vectors.as_mut()),
+            par,
+            MemStack::new(&mut memory),
+            Default::default(),
+        )
+        .map_err(|_| Error::NoConvergence)?;
+    }
+    {
+        let scratch = householder::apply_block_householder_sequence_on_the_left_in_place_scratch::<
+            f64,
+        >(n - 1, block, n);
+        let mut memory = MemBuffer::new(scratch);
+        householder::apply_block_householder_sequence_on_the_left_in_place_with_conj(
+            matrix.as_ref().submatrix(1, 0, n - 1, n - 1),
+            householder_factor.as_ref(),
+            Conj::No,
+            vectors.as_mut().subrows_mut(1, n - 1),
+            par,
+            MemStack::new(&mut memory),
+        );
+    }
+    drop(matrix);
+    let eigenvalues = (0..n).map(|i| eigenvalues[i]).collect();
+    Ok((eigenvalues, vectors))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use faer::Side;
+
+    fn symmetric(n: usize) -> Mat<f64> {
+        let a = Mat::from_fn(n, n, |i, j| ((i * 31 + j * 17) % 13) as f64 / 13.0 - 0.4);
+        product(a.as_ref(), a.transpose())
+    }
+
+    #[test]
+    fn in_place_eigendecomposition_matches_faer() {
+        // Sizes below and above faer's divide-and-conquer threshold (128).
+        for n in [2, 3, 40, 129, 300] {
+            let k = symmetric(n);
+            let (values, vectors) = symmetric_eigen_in_place(k.clone()).unwrap();
+            let reference = k.self_adjoint_eigen(Side::Lower).unwrap();
+            for (i, value) in values.iter().enumerate() {
+                let expected = reference.S()[i];
+                assert!(
+                    (value - expected).abs() <= 1e-10 * (1.0 + expected.abs()),
+                    "n={n}"
+                );
+            }
+            // V D V^T reconstructs K and V is orthogonal.
+            let scaled = Mat::from_fn(n, n, |i, j| vectors[(i, j)] * values[j]);
+            let rebuilt = product(scaled.as_ref(), vectors.transpose());
+            let gram = product(vectors.transpose(), vectors.as_ref());
+            let scale = values.iter().fold(1.0f64, |acc, v| acc.max(v.abs()));
+            for i in 0..n {
+                for j in 0..n {
+                    assert!(
+                        (rebuilt[(i, j)] - k[(i, j)]).abs() <= 1e-11 * scale,
+                        "n={n}"
+                    );
+                    let identity = if i == j { 1.0 } else { 0.0 };
+                    assert!((gram[(i, j)] - identity).abs() <= 1e-12, "n={n}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn eigen_sorts_descending_and_clamps_rounding() {
+        // Rank 1: all but one eigenvalue are zero up to rounding.
+        let x = Mat::from_fn(50, 1, |i, _| i as f64 / 50.0 + 0.1);
+        let k = product(x.as_ref(), x.transpose());
+        let eigen = Eigen::new(k, 0.1).unwrap();
+        let values = eigen.eigenvalues();
+        assert!(values.windows(2).all(|w| w[0] >= w[1]));
+        assert!(values.iter().all(|&d| d >= 0.0));
+        let expected: f64 = (0..50).map(|i| (i as f64 / 50.0 + 0.1).powi(2)).sum();
+        assert!((values[0] - expected).abs() < 1e-10 * expected);
+    }
+
+    #[test]
+    fn indefinite_matrices_are_refused() {
+        let mut k = Mat::<f64>::identity(3, 3);
+        k[(2, 2)] = -0.5;
+        assert!(matches!(
+            Eigen::new(k.clone(), 0.1),
+            Err(Error::Indefinite { .. })
+        ));
+        assert!(matches!(
+            Cholesky::new(k, 0.1),
+            Err(Error::NotPositiveDefinite { pivot: 2, .. })
+        ));
+    }
+}

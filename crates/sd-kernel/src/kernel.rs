@@ -1,0 +1,414 @@
+//! Kernels and their Gram matrices.
+//!
+//! A [`Kernel`] evaluates `k(a, b)` for two points of the same dimension. [`gram_matrix`] builds the
+//! symmetric `n x n` matrix `K[i, j] = k(x_i, x_j)` in parallel, and [`cross_gram_matrix`] the
+//! `m x n` matrix between new points and training points.
+
+use std::fmt;
+
+use faer::reborrow::Reborrow;
+use faer::{Mat, MatRef};
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+
+/// A positive semi-definite kernel `k(a, b)`.
+///
+/// Implementations must be symmetric (`k(a, b) == k(b, a)`); the Gram matrix is built from the upper
+/// triangle and mirrored, so it is exactly symmetric whatever the rounding of `eval`.
+pub trait Kernel: Send + Sync {
+    /// `k(a, b)` for two points given as slices of the same length `d`.
+    fn eval(&self, a: &[f64], b: &[f64]) -> f64;
+
+    /// Short lower-case name, as the command line spells it: `rbf`, `laplacian`, `linear`, `poly`.
+    fn name(&self) -> &'static str;
+}
+
+impl<K: Kernel + ?Sized> Kernel for &K {
+    fn eval(&self, a: &[f64], b: &[f64]) -> f64 {
+        (**self).eval(a, b)
+    }
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+}
+
+impl<K: Kernel + ?Sized> Kernel for Box<K> {
+    fn eval(&self, a: &[f64], b: &[f64]) -> f64 {
+        (**self).eval(a, b)
+    }
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+}
+
+fn positive(kernel: &'static str, parameter: &'static str, value: f64) -> Result<f64> {
+    if value.is_finite() && value > 0.0 {
+        Ok(value)
+    } else {
+        Err(Error::InvalidKernelParameter {
+            kernel,
+            parameter,
+            requirement: "finite and > 0",
+            value,
+        })
+    }
+}
+
+/// Gaussian (RBF) kernel `k(a, b) = exp(-gamma * |a - b|^2)`, with scikit-learn's `gamma`.
+///
+/// The squared distance is summed coordinate by coordinate (not as `|a|^2 + |b|^2 - 2 <a, b>`), so
+/// nearby points do not lose digits to cancellation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Rbf {
+    gamma: f64,
+}
+
+impl Rbf {
+    /// An RBF kernel; `gamma` must be finite and > 0.
+    pub fn new(gamma: f64) -> Result<Self> {
+        Ok(Self {
+            gamma: positive("rbf", "gamma", gamma)?,
+        })
+    }
+
+    /// The inverse squared length scale `gamma`.
+    pub fn gamma(&self) -> f64 {
+        self.gamma
+    }
+}
+
+impl Kernel for Rbf {
+    #[inline]
+    fn eval(&self, a: &[f64], b: &[f64]) -> f64 {
+        let squared_distance: f64 = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| {
+                let diff = x - y;
+                diff * diff
+            })
+            .sum();
+        (-self.gamma * squared_distance).exp()
+    }
+    fn name(&self) -> &'static str {
+        "rbf"
+    }
+}
+
+impl fmt::Display for Rbf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "rbf(gamma={})", self.gamma)
+    }
+}
+
+/// Laplacian kernel `k(a, b) = exp(-gamma * |a - b|_1)` (L1 distance), as scikit-learn's.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Laplacian {
+    gamma: f64,
+}
+
+impl Laplacian {
+    /// A Laplacian kernel; `gamma` must be finite and > 0.
+    pub fn new(gamma: f64) -> Result<Self> {
+        Ok(Self {
+            gamma: positive("laplacian", "gamma", gamma)?,
+        })
+    }
+
+    /// The inverse length scale `gamma`.
+    pub fn gamma(&self) -> f64 {
+        self.gamma
+    }
+}
+
+impl Kernel for Laplacian {
+    #[inline]
+    fn eval(&self, a: &[f64], b: &[f64]) -> f64 {
+        let l1: f64 = a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum();
+        (-self.gamma * l1).exp()
+    }
+    fn name(&self) -> &'static str {
+        "laplacian"
+    }
+}
+
+impl fmt::Display for Laplacian {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "laplacian(gamma={})", self.gamma)
+    }
+}
+
+/// Linear kernel `k(a, b) = <a, b>`. Its Gram matrix has rank at most `d`, so most eigenvalues are
+/// zero and so are the matching entries of `B`.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Linear;
+
+impl Kernel for Linear {
+    #[inline]
+    fn eval(&self, a: &[f64], b: &[f64]) -> f64 {
+        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+    fn name(&self) -> &'static str {
+        "linear"
+    }
+}
+
+impl fmt::Display for Linear {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("linear")
+    }
+}
+
+/// Polynomial kernel `k(a, b) = (gamma * <a, b> + coef0)^degree`, as scikit-learn's.
+///
+/// `coef0` must be >= 0 and `degree` >= 1: with those the kernel is positive semi-definite (a
+/// negative `coef0` can make it indefinite, and kernel ridge regression then has no meaning).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Polynomial {
+    gamma: f64,
+    coef0: f64,
+    degree: u32,
+}
+
+impl Polynomial {
+    /// A polynomial kernel; `gamma > 0`, `coef0 >= 0`, `degree >= 1`.
+    pub fn new(gamma: f64, coef0: f64, degree: u32) -> Result<Self> {
+        let gamma = positive("poly", "gamma", gamma)?;
+        if !(coef0.is_finite() && coef0 >= 0.0) {
+            return Err(Error::InvalidKernelParameter {
+                kernel: "poly",
+                parameter: "coef0",
+                requirement: "finite and >= 0",
+                value: coef0,
+            });
+        }
+        if degree == 0 {
+            return Err(Error::InvalidKernelParameter {
+                kernel: "poly",
+                parameter: "degree",
+                requirement: ">= 1",
+                value: 0.0,
+            });
+        }
+        Ok(Self {
+            gamma,
+            coef0,
+            degree,
+        })
+    }
+
+    /// Scale of the inner product.
+    pub fn gamma(&self) -> f64 {
+        self.gamma
+    }
+
+    /// Additive constant.
+    pub fn coef0(&self) -> f64 {
+        self.coef0
+    }
+
+    /// Degree of the polynomial.
+    pub fn degree(&self) -> u32 {
+        self.degree
+    }
+}
+
+impl Kernel for Polynomial {
+    #[inline]
+    fn eval(&self, a: &[f64], b: &[f64]) -> f64 {
+        let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+        let base = self.gamma * dot + self.coef0;
+        // `powi` takes an i32; degrees beyond that overflow f64 long before.
+        base.powi(self.degree.min(i32::MAX as u32) as i32)
+    }
+    fn name(&self) -> &'static str {
+        "poly"
+    }
+}
+
+impl fmt::Display for Polynomial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "poly(gamma={}, coef0={}, degree={})",
+            self.gamma, self.coef0, self.degree
+        )
+    }
+}
+
+/// The rows of `x` (`n x d`) copied into one contiguous row-major buffer, so that each point is a
+/// slice for [`Kernel::eval`].
+fn row_major(x: MatRef<'_, f64>) -> Vec<f64> {
+    let (n, d) = (x.nrows(), x.ncols());
+    let mut rows = vec![0.0; n * d];
+    for j in 0..d {
+        for (i, value) in x.col(j).iter().enumerate() {
+            rows[i * d + j] = *value;
+        }
+    }
+    rows
+}
+
+/// Columns mirrored per block in [`gram_matrix`]: 64 columns of writes stay in cache.
+const MIRROR_BLOCK: usize = 64;
+
+/// The Gram matrix `K[i, j] = k(x_i, x_j)` of the rows of `x` (`n x d`), `n x n`.
+///
+/// The upper triangle is computed in parallel (rayon, one column per task) and mirrored into the
+/// lower triangle, so the result is exactly symmetric. Cost: `n (n + 1) / 2` kernel evaluations.
+pub fn gram_matrix<K: Kernel + ?Sized>(kernel: &K, x: MatRef<'_, f64>) -> Mat<f64> {
+    let (n, d) = (x.nrows(), x.ncols());
+    let rows = row_major(x);
+    let point = |i: usize| &rows[i * d..(i + 1) * d];
+    let mut gram = Mat::<f64>::zeros(n, n);
+    gram.as_mut()
+        .par_col_iter_mut()
+        .enumerate()
+        .for_each(|(j, column)| {
+            let column = column
+                .try_as_col_major_mut()
+                .expect("a freshly allocated faer matrix is column-major")
+                .as_slice_mut();
+            let xj = point(j);
+            for (i, entry) in column[..=j].iter_mut().enumerate() {
+                *entry = kernel.eval(point(i), xj);
+            }
+        });
+    mirror_upper_to_lower(&mut gram);
+    gram
+}
+
+/// Copies the strict upper triangle of the square matrix `m` onto its strict lower triangle, a block
+/// of [`MIRROR_BLOCK`] columns at a time so that reads are contiguous.
+fn mirror_upper_to_lower(m: &mut Mat<f64>) {
+    let n = m.nrows();
+    let mut start = 0;
+    while start < n {
+        let end = (start + MIRROR_BLOCK).min(n);
+        let (mut left, right) = m.as_mut().split_at_col_mut(end);
+        // Inside the diagonal block: entry (i, j), i > j, comes from (j, i).
+        for j in start..end {
+            for i in j + 1..end {
+                let value = left[(j, i)];
+                left[(i, j)] = value;
+            }
+        }
+        // Below the block: row i >= end of columns start..end comes from column i, rows start..end,
+        // which lies in the upper triangle of `right`.
+        for i in end..n {
+            let source = right.rb().col(i - end);
+            for j in start..end {
+                left[(i, j)] = source[j];
+            }
+        }
+        start = end;
+    }
+}
+
+/// The cross Gram matrix `K[i, j] = k(x_new_i, x_j)` between new points (`m x d`) and training
+/// points (`n x d`): `m x n`, rows computed in parallel.
+///
+/// # Panics
+/// If the two matrices have different numbers of columns; [`crate::SelfDistillation`] checks this
+/// and returns an error instead.
+pub fn cross_gram_matrix<K: Kernel + ?Sized>(
+    kernel: &K,
+    x_new: MatRef<'_, f64>,
+    x: MatRef<'_, f64>,
+) -> Mat<f64> {
+    assert_eq!(x_new.ncols(), x.ncols(), "points of different dimensions");
+    let (m, n, d) = (x_new.nrows(), x.nrows(), x.ncols());
+    let new_rows = row_major(x_new);
+    let rows = row_major(x);
+    let mut cross = Mat::<f64>::zeros(m, n);
+    cross
+        .as_mut()
+        .par_col_iter_mut()
+        .enumerate()
+        .for_each(|(j, column)| {
+            let column = column
+                .try_as_col_major_mut()
+                .expect("a freshly allocated faer matrix is column-major")
+                .as_slice_mut();
+            let xj = &rows[j * d..(j + 1) * d];
+            for (i, entry) in column.iter_mut().enumerate() {
+                *entry = kernel.eval(&new_rows[i * d..(i + 1) * d], xj);
+            }
+        });
+    cross
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn points(n: usize, d: usize) -> Mat<f64> {
+        Mat::from_fn(n, d, |i, j| {
+            ((i * 7 + j * 3) % 11) as f64 / 10.0 - 0.3 * j as f64
+        })
+    }
+
+    #[test]
+    fn gram_is_exactly_symmetric_and_matches_eval() {
+        // 150 > MIRROR_BLOCK, so the mirroring crosses block boundaries.
+        let x = points(150, 3);
+        let kernel = Rbf::new(0.7).unwrap();
+        let gram = gram_matrix(&kernel, x.as_ref());
+        for i in 0..150 {
+            for j in 0..150 {
+                assert_eq!(gram[(i, j)].to_bits(), gram[(j, i)].to_bits());
+                let a: Vec<f64> = x.row(i).iter().copied().collect();
+                let b: Vec<f64> = x.row(j).iter().copied().collect();
+                let expected = kernel.eval(&a, &b);
+                assert!((gram[(i, j)] - expected).abs() <= 1e-15, "({i}, {j})");
+            }
+            assert_eq!(gram[(i, i)], 1.0);
+        }
+    }
+
+    #[test]
+    fn cross_gram_matches_gram_on_training_points() {
+        let x = points(37, 2);
+        for kernel in [
+            Box::new(Rbf::new(2.0).unwrap()) as Box<dyn Kernel>,
+            Box::new(Laplacian::new(0.5).unwrap()),
+            Box::new(Linear),
+            Box::new(Polynomial::new(0.3, 1.0, 3).unwrap()),
+        ] {
+            let gram = gram_matrix(&kernel, x.as_ref());
+            let cross = cross_gram_matrix(&kernel, x.as_ref(), x.as_ref());
+            for i in 0..37 {
+                for j in 0..37 {
+                    assert!((gram[(i, j)] - cross[(i, j)]).abs() <= 1e-14);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn kernels_match_their_formulas() {
+        let (a, b) = ([1.0, 2.0], [0.5, -1.0]);
+        let rbf = Rbf::new(0.1).unwrap().eval(&a, &b);
+        assert!((rbf - (-0.1f64 * (0.25 + 9.0)).exp()).abs() < 1e-15);
+        let lap = Laplacian::new(0.1).unwrap().eval(&a, &b);
+        assert!((lap - (-0.1f64 * 3.5).exp()).abs() < 1e-15);
+        assert_eq!(Linear.eval(&a, &b), 0.5 - 2.0);
+        let poly = Polynomial::new(2.0, 1.0, 3).unwrap().eval(&a, &b);
+        assert_eq!(poly, (2.0f64 * -1.5 + 1.0).powi(3));
+    }
+
+    #[test]
+    fn bad_parameters_are_rejected_with_their_name() {
+        let err = Rbf::new(0.0).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "rbf kernel: gamma must be finite and > 0, got 0"
+        );
+        assert!(Rbf::new(f64::NAN).is_err());
+        assert!(Laplacian::new(-1.0).is_err());
+        let err = Polynomial::new(1.0, -1.0, 2).unwrap_err();
+        assert!(err.to_string().contains("coef0 must be finite and >= 0"));
+        assert!(Polynomial::new(1.0, 0.0, 0).is_err());
+    }
+}
