@@ -121,12 +121,13 @@ fn sweep(data: &Data, route: Route) -> Vec<f64> {
     let loss = |coef: &Mat<f64>| {
         mean_squared_error(test.predict(coef.as_ref()).as_ref(), data.y_test.as_ref())
     };
+    let alphas: Vec<f64> = (0..=10).map(|k| k as f64 / 10.0).collect();
     let mut losses = Vec::new();
-    for k in 0..=10 {
-        let alpha = k as f64 / 10.0;
-        let steps = problem.distill(&Schedule::Constant(alpha), STEPS).unwrap();
-        losses.extend(steps.iter().map(|s| loss(&s.fit.dual_coef)));
-        losses.push(loss(&problem.limit(alpha).unwrap().fit.dual_coef));
+    for chain in problem.distill_many(&alphas, STEPS).unwrap() {
+        losses.extend(chain.iter().map(|s| loss(&s.fit.dual_coef)));
+    }
+    for limit in problem.limits(&alphas).unwrap() {
+        losses.push(loss(&limit.fit.dual_coef));
     }
     let optimal = Schedule::Optimal(OptimalAlpha {
         x: data.x_test.clone(),

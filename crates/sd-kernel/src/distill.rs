@@ -117,13 +117,6 @@ impl Solver {
             Solver::Eigen(solver) => solver.fit(targets),
         }
     }
-
-    fn fit_with_ridge(&self, ridge: f64, targets: MatRef<'_, f64>) -> Result<Fit> {
-        match self {
-            Solver::Cholesky(solver) => solver.fit_with_ridge(ridge, targets),
-            Solver::Eigen(solver) => Ok(solver.fit_with_ridge(ridge, targets)),
-        }
-    }
 }
 
 /// A kernel ridge regression problem with its kernel matrix factorised once, ready for any number
@@ -302,10 +295,10 @@ impl<K: Kernel> SelfDistillation<K> {
         if steps == 0 {
             return Err(Error::ZeroSteps);
         }
-        let reference = match schedule {
+        let alphas = match schedule {
             Schedule::Constant(alpha) => {
                 check_alpha(*alpha, Some(1))?;
-                None
+                vec![*alpha; steps]
             }
             Schedule::PerStep(alphas) => {
                 if alphas.len() < steps {
@@ -317,65 +310,110 @@ impl<K: Kernel> SelfDistillation<K> {
                 for (index, &alpha) in alphas.iter().take(steps).enumerate() {
                     check_alpha(alpha, Some(index + 1))?;
                 }
-                None
+                alphas[..steps].to_vec()
             }
-            Schedule::Optimal(optimal) => Some(self.reference(optimal)?),
+            Schedule::Optimal(optimal) => return self.distill_optimal(optimal, steps),
         };
+        let mut chains = self.chains(&[alphas], steps);
+        Ok(chains.pop().expect("one chain asked for"))
+    }
 
-        let spectrum = self
+    /// Runs a constant-`alpha` chain of `steps` steps for each of `alphas` at once: every step
+    /// solves for all of them in one multi-column solve, one pass over the factor instead of one
+    /// per alpha. Returns the chains in the order of `alphas`; each equals
+    /// `distill(&Schedule::Constant(alpha), steps)`.
+    pub fn distill_many(&self, alphas: &[f64], steps: usize) -> Result<Vec<Vec<Step>>> {
+        if steps == 0 {
+            return Err(Error::ZeroSteps);
+        }
+        for &alpha in alphas {
+            check_alpha(alpha, Some(1))?;
+        }
+        let schedules: Vec<Vec<f64>> = alphas.iter().map(|&a| vec![a; steps]).collect();
+        Ok(self.chains(&schedules, steps))
+    }
+
+    /// The step of every chain from its previous one, all chains solved together; `schedules[c]`
+    /// holds chain `c`'s alpha per step (validated by the callers).
+    fn chains(&self, schedules: &[Vec<f64>], steps: usize) -> Vec<Vec<Step>> {
+        let (n, m) = (self.n_train(), self.n_outputs());
+        let shrinkage = self
+            .eigenvalues()
+            .map(|d| spectral::shrinkage(d, self.lambda));
+        let first = Step {
+            step: 1,
+            alpha: None,
+            optimal_alpha: None,
+            b_diag: shrinkage.clone(),
+            fit: self.first_fit(),
+        };
+        let mut chains: Vec<Vec<Step>> = vec![vec![first]; schedules.len()];
+        for step in 2..=steps {
+            // Targets alpha y + (1 - alpha) yhat(t-1) of every chain, side by side.
+            let targets = Mat::from_fn(n, m * chains.len(), |i, column| {
+                let (chain, j) = (column / m, column % m);
+                let alpha = schedules[chain][step - 1];
+                let fitted = &chains[chain][step - 2].fit.fitted;
+                alpha * self.y[(i, j)] + (1.0 - alpha) * fitted[(i, j)]
+            });
+            let all = self.solver.fit(targets.as_ref());
+            for (chain, steps_so_far) in chains.iter_mut().enumerate() {
+                let alpha = schedules[chain][step - 1];
+                let previous = steps_so_far.last().expect("step 1 is always there");
+                let b_diag = match (&shrinkage, &previous.b_diag) {
+                    (Some(a), Some(b)) => Some(spectral::next_b_diag(a, b, alpha)),
+                    _ => None,
+                };
+                steps_so_far.push(Step {
+                    step,
+                    alpha: Some(alpha),
+                    optimal_alpha: None,
+                    fit: Fit {
+                        dual_coef: all.dual_coef.subcols(chain * m, m).to_owned(),
+                        fitted: all.fitted.subcols(chain * m, m).to_owned(),
+                    },
+                    b_diag,
+                });
+            }
+        }
+        chains
+    }
+
+    /// Algorithm 1: the greedy optimal alpha of every step against the reference.
+    fn distill_optimal(&self, optimal: &OptimalAlpha, steps: usize) -> Result<Vec<Step>> {
+        let (evaluator, targets) = self.reference(optimal)?;
+        let shrinkage = self
             .eigenvalues()
             .map(|d| spectral::shrinkage(d, self.lambda));
         let first = self.first_fit();
-        // The first fit at the reference inputs, u1 of every step.
-        let first_at_reference = reference
-            .as_ref()
-            .map(|(evaluator, _)| evaluator.predict(first.dual_coef.as_ref()));
+        // The first fit at the reference inputs: u1 of every step.
+        let u1 = evaluator.predict(first.dual_coef.as_ref());
         let mut result = vec![Step {
             step: 1,
             alpha: None,
             optimal_alpha: None,
-            b_diag: spectrum.clone(),
+            b_diag: shrinkage.clone(),
             fit: first.clone(),
         }];
         for step in 2..=steps {
             let previous = result.last().expect("step 1 is always there");
-            let (alpha, optimal, fit) = match (schedule, &reference) {
-                (Schedule::Optimal(optimal), Some((evaluator, targets))) => {
-                    let student = self.solver.fit(previous.fit.fitted.as_ref());
-                    let u0 = evaluator.predict(student.dual_coef.as_ref());
-                    let u1 = first_at_reference.as_ref().expect("set with the reference");
-                    let best = optimal_alpha(targets.as_ref(), u1.as_ref(), u0.as_ref());
-                    let alpha = if optimal.clamp {
-                        best.clamp(0.0, 1.0)
-                    } else {
-                        best
-                    };
-                    (alpha, Some(best), Fit::affine(alpha, &first, &student))
-                }
-                _ => {
-                    let alpha = match schedule {
-                        Schedule::PerStep(alphas) => alphas[step - 1],
-                        Schedule::Constant(alpha) => *alpha,
-                        Schedule::Optimal(_) => {
-                            unreachable!("the optimal schedule has a reference")
-                        }
-                    };
-                    let fitted = &previous.fit.fitted;
-                    let targets = Mat::from_fn(self.y.nrows(), self.y.ncols(), |i, j| {
-                        alpha * self.y[(i, j)] + (1.0 - alpha) * fitted[(i, j)]
-                    });
-                    (alpha, None, self.solver.fit(targets.as_ref()))
-                }
+            let student = self.solver.fit(previous.fit.fitted.as_ref());
+            let u0 = evaluator.predict(student.dual_coef.as_ref());
+            let best = optimal_alpha(targets.as_ref(), u1.as_ref(), u0.as_ref());
+            let alpha = if optimal.clamp {
+                best.clamp(0.0, 1.0)
+            } else {
+                best
             };
-            let b_diag = match (&spectrum, &previous.b_diag) {
+            let b_diag = match (&shrinkage, &previous.b_diag) {
                 (Some(a), Some(b)) => Some(spectral::next_b_diag(a, b, alpha)),
                 _ => None,
             };
             result.push(Step {
                 step,
                 alpha: Some(alpha),
-                optimal_alpha: optimal,
-                fit,
+                optimal_alpha: Some(best),
+                fit: Fit::affine(alpha, &first, &student),
                 b_diag,
             });
         }
@@ -386,22 +424,51 @@ impl<K: Kernel> SelfDistillation<K> {
     /// ridge `lambda / alpha`, the zero function at `alpha = 0`. On the Cholesky route this is one
     /// more factorisation (none at `alpha` 0 or 1).
     pub fn limit(&self, alpha: f64) -> Result<Limit> {
-        check_alpha(alpha, None)?;
-        let b_diag = self
-            .eigenvalues()
-            .map(|d| spectral::limit_b_diag(d, self.lambda, alpha));
-        let (ridge, fit) = if alpha == 0.0 {
-            (f64::INFINITY, Fit::zeros(self.n_train(), self.n_outputs()))
-        } else {
-            let ridge = self.lambda / alpha;
-            (ridge, self.solver.fit_with_ridge(ridge, self.y.as_ref())?)
-        };
-        Ok(Limit {
-            alpha,
-            ridge,
-            fit,
-            b_diag,
-        })
+        let mut limits = self.limits(&[alpha])?;
+        Ok(limits.pop().expect("one limit asked for"))
+    }
+
+    /// The limits of several constant alphas. On the eigen route they share one pass over the
+    /// eigenvectors; on the Cholesky route each `alpha` in `(0, 1)` costs a factorisation.
+    pub fn limits(&self, alphas: &[f64]) -> Result<Vec<Limit>> {
+        for &alpha in alphas {
+            check_alpha(alpha, None)?;
+        }
+        let (n, m) = (self.n_train(), self.n_outputs());
+        let ridges: Vec<f64> = alphas
+            .iter()
+            .filter(|&&alpha| alpha > 0.0)
+            .map(|&alpha| self.lambda / alpha)
+            .collect();
+        let mut fits = match &self.solver {
+            Solver::Eigen(eigen) => eigen.fit_with_ridges(&ridges, self.y.as_ref()),
+            Solver::Cholesky(cholesky) => ridges
+                .iter()
+                .map(|&ridge| cholesky.fit_with_ridge(ridge, self.y.as_ref()))
+                .collect::<Result<Vec<_>>>()?,
+        }
+        .into_iter();
+        Ok(alphas
+            .iter()
+            .map(|&alpha| {
+                let (ridge, fit) = if alpha == 0.0 {
+                    (f64::INFINITY, Fit::zeros(n, m))
+                } else {
+                    (
+                        self.lambda / alpha,
+                        fits.next().expect("one fit per positive alpha"),
+                    )
+                };
+                Limit {
+                    alpha,
+                    ridge,
+                    fit,
+                    b_diag: self
+                        .eigenvalues()
+                        .map(|d| spectral::limit_b_diag(d, self.lambda, alpha)),
+                }
+            })
+            .collect())
     }
 
     /// An [`Evaluator`] for predictions at new inputs `x_new` (`r x d`): builds the `r x n` cross

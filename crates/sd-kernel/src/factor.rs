@@ -191,14 +191,19 @@ impl Eigen {
     }
 
     pub(crate) fn fit(&self, targets: MatRef<'_, f64>) -> Fit {
-        self.fit_with_ridge(self.lambda, targets)
+        self.fit_with_ridges(&[self.lambda], targets)
+            .pop()
+            .expect("one ridge")
     }
 
-    /// `c = V (D + ridge I)^-1 V^T z` and `K c = V D (D + ridge I)^-1 V^T z`, in two products.
-    pub(crate) fn fit_with_ridge(&self, ridge: f64, targets: MatRef<'_, f64>) -> Fit {
+    /// For each ridge, `c = V (D + ridge I)^-1 V^T z` and `K c = V D (D + ridge I)^-1 V^T z`: two
+    /// products in all, whatever the number of ridges.
+    pub(crate) fn fit_with_ridges(&self, ridges: &[f64], targets: MatRef<'_, f64>) -> Vec<Fit> {
         let (n, m) = (targets.nrows(), targets.ncols());
         let projected = product(self.vectors.transpose(), targets);
-        let scaled = Mat::from_fn(n, 2 * m, |k, j| {
+        // Columns [2 m r, 2 m r + m) hold ridge r's coefficients, the next m its fitted values.
+        let scaled = Mat::from_fn(n, 2 * m * ridges.len(), |k, column| {
+            let (ridge, j) = (ridges[column / (2 * m)], column % (2 * m));
             let d = self.eigenvalues[k];
             if j < m {
                 projected[(k, j)] / (d + ridge)
@@ -206,11 +211,13 @@ impl Eigen {
                 projected[(k, j - m)] * d / (d + ridge)
             }
         });
-        let both = product(self.vectors.as_ref(), scaled.as_ref());
-        Fit {
-            dual_coef: both.subcols(0, m).to_owned(),
-            fitted: both.subcols(m, m).to_owned(),
-        }
+        let all = product(self.vectors.as_ref(), scaled.as_ref());
+        (0..ridges.len())
+            .map(|r| Fit {
+                dual_coef: all.subcols(2 * m * r, m).to_owned(),
+                fitted: all.subcols(2 * m * r + m, m).to_owned(),
+            })
+            .collect()
     }
 }
 

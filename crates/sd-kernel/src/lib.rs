@@ -51,6 +51,7 @@
 
 mod distill;
 mod error;
+mod exp;
 mod factor;
 pub mod kernel;
 pub mod memory;
@@ -63,7 +64,9 @@ pub use distill::{
 };
 pub use error::{Error, Result};
 pub use factor::{EIGENVALUE_TOLERANCE, Fit};
-pub use kernel::{Kernel, Laplacian, Linear, Polynomial, Rbf, cross_gram_matrix, gram_matrix};
+pub use kernel::{
+    Kernel, Laplacian, Linear, Points, Polynomial, Rbf, cross_gram_matrix, gram_matrix,
+};
 
 /// The faer version this crate's matrices come from, re-exported so callers use the same one.
 pub use faer;
