@@ -2,6 +2,7 @@
 
 use faer::{Mat, MatRef};
 
+use crate::dense::DenseMatrix;
 use crate::error::{Error, Result};
 use crate::factor::{Cholesky, Eigen, Fit, product};
 use crate::kernel::{Kernel, cross_gram_matrix, gram_matrix};
@@ -518,9 +519,9 @@ impl<K: Kernel> SelfDistillation<K> {
 }
 
 /// Predictions at fixed new inputs: holds their cross kernel matrix `k(x_new_i, x_j)`, `r x n`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Evaluator {
-    cross: Mat<f64>,
+    cross: DenseMatrix,
 }
 
 impl Evaluator {

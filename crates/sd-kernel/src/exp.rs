@@ -2,8 +2,10 @@
 //! call, which stops the compiler from vectorising the RBF and Laplacian Gram loops).
 //!
 //! Cody-Waite reduction `x = k ln 2 + r`, `|r| <= ln 2 / 2`, the Taylor polynomial of `e^r` to
-//! degree 13 (truncation below `4.3e-18` relative), and the scaling by `2^k` split in two factors
-//! so that subnormal results round once. Measured against the C library over 10^7 arguments in
+//! degree 13 (truncation below `4.3e-18` relative) by Horner with fused multiply-adds, and the
+//! scaling by `2^k` split in two factors so that subnormal results round once. Callers evaluate it
+//! inside [`pulp`]'s dispatch, where the fused multiply-add is one instruction; outside, on a CPU
+//! without FMA, `mul_add` is the C library's exact `fma`: slower, same result. Measured against the C library over 10^7 arguments in
 //! `[-745, 709]`: at most 1 ulp apart, and identical for about 90% of them (the tests). Branch-free: every lane takes the same path.
 
 /// `1.5 * 2^52`: adding and subtracting it rounds a double to the nearest integer.
@@ -30,21 +32,26 @@ pub fn exp(x: f64) -> f64 {
     let clamped = x.clamp(-746.0, 710.0);
     let k = (clamped * std::f64::consts::LOG2_E + ROUND) - ROUND;
     let r = (clamped - k * LN2_HI) - k * LN2_LO;
-    // e^r = sum r^i / i!, i = 0..13, by Horner.
-    let mut p = 1.0 / 6_227_020_800.0;
-    p = p * r + 1.0 / 479_001_600.0;
-    p = p * r + 1.0 / 39_916_800.0;
-    p = p * r + 1.0 / 3_628_800.0;
-    p = p * r + 1.0 / 362_880.0;
-    p = p * r + 1.0 / 40_320.0;
-    p = p * r + 1.0 / 5_040.0;
-    p = p * r + 1.0 / 720.0;
-    p = p * r + 1.0 / 120.0;
-    p = p * r + 1.0 / 24.0;
-    p = p * r + 1.0 / 6.0;
-    p = p * r + 0.5;
-    p = p * r + 1.0;
-    p = p * r + 1.0;
+    // e^r = sum r^i / i!, i = 0..13, by Horner with fused multiply-adds (one rounding per step;
+    // exactly specified, so the scalar and vector forms agree bitwise).
+    let mut p: f64 = 1.0 / 6_227_020_800.0;
+    for coefficient in [
+        1.0 / 479_001_600.0,
+        1.0 / 39_916_800.0,
+        1.0 / 3_628_800.0,
+        1.0 / 362_880.0,
+        1.0 / 40_320.0,
+        1.0 / 5_040.0,
+        1.0 / 720.0,
+        1.0 / 120.0,
+        1.0 / 24.0,
+        1.0 / 6.0,
+        0.5,
+        1.0,
+        1.0,
+    ] {
+        p = p.mul_add(r, coefficient);
+    }
     let half = (k * 0.5).floor();
     let value = p * pow2(half) * pow2(k - half);
     if x < UNDERFLOW {

@@ -13,6 +13,7 @@ use faer::linalg::evd::{self, tridiag};
 use faer::linalg::{householder, matmul::matmul, temp_mat_scratch};
 use faer::{Accum, Conj, Mat, MatRef, Par};
 
+use crate::dense::DenseMatrix;
 use crate::error::{Error, Result};
 
 /// A fit to one set of targets: dual coefficients and fitted values at the training inputs.
@@ -60,10 +61,11 @@ pub(crate) fn product(lhs: MatRef<'_, f64>, rhs: MatRef<'_, f64>) -> Mat<f64> {
 }
 
 /// Factor `matrix + ridge I` in place (lower triangle), `matrix` holding a copy of `K`.
-fn cholesky_in_place(matrix: &mut Mat<f64>, ridge: f64) -> Result<()> {
+fn cholesky_in_place(matrix: &mut DenseMatrix, ridge: f64) -> Result<()> {
     let n = matrix.nrows();
+    let mut view = matrix.as_mut();
     for i in 0..n {
-        matrix[(i, i)] += ridge;
+        view[(i, i)] += ridge;
     }
     let par = par();
     let mut memory = MemBuffer::new(llt::factor::cholesky_in_place_scratch::<f64>(
@@ -72,7 +74,7 @@ fn cholesky_in_place(matrix: &mut Mat<f64>, ridge: f64) -> Result<()> {
         Default::default(),
     ));
     llt::factor::cholesky_in_place(
-        matrix.as_mut(),
+        view,
         Default::default(),
         par,
         MemStack::new(&mut memory),
@@ -102,14 +104,14 @@ fn cholesky_solve(lower: MatRef<'_, f64>, targets: MatRef<'_, f64>) -> Mat<f64> 
 /// `K` and the Cholesky factor of `K + lambda I`.
 #[derive(Debug)]
 pub(crate) struct Cholesky {
-    gram: Mat<f64>,
-    lower: Mat<f64>,
+    gram: DenseMatrix,
+    lower: DenseMatrix,
     lambda: f64,
 }
 
 impl Cholesky {
-    pub(crate) fn new(gram: Mat<f64>, lambda: f64) -> Result<Self> {
-        let mut lower = gram.clone();
+    pub(crate) fn new(gram: DenseMatrix, lambda: f64) -> Result<Self> {
+        let mut lower = gram.par_clone();
         cholesky_in_place(&mut lower, lambda)?;
         Ok(Self {
             gram,
@@ -130,7 +132,7 @@ impl Cholesky {
         if ridge == self.lambda {
             return Ok(self.fit(targets));
         }
-        let mut lower = self.gram.clone();
+        let mut lower = self.gram.par_clone();
         cholesky_in_place(&mut lower, ridge)?;
         let dual_coef = cholesky_solve(lower.as_ref(), targets);
         drop(lower);
@@ -145,7 +147,7 @@ pub(crate) struct Eigen {
     /// Descending, `>= 0`.
     eigenvalues: Vec<f64>,
     /// Column `k` is the eigenvector of `eigenvalues[k]`.
-    vectors: Mat<f64>,
+    vectors: DenseMatrix,
     lambda: f64,
 }
 
@@ -155,16 +157,13 @@ pub(crate) struct Eigen {
 pub const EIGENVALUE_TOLERANCE: f64 = 10.0;
 
 impl Eigen {
-    pub(crate) fn new(gram: Mat<f64>, lambda: f64) -> Result<Self> {
+    pub(crate) fn new(gram: DenseMatrix, lambda: f64) -> Result<Self> {
         let n = gram.nrows();
         let (mut eigenvalues, mut vectors) = symmetric_eigen_in_place(gram)?;
         // faer sorts ascending; the paper (and R_k) reads them descending.
         eigenvalues.reverse();
         for j in 0..n / 2 {
-            let (mut left, mut right) = vectors.as_mut().split_at_col_mut(n - 1 - j);
-            for i in 0..n {
-                std::mem::swap(&mut left[(i, j)], &mut right[(i, 0)]);
-            }
+            vectors.swap_cols(j, n - 1 - j);
         }
         let largest = eigenvalues.first().copied().unwrap_or(0.0).max(0.0);
         let smallest = eigenvalues.last().copied().unwrap_or(0.0);
@@ -200,7 +199,7 @@ impl Eigen {
     /// products in all, whatever the number of ridges.
     pub(crate) fn fit_with_ridges(&self, ridges: &[f64], targets: MatRef<'_, f64>) -> Vec<Fit> {
         let (n, m) = (targets.nrows(), targets.ncols());
-        let projected = product(self.vectors.transpose(), targets);
+        let projected = product(self.vectors.as_ref().transpose(), targets);
         // Columns [2 m r, 2 m r + m) hold ridge r's coefficients, the next m its fitted values.
         let scaled = Mat::from_fn(n, 2 * m * ridges.len(), |k, column| {
             let (ridge, j) = (ridges[column / (2 * m)], column % (2 * m));
@@ -228,13 +227,15 @@ impl Eigen {
 /// values. Working in `K`'s own storage brings that to `4 n^2`. The steps are faer's
 /// `self_adjoint_evd`: Householder tridiagonalisation, divide and conquer on the tridiagonal
 /// matrix, then the Householder reflections applied to its eigenvectors. Eigenvalues ascend.
-fn symmetric_eigen_in_place(mut matrix: Mat<f64>) -> Result<(Vec<f64>, Mat<f64>)> {
+fn symmetric_eigen_in_place(mut matrix: DenseMatrix) -> Result<(Vec<f64>, DenseMatrix)> {
     let n = matrix.nrows();
     if n == 0 {
-        return Ok((Vec::new(), Mat::zeros(0, 0)));
+        return Ok((Vec::new(), DenseMatrix::zeros(0, 0)));
     }
     if n == 1 {
-        return Ok((vec![matrix[(0, 0)]], Mat::from_fn(1, 1, |_, _| 1.0)));
+        let mut vectors = DenseMatrix::zeros(1, 1);
+        vectors.as_mut()[(0, 0)] = 1.0;
+        return Ok((vec![matrix[(0, 0)]], vectors));
     }
     let par = par();
     let block = faer::linalg::qr::no_pivoting::factor::recommended_block_size::<f64>(n, n);
@@ -256,7 +257,7 @@ fn symmetric_eigen_in_place(mut matrix: Mat<f64>) -> Result<(Vec<f64>, Mat<f64>)
     let diagonal = faer::Col::from_fn(n, |i| matrix[(i, i)]);
     let subdiagonal = faer::Col::from_fn(n - 1, |i| matrix[(i + 1, i)]);
     let mut eigenvalues = faer::diag::Diag::<f64>::zeros(n);
-    let mut vectors = Mat::<f64>::zeros(n, n);
+    let mut vectors = DenseMatrix::zeros(n, n);
     {
         // Divide and conquer needs two n x n buffers and a few vectors (faer's private
         // `divide_and_conquer_scratch`); this over-allocates the small ones.
@@ -311,7 +312,8 @@ mod tests {
         // Sizes below and above faer's divide-and-conquer threshold (128).
         for n in [2, 3, 40, 129, 300] {
             let k = symmetric(n);
-            let (values, vectors) = symmetric_eigen_in_place(k.clone()).unwrap();
+            let (values, vectors) =
+                symmetric_eigen_in_place(DenseMatrix::from_ref(k.as_ref())).unwrap();
             let reference = k.self_adjoint_eigen(Side::Lower).unwrap();
             for (i, value) in values.iter().enumerate() {
                 let expected = reference.S()[i];
@@ -322,8 +324,8 @@ mod tests {
             }
             // V D V^T reconstructs K and V is orthogonal.
             let scaled = Mat::from_fn(n, n, |i, j| vectors[(i, j)] * values[j]);
-            let rebuilt = product(scaled.as_ref(), vectors.transpose());
-            let gram = product(vectors.transpose(), vectors.as_ref());
+            let rebuilt = product(scaled.as_ref(), vectors.as_ref().transpose());
+            let gram = product(vectors.as_ref().transpose(), vectors.as_ref());
             let scale = values.iter().fold(1.0f64, |acc, v| acc.max(v.abs()));
             for i in 0..n {
                 for j in 0..n {
@@ -343,7 +345,7 @@ mod tests {
         // Rank 1: all but one eigenvalue are zero up to rounding.
         let x = Mat::from_fn(50, 1, |i, _| i as f64 / 50.0 + 0.1);
         let k = product(x.as_ref(), x.transpose());
-        let eigen = Eigen::new(k, 0.1).unwrap();
+        let eigen = Eigen::new(DenseMatrix::from_ref(k.as_ref()), 0.1).unwrap();
         let values = eigen.eigenvalues();
         assert!(values.windows(2).all(|w| w[0] >= w[1]));
         assert!(values.iter().all(|&d| d >= 0.0));
@@ -356,11 +358,11 @@ mod tests {
         let mut k = Mat::<f64>::identity(3, 3);
         k[(2, 2)] = -0.5;
         assert!(matches!(
-            Eigen::new(k.clone(), 0.1),
+            Eigen::new(DenseMatrix::from_ref(k.as_ref()), 0.1),
             Err(Error::Indefinite { .. })
         ));
         assert!(matches!(
-            Cholesky::new(k, 0.1),
+            Cholesky::new(DenseMatrix::from_ref(k.as_ref()), 0.1),
             Err(Error::NotPositiveDefinite { pivot: 2, .. })
         ));
     }

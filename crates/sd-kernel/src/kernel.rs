@@ -6,10 +6,10 @@
 
 use std::fmt;
 
-use faer::reborrow::Reborrow;
-use faer::{Mat, MatRef};
+use faer::MatRef;
 use rayon::prelude::*;
 
+use crate::dense::DenseMatrix;
 use crate::error::{Error, Result};
 
 /// Points `x_1, ..., x_n` in `d` dimensions, stored twice: row-major (each point one slice, for
@@ -71,8 +71,9 @@ impl Points {
 
 /// A positive semi-definite kernel `k(a, b)`.
 ///
-/// Implementations must be symmetric (`k(a, b) == k(b, a)`); the Gram matrix is built from the upper
-/// triangle and mirrored, so it is exactly symmetric whatever the rounding of `eval`.
+/// Implementations must be symmetric, bitwise: `eval(a, b) == eval(b, a)` exactly, as any formula
+/// that treats the two points alike is (`(a - b)^2 == (b - a)^2`, `a * b == b * a` in floating
+/// point). [`gram_matrix`] computes both triangles and relies on it for an exactly symmetric matrix.
 pub trait Kernel: Send + Sync {
     /// `k(a, b)` for two points given as slices of the same length `d`.
     fn eval(&self, a: &[f64], b: &[f64]) -> f64;
@@ -128,6 +129,32 @@ struct StationaryRows<'a, const L1: bool> {
     gamma: f64,
 }
 
+/// Rows handled together in [`StationaryRows`]: their distances are summed in a fixed-size array
+/// the compiler keeps in registers, and their exponentials overlap (each is a chain of 13 dependent
+/// fused multiply-adds). Measured on AVX-512, d = 8, one thread: 16 rows 2.1 ns per entry, 32 rows
+/// 4.0, 64 rows 1.6.
+const BLOCK: usize = 64;
+
+impl<const L1: bool> StationaryRows<'_, L1> {
+    /// `exp(-gamma * distance)` for `out.len() <= BLOCK` rows from `first`, coordinates summed in
+    /// the order `eval` sums them, so that every value is bitwise the one `eval` gives.
+    #[inline(always)]
+    fn block(points: &Points, first: usize, y: &[f64], gamma: f64, out: &mut [f64]) {
+        let mut distance = [0.0f64; BLOCK];
+        let distance = &mut distance[..out.len()];
+        for (l, &yl) in y.iter().enumerate() {
+            let coordinates = &points.feature(l)[first..first + out.len()];
+            for (acc, &x) in distance.iter_mut().zip(coordinates) {
+                let diff = x - yl;
+                *acc += if L1 { diff.abs() } else { diff * diff };
+            }
+        }
+        for (value, &distance) in out.iter_mut().zip(distance.iter()) {
+            *value = crate::exp::exp(-gamma * distance);
+        }
+    }
+}
+
 impl<const L1: bool> pulp::WithSimd for StationaryRows<'_, L1> {
     type Output = ();
 
@@ -140,20 +167,27 @@ impl<const L1: bool> pulp::WithSimd for StationaryRows<'_, L1> {
             out,
             gamma,
         } = self;
-        let end = start + out.len();
-        // Accumulate coordinate by coordinate, in the order `eval` sums them, so that every value
-        // is bitwise the one `eval` gives.
-        out.fill(0.0);
-        for (l, &yl) in y.iter().enumerate() {
-            let feature = &points.feature(l)[start..end];
-            for (acc, &x) in out.iter_mut().zip(feature) {
-                let diff = x - yl;
-                *acc += if L1 { diff.abs() } else { diff * diff };
-            }
+        let mut blocks = out.chunks_exact_mut(BLOCK);
+        let mut first = start;
+        for block in &mut blocks {
+            // A fixed length lets the compiler keep the block in registers.
+            let block: &mut [f64; BLOCK] = block.try_into().expect("chunks_exact");
+            Self::block(points, first, y, gamma, block);
+            first += BLOCK;
         }
-        for value in out.iter_mut() {
-            *value = crate::exp::exp(-gamma * *value);
-        }
+        Self::block(points, first, y, gamma, blocks.into_remainder());
+    }
+}
+
+/// `exp(x)` compiled for the best instruction set: a fused multiply-add is then one instruction.
+struct Exp(f64);
+
+impl pulp::WithSimd for Exp {
+    type Output = f64;
+
+    #[inline(always)]
+    fn with_simd<S: pulp::Simd>(self, _simd: S) -> f64 {
+        crate::exp::exp(self.0)
     }
 }
 
@@ -201,7 +235,7 @@ impl Kernel for Rbf {
             let diff = x - y;
             squared_distance += diff * diff;
         }
-        crate::exp::exp(-self.gamma * squared_distance)
+        pulp::Arch::new().dispatch(Exp(-self.gamma * squared_distance))
     }
     fn name(&self) -> &'static str {
         "rbf"
@@ -250,7 +284,7 @@ impl Kernel for Laplacian {
         for (x, y) in a.iter().zip(b) {
             l1 += (x - y).abs();
         }
-        crate::exp::exp(-self.gamma * l1)
+        pulp::Arch::new().dispatch(Exp(-self.gamma * l1))
     }
     fn name(&self) -> &'static str {
         "laplacian"
@@ -370,60 +404,23 @@ impl fmt::Display for Polynomial {
     }
 }
 
-/// Columns mirrored per block in [`gram_matrix`]: 64 columns of writes stay in cache.
-const MIRROR_BLOCK: usize = 64;
-
 /// The Gram matrix `K[i, j] = k(x_i, x_j)` of the rows of `x` (`n x d`), `n x n`.
 ///
-/// The upper triangle is computed in parallel (rayon, one column per task) and mirrored into the
-/// lower triangle, so the result is exactly symmetric. Cost: `n (n + 1) / 2` kernel evaluations.
-pub fn gram_matrix<K: Kernel + ?Sized>(kernel: &K, x: MatRef<'_, f64>) -> Mat<f64> {
-    let n = x.nrows();
+/// Columns are computed in parallel (rayon), each with [`Kernel::eval_rows`]. Every entry is
+/// computed, both triangles: for a kernel whose `eval` is bitwise symmetric, as every kernel of
+/// this crate is, the matrix is exactly symmetric, and this is faster than computing one triangle
+/// and copying it across (a strided pass over `8 n^2` bytes).
+pub fn gram_matrix<K: Kernel + ?Sized>(kernel: &K, x: MatRef<'_, f64>) -> DenseMatrix {
     let points = Points::new(x);
-    let mut gram = Mat::<f64>::zeros(n, n);
-    gram.as_mut()
-        .par_col_iter_mut()
-        .enumerate()
-        .for_each(|(j, column)| {
-            let column = column
-                .try_as_col_major_mut()
-                .expect("a freshly allocated faer matrix is column-major")
-                .as_slice_mut();
-            kernel.eval_rows(&points, 0, points.row(j), &mut column[..=j]);
-        });
-    mirror_upper_to_lower(&mut gram);
+    let mut gram = DenseMatrix::zeros(points.len(), points.len());
+    gram.par_cols_mut().enumerate().for_each(|(j, column)| {
+        kernel.eval_rows(&points, 0, points.row(j), column);
+    });
     gram
 }
 
-/// Copies the strict upper triangle of the square matrix `m` onto its strict lower triangle, a block
-/// of [`MIRROR_BLOCK`] columns at a time so that reads are contiguous.
-fn mirror_upper_to_lower(m: &mut Mat<f64>) {
-    let n = m.nrows();
-    let mut start = 0;
-    while start < n {
-        let end = (start + MIRROR_BLOCK).min(n);
-        let (mut left, right) = m.as_mut().split_at_col_mut(end);
-        // Inside the diagonal block: entry (i, j), i > j, comes from (j, i).
-        for j in start..end {
-            for i in j + 1..end {
-                let value = left[(j, i)];
-                left[(i, j)] = value;
-            }
-        }
-        // Below the block: row i >= end of columns start..end comes from column i, rows start..end,
-        // which lies in the upper triangle of `right`.
-        for i in end..n {
-            let source = right.rb().col(i - end);
-            for j in start..end {
-                left[(i, j)] = source[j];
-            }
-        }
-        start = end;
-    }
-}
-
 /// The cross Gram matrix `K[i, j] = k(x_new_i, x_j)` between new points (`m x d`) and training
-/// points (`n x d`): `m x n`, rows computed in parallel.
+/// points (`n x d`): `m x n`, columns computed in parallel.
 ///
 /// # Panics
 /// If the two matrices have different numbers of columns; [`crate::SelfDistillation`] checks this
@@ -432,29 +429,21 @@ pub fn cross_gram_matrix<K: Kernel + ?Sized>(
     kernel: &K,
     x_new: MatRef<'_, f64>,
     x: MatRef<'_, f64>,
-) -> Mat<f64> {
+) -> DenseMatrix {
     assert_eq!(x_new.ncols(), x.ncols(), "points of different dimensions");
-    let (m, n) = (x_new.nrows(), x.nrows());
     let new_points = Points::new(x_new);
     let points = Points::new(x);
-    let mut cross = Mat::<f64>::zeros(m, n);
-    cross
-        .as_mut()
-        .par_col_iter_mut()
-        .enumerate()
-        .for_each(|(j, column)| {
-            let column = column
-                .try_as_col_major_mut()
-                .expect("a freshly allocated faer matrix is column-major")
-                .as_slice_mut();
-            kernel.eval_rows(&new_points, 0, points.row(j), column);
-        });
+    let mut cross = DenseMatrix::zeros(new_points.len(), points.len());
+    cross.par_cols_mut().enumerate().for_each(|(j, column)| {
+        kernel.eval_rows(&new_points, 0, points.row(j), column);
+    });
     cross
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use faer::Mat;
 
     fn points(n: usize, d: usize) -> Mat<f64> {
         Mat::from_fn(n, d, |i, j| {
@@ -464,24 +453,28 @@ mod tests {
 
     #[test]
     fn gram_is_exactly_symmetric_and_matches_eval() {
-        // 150 > MIRROR_BLOCK, so the mirroring crosses block boundaries.
         let x = points(150, 3);
-        let kernel = Rbf::new(0.7).unwrap();
-        let gram = gram_matrix(&kernel, x.as_ref());
-        for i in 0..150 {
-            for j in 0..150 {
-                assert_eq!(gram[(i, j)].to_bits(), gram[(j, i)].to_bits());
-                let a: Vec<f64> = x.row(i).iter().copied().collect();
-                let b: Vec<f64> = x.row(j).iter().copied().collect();
-                // eval_rows gives bitwise what eval gives.
-                assert_eq!(
-                    gram[(i, j)].to_bits(),
-                    kernel.eval(&a, &b).to_bits(),
-                    "({i}, {j})"
-                );
+        let kernels: [Box<dyn Kernel>; 4] = [
+            Box::new(Rbf::new(0.7).unwrap()),
+            Box::new(Laplacian::new(0.7).unwrap()),
+            Box::new(Linear),
+            Box::new(Polynomial::new(0.3, 1.0, 3).unwrap()),
+        ];
+        for kernel in &kernels {
+            let gram = gram_matrix(kernel, x.as_ref());
+            for i in 0..150 {
+                for j in 0..150 {
+                    assert_eq!(gram[(i, j)].to_bits(), gram[(j, i)].to_bits());
+                    let a: Vec<f64> = x.row(i).iter().copied().collect();
+                    let b: Vec<f64> = x.row(j).iter().copied().collect();
+                    // eval_rows gives bitwise what eval gives.
+                    let expected = kernel.eval(&a, &b);
+                    assert_eq!(gram[(i, j)].to_bits(), expected.to_bits(), "({i}, {j})");
+                }
             }
-            assert_eq!(gram[(i, i)], 1.0);
         }
+        let rbf = gram_matrix(&Rbf::new(0.7).unwrap(), x.as_ref());
+        assert!((0..150).all(|i| rbf[(i, i)] == 1.0));
     }
 
     #[test]
@@ -534,9 +527,9 @@ mod tests {
     fn kernels_match_their_formulas() {
         let (a, b) = ([1.0, 2.0], [0.5, -1.0]);
         let rbf = Rbf::new(0.1).unwrap().eval(&a, &b);
-        assert!((rbf - (-0.1f64 * (0.25 + 9.0)).exp()).abs() < 1e-16);
+        assert!((rbf - (-0.1f64 * (0.25 + 9.0)).exp()).abs() < 2e-16);
         let lap = Laplacian::new(0.1).unwrap().eval(&a, &b);
-        assert!((lap - (-0.1f64 * 3.5).exp()).abs() < 1e-16);
+        assert!((lap - (-0.1f64 * 3.5).exp()).abs() < 2e-16);
         assert_eq!(Linear.eval(&a, &b), 0.5 - 2.0);
         let poly = Polynomial::new(2.0, 1.0, 3).unwrap().eval(&a, &b);
         assert_eq!(poly, (2.0f64 * -1.5 + 1.0).powi(3));

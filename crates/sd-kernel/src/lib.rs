@@ -49,6 +49,7 @@
 //! # Ok::<(), sd_kernel::Error>(())
 //! ```
 
+mod dense;
 mod distill;
 mod error;
 mod exp;
@@ -58,6 +59,7 @@ pub mod memory;
 pub mod spectral;
 pub mod toy;
 
+pub use dense::DenseMatrix;
 pub use distill::{
     EIGEN_BREAK_EVEN_RIDGES, Evaluator, Limit, OptimalAlpha, Route, Schedule, SelfDistillation,
     Step, mean_squared_error, optimal_alpha,

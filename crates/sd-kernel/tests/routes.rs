@@ -91,7 +91,7 @@ impl Case {
     }
 
     fn gram(&self) -> Mat<f64> {
-        gram_matrix(&self.kernel(), self.x.as_ref())
+        gram_matrix(&self.kernel(), self.x.as_ref()).to_mat()
     }
 
     fn problem(&self, route: Route) -> SelfDistillation<Box<dyn Kernel>> {
@@ -178,12 +178,12 @@ proptest! {
                 for (together, alone) in chain.iter().zip(&alone) {
                     prop_assert_eq!(together.alpha, alone.alpha);
                     prop_assert_eq!(&together.b_diag, &alone.b_diag);
-                    assert_close(together.fit.fitted.as_ref(), alone.fit.fitted.as_ref(), 1e-12, "sweep");
-                    assert_close(together.fit.dual_coef.as_ref(), alone.fit.dual_coef.as_ref(), 1e-12, "sweep");
+                    assert_close(together.fit.fitted.as_ref(), alone.fit.fitted.as_ref(), TOLERANCE, "sweep");
+                    assert_close(together.fit.dual_coef.as_ref(), alone.fit.dual_coef.as_ref(), TOLERANCE, "sweep");
                 }
                 let single = problem.limit(alpha).unwrap();
                 prop_assert_eq!(limit.ridge, single.ridge);
-                assert_close(limit.fit.fitted.as_ref(), single.fit.fitted.as_ref(), 1e-12, "limits");
+                assert_close(limit.fit.fitted.as_ref(), single.fit.fitted.as_ref(), TOLERANCE, "limits");
             }
         }
     }
@@ -295,7 +295,7 @@ proptest! {
         let m = case.y.ncols();
         let x_ref = Mat::from_fn(reference.len(), d, |i, j| if j == 0 { reference[i] } else { 0.1 });
         let r = Mat::from_fn(reference.len(), m, |i, _| (3.0 * reference[i]).sin());
-        let cross = sd_kernel::cross_gram_matrix(&case.kernel(), x_ref.as_ref(), case.x.as_ref());
+        let cross = sd_kernel::cross_gram_matrix(&case.kernel(), x_ref.as_ref(), case.x.as_ref()).to_mat();
         let gram = case.gram();
         let optimal = OptimalAlpha { x: x_ref.clone(), targets: r.clone(), clamp };
         for route in ROUTES {
