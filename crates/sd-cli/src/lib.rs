@@ -22,6 +22,11 @@ pub mod logging;
 pub mod output;
 pub mod plot;
 
+// The README's examples run as doc tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
+
 /// Turns clap's multi-line message into one line: `error: <problem>; tip: <tip>; see --help`.
 pub fn one_line_clap_error(rendered: &str) -> String {
     let mut parts: Vec<String> = Vec::new();

@@ -72,3 +72,8 @@ pub use kernel::{
 
 /// The faer version this crate's matrices come from, re-exported so callers use the same one.
 pub use faer;
+
+// The README's examples run as doc tests.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
