@@ -154,7 +154,8 @@ fn non_negative(text: &str) -> Result<f64, String> {
 
 impl KrrArgs {
     /// The run these arguments describe; refuses parameters that do not apply to the kernel.
-    pub fn config(&self) -> Result<KrrConfig> {
+    /// `show_progress`: whether a spinner may be drawn (not with `-q`).
+    pub fn config(&self, show_progress: bool) -> Result<KrrConfig> {
         if self.kernel != KernelName::Poly {
             if self.degree.is_some() {
                 bail!("--degree applies to --kernel poly only");
@@ -210,6 +211,7 @@ impl KrrArgs {
             solver: self.solver,
             need_spectrum: self.format == Format::Json || self.plot.is_some(),
             need_curves: self.plot.is_some(),
+            show_progress,
         })
     }
 }

@@ -148,6 +148,9 @@ pub struct KrrConfig {
     pub need_spectrum: bool,
     /// Whether to evaluate every step on a grid, for the fit figure (one feature only).
     pub need_curves: bool,
+    /// Show a spinner on stderr while large problems (2000 points or more) are solved; it only
+    /// draws when stderr is a terminal.
+    pub show_progress: bool,
 }
 
 impl KrrConfig {
@@ -164,6 +167,7 @@ impl KrrConfig {
             solver: SolverChoice::Auto,
             need_spectrum: true,
             need_curves: true,
+            show_progress: false,
         }
     }
 }
@@ -320,6 +324,9 @@ fn load(config: &KrrConfig) -> Result<Problem> {
     }
 }
 
+/// Problems from this many training points on show a spinner (with `show_progress`).
+const PROGRESS_POINTS: usize = 2000;
+
 /// Points on the fit figure's grid.
 const CURVE_POINTS: usize = 501;
 
@@ -351,6 +358,17 @@ pub fn run(config: &KrrConfig) -> Result<KrrReport> {
         "factorising the {n} x {n} kernel matrix"
     );
     let started = std::time::Instant::now();
+    let spinner = (config.show_progress && n >= PROGRESS_POINTS).then(|| {
+        let spinner = indicatif::ProgressBar::new_spinner().with_message(format!(
+            "{} of the {n} x {n} kernel matrix",
+            match route {
+                Route::Cholesky => "Cholesky factorisation",
+                Route::Eigen => "eigendecomposition",
+            }
+        ));
+        spinner.enable_steady_tick(std::time::Duration::from_millis(120));
+        spinner
+    });
     let model = SelfDistillation::new(
         kernel,
         problem.x.as_ref(),
@@ -359,6 +377,9 @@ pub fn run(config: &KrrConfig) -> Result<KrrReport> {
         route,
     )?;
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "factorised");
+    if let Some(spinner) = &spinner {
+        spinner.set_message(format!("{} distillation steps", config.steps));
+    }
 
     let schedule = match config.alpha {
         AlphaChoice::Fixed(alpha) => Schedule::Constant(alpha),
@@ -405,6 +426,9 @@ pub fn run(config: &KrrConfig) -> Result<KrrReport> {
     };
     let train_loss = |fitted: &Mat<f64>| mean_squared_error(fitted.as_ref(), problem.y.as_ref());
 
+    if let Some(spinner) = spinner {
+        spinner.finish_and_clear();
+    }
     let curves = if config.need_curves && problem.x.ncols() == 1 {
         Some(curves(&model, &problem, &steps, limit.as_ref())?)
     } else {

@@ -59,12 +59,12 @@ fn run(cli: Cli) -> Result<()> {
             .build_global()?;
     }
     match cli.command {
-        Command::Krr(args) => run_krr(&args),
+        Command::Krr(args) => run_krr(&args, !cli.quiet),
     }
 }
 
-fn run_krr(args: &KrrArgs) -> Result<()> {
-    let config = args.config()?;
+fn run_krr(args: &KrrArgs, show_progress: bool) -> Result<()> {
+    let config = args.config(show_progress)?;
     let report = krr::run(&config)?;
     if let Some(dir) = &args.plot {
         for path in plot::write_figures(&report, dir)? {
