@@ -46,8 +46,9 @@ impl Route {
     }
 }
 
-/// Roughly how many Cholesky factorisations one eigendecomposition costs (measured, n = 1000 to
-/// 4000, 2 threads: 15 to 17); past this many ridges [`Route::recommended`] picks the eigen route.
+/// Roughly how many Cholesky factorisations one eigendecomposition costs (measured with the Gram
+/// build, n = 1000 to 4000, 2 threads: 12 to 16, docs/benchmarks.md); past this many ridges
+/// [`Route::recommended`] picks the eigen route.
 pub const EIGEN_BREAK_EVEN_RIDGES: usize = 15;
 
 /// Which ground-truth weight each distillation step uses.
