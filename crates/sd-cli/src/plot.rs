@@ -105,6 +105,24 @@ fn font(size: u32) -> TextStyle<'static> {
     (FAMILY, size).into_font().into()
 }
 
+/// The legend of every figure: the series labels in a translucent box.
+fn legend<'a, DB: DrawingBackend + 'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .configure_series_labels()
+        .position(position)
+        .label_font(font(17))
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .draw()
+        .map_err(boxed)
+}
+
 /// The fit of every step on the grid, the limit dashed, the training data as crosses.
 fn draw_fit<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
@@ -197,14 +215,7 @@ where
         .map_err(boxed)?
         .label("training data")
         .legend(|(x, y)| Cross::new((x + 12, y), 5, BLACK.stroke_width(3)));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::LowerLeft)
-        .label_font(font(17))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.4))
-        .draw()
-        .map_err(boxed)?;
+    legend(&mut chart, SeriesLabelPosition::LowerLeft)?;
     root.present().map_err(boxed)?;
     Ok(())
 }
@@ -291,14 +302,7 @@ where
             .label("B⁽∞⁾ (limit)")
             .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 18, y + 6)], style));
     }
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .label_font(font(17))
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.4))
-        .draw()
-        .map_err(boxed)?;
+    legend(&mut chart, SeriesLabelPosition::UpperRight)?;
     root.present().map_err(boxed)?;
     Ok(())
 }
@@ -363,14 +367,7 @@ where
                         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
                 }
             }
-            chart
-                .configure_series_labels()
-                .position(SeriesLabelPosition::UpperLeft)
-                .label_font(font(17))
-                .background_style(WHITE.mix(0.85))
-                .border_style(BLACK.mix(0.4))
-                .draw()
-                .map_err(boxed)?;
+            legend(&mut chart, SeriesLabelPosition::UpperLeft)?;
         }};
     }
     let builder = || {
