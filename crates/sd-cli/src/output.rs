@@ -81,12 +81,15 @@ pub fn json(report: &KrrReport) -> String {
     text
 }
 
-/// A number the way the original notebook printed losses: five decimals, or scientific notation
-/// where that would hide the digits.
+/// A number to five significant digits, the way the original notebook printed its losses
+/// (`0.16477`); scientific notation below 1e-4 and from 1e5 on.
 pub fn number(value: f64) -> String {
     let magnitude = value.abs();
-    if value == 0.0 || (1e-3..1e5).contains(&magnitude) {
-        format!("{value:.5}")
+    if value == 0.0 {
+        "0.00000".into()
+    } else if (1e-4..1e5).contains(&magnitude) {
+        let decimals = (4 - magnitude.log10().floor() as i32).max(0) as usize;
+        format!("{value:.decimals$}")
     } else {
         format!("{value:.4e}")
     }
@@ -224,9 +227,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn numbers_keep_five_decimals_or_switch_to_scientific() {
+    fn numbers_keep_five_significant_digits() {
         assert_eq!(number(0.164773424), "0.16477");
         assert_eq!(number(0.0), "0.00000");
+        assert_eq!(number(0.00092804), "0.00092804");
+        assert_eq!(number(-2.5), "-2.5000");
+        assert_eq!(number(12345.6), "12346");
         assert_eq!(number(1.5e-7), "1.5000e-7");
         assert_eq!(number(123456.0), "1.2346e5");
     }
