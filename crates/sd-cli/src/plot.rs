@@ -375,7 +375,7 @@ where
         builder
             .margin(18)
             .x_label_area_size(44)
-            .y_label_area_size(72);
+            .y_label_area_size(92);
         builder
     };
     if high > 10.0 * low {
