@@ -339,16 +339,7 @@ impl<K: Kernel> SelfDistillation<K> {
     /// holds chain `c`'s alpha per step (validated by the callers).
     fn chains(&self, schedules: &[Vec<f64>], steps: usize) -> Vec<Vec<Step>> {
         let (n, m) = (self.n_train(), self.n_outputs());
-        let shrinkage = self
-            .eigenvalues()
-            .map(|d| spectral::shrinkage(d, self.lambda));
-        let first = Step {
-            step: 1,
-            alpha: None,
-            optimal_alpha: None,
-            b_diag: shrinkage.clone(),
-            fit: self.first_fit(),
-        };
+        let (shrinkage, first) = self.first_step();
         let mut chains: Vec<Vec<Step>> = vec![vec![first]; schedules.len()];
         for step in 2..=steps {
             // Targets alpha y + (1 - alpha) yhat(t-1) of every chain, side by side.
@@ -362,10 +353,7 @@ impl<K: Kernel> SelfDistillation<K> {
             for (chain, steps_so_far) in chains.iter_mut().enumerate() {
                 let alpha = schedules[chain][step - 1];
                 let previous = steps_so_far.last().expect("step 1 is always there");
-                let b_diag = match (&shrinkage, &previous.b_diag) {
-                    (Some(a), Some(b)) => Some(spectral::next_b_diag(a, b, alpha)),
-                    _ => None,
-                };
+                let b_diag = next_b_diag(shrinkage.as_deref(), previous, alpha);
                 steps_so_far.push(Step {
                     step,
                     alpha: Some(alpha),
@@ -381,22 +369,30 @@ impl<K: Kernel> SelfDistillation<K> {
         chains
     }
 
-    /// Algorithm 1: the greedy optimal alpha of every step against the reference.
-    fn distill_optimal(&self, optimal: &OptimalAlpha, steps: usize) -> Result<Vec<Step>> {
-        let (evaluator, targets) = self.reference(optimal)?;
+    /// Step 1 of every run, with the shrinkage `A` of the eigen route (the `B(t)` recursion's
+    /// factor).
+    fn first_step(&self) -> (Option<Vec<f64>>, Step) {
         let shrinkage = self
             .eigenvalues()
             .map(|d| spectral::shrinkage(d, self.lambda));
-        let first = self.first_fit();
-        // The first fit at the reference inputs: u1 of every step.
-        let u1 = evaluator.predict(first.dual_coef.as_ref());
-        let mut result = vec![Step {
+        let first = Step {
             step: 1,
             alpha: None,
             optimal_alpha: None,
             b_diag: shrinkage.clone(),
-            fit: first.clone(),
-        }];
+            fit: self.first_fit(),
+        };
+        (shrinkage, first)
+    }
+
+    /// Algorithm 1: the greedy optimal alpha of every step against the reference.
+    fn distill_optimal(&self, optimal: &OptimalAlpha, steps: usize) -> Result<Vec<Step>> {
+        let (evaluator, targets) = self.reference(optimal)?;
+        let (shrinkage, first_step) = self.first_step();
+        let first = first_step.fit.clone();
+        // The first fit at the reference inputs: u1 of every step.
+        let u1 = evaluator.predict(first.dual_coef.as_ref());
+        let mut result = vec![first_step];
         for step in 2..=steps {
             let previous = result.last().expect("step 1 is always there");
             let student = self.solver.fit(previous.fit.fitted.as_ref());
@@ -407,10 +403,7 @@ impl<K: Kernel> SelfDistillation<K> {
             } else {
                 best
             };
-            let b_diag = match (&shrinkage, &previous.b_diag) {
-                (Some(a), Some(b)) => Some(spectral::next_b_diag(a, b, alpha)),
-                _ => None,
-            };
+            let b_diag = next_b_diag(shrinkage.as_deref(), previous, alpha);
             result.push(Step {
                 step,
                 alpha: Some(alpha),
@@ -516,6 +509,14 @@ impl<K: Kernel> SelfDistillation<K> {
             return Err(Error::ReferenceIsTrainingData);
         }
         Ok((self.at(optimal.x.as_ref())?, optimal.targets.clone()))
+    }
+}
+
+/// `B(t)` from `B(t-1)` where the spectrum is known (eigen route).
+fn next_b_diag(shrinkage: Option<&[f64]>, previous: &Step, alpha: f64) -> Option<Vec<f64>> {
+    match (shrinkage, &previous.b_diag) {
+        (Some(a), Some(b)) => Some(spectral::next_b_diag(a, b, alpha)),
+        _ => None,
     }
 }
 
