@@ -34,6 +34,118 @@ pub struct Cli {
 pub enum Command {
     /// Self-distillation of kernel ridge regression (the paper's toy example by default)
     Krr(KrrArgs),
+    /// Image data sets: inspect CIFAR-10 or (Fashion-)MNIST files, write a fixture
+    #[command(subcommand)]
+    Data(DataCommand),
+}
+
+/// `sd-cli data ...`.
+#[derive(Debug, Subcommand)]
+pub enum DataCommand {
+    /// Read a data set, validate it, and print its format, class counts per split and
+    /// per-channel mean and std
+    #[command(
+        after_help = "PATH: a cifar-10-batches-bin directory (or its parent), \
+    cifar-10-binary.tar.gz, or a directory of (Fashion-)MNIST IDX files such as \
+    /usr/share/datasets/fashion-mnist.\n\
+    Example: sd-cli data inspect /usr/share/datasets/fashion-mnist --val-size 5000"
+    )]
+    Inspect(InspectArgs),
+    /// Write a small data set in the real CIFAR-10 binary (or IDX) format, with class structure
+    /// a small network learns, for tests and quick runs
+    #[command(
+        after_help = "Example: sd-cli data fixture --out fixture --train 500 --test 100 \
+    && sd-cli data inspect fixture"
+    )]
+    Fixture(FixtureArgs),
+}
+
+/// Arguments of `sd-cli data inspect`.
+#[derive(Debug, Args)]
+pub struct InspectArgs {
+    /// The data set
+    #[arg(value_name = "PATH")]
+    pub path: PathBuf,
+
+    /// Also show the validation split the trainer would hold out of the training set: this many
+    /// images, stratified by class
+    #[arg(long, value_name = "N", conflicts_with = "val_on_test")]
+    pub val_size: Option<usize>,
+
+    /// Show the test set as the validation split (the original code's choice)
+    #[arg(long)]
+    pub val_on_test: bool,
+
+    /// Seed of the held-out draw
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// Keep only the first N training images, balanced across classes
+    #[arg(long, value_name = "N")]
+    pub limit_train: Option<usize>,
+
+    /// Output format on stdout
+    #[arg(long, value_enum, default_value_t = InspectFormat::Table)]
+    pub format: InspectFormat,
+}
+
+/// Output formats of `sd-cli data inspect`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum InspectFormat {
+    /// Tables for people
+    Table,
+    /// One JSON object
+    Json,
+}
+
+impl InspectArgs {
+    /// The inspection these arguments ask for.
+    pub fn config(&self) -> crate::images::InspectConfig {
+        let split = if self.val_size.is_some() || self.val_on_test || self.limit_train.is_some() {
+            Some(sd_data::SplitConfig {
+                validation: if self.val_on_test {
+                    sd_data::Validation::TestSet
+                } else {
+                    sd_data::Validation::Holdout {
+                        size: self.val_size.unwrap_or(0),
+                    }
+                },
+                seed: self.seed,
+                limit_train: self.limit_train,
+                ..sd_data::SplitConfig::default()
+            })
+        } else {
+            None
+        };
+        crate::images::InspectConfig {
+            path: self.path.clone(),
+            split,
+        }
+    }
+}
+
+/// Arguments of `sd-cli data fixture`.
+#[derive(Debug, Args)]
+pub struct FixtureArgs {
+    /// Directory to write into (created if needed)
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+
+    /// Training images (balanced over the 10 classes)
+    #[arg(long, value_name = "N", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub train: u32,
+
+    /// Test images
+    #[arg(long, value_name = "N", default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub test: u32,
+
+    /// Seed of the images and labels
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// File layout
+    #[arg(long, value_enum, default_value_t = crate::images::FixtureLayout::Cifar)]
+    pub layout: crate::images::FixtureLayout,
 }
 
 /// Kernel choices on the command line.

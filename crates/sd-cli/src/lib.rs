@@ -2,7 +2,8 @@
 //!
 //! `sd-cli` only parses, wires and prints: the numerics live in [`sd_kernel`]. The modules here
 //! are the pieces of the `krr` command: reading CSV data ([`data`]), running a distillation
-//! ([`krr`]), printing ([`output`]), figures ([`plot`]) and atomic file writes ([`files`]).
+//! ([`krr`]), printing ([`output`]), figures ([`plot`]) and atomic file writes ([`files`]); and of
+//! the `data` commands on image data sets ([`images`], over [`sd_data`]).
 //!
 //! ```
 //! use sd_cli::krr::{AlphaChoice, KrrConfig, run};
@@ -17,6 +18,7 @@
 pub mod cli;
 pub mod data;
 pub mod files;
+pub mod images;
 pub mod krr;
 pub mod logging;
 pub mod output;

@@ -5,8 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Parser;
-use sd_cli::cli::{Cli, Command, KrrArgs};
-use sd_cli::{krr, output, plot};
+use sd_cli::cli::{Cli, Command, DataCommand, InspectFormat, KrrArgs};
+use sd_cli::{images, krr, output, plot};
 
 /// Exit status for every error: bad input, bad data, failed writes.
 const FAILURE: u8 = 2;
@@ -60,6 +60,32 @@ fn run(cli: Cli) -> Result<()> {
     }
     match cli.command {
         Command::Krr(args) => run_krr(&args, !cli.quiet),
+        Command::Data(DataCommand::Inspect(args)) => {
+            let inspection = images::inspect(&args.config())?;
+            let text = match args.format {
+                InspectFormat::Table => images::table(&inspection),
+                InspectFormat::Json => serde_json::to_string_pretty(&inspection)? + "\n",
+            };
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(text.as_bytes())?;
+            stdout.flush()?;
+            Ok(())
+        }
+        Command::Data(DataCommand::Fixture(args)) => {
+            let spec = sd_data::fixture::FixtureSpec {
+                train: args.train as usize,
+                test: args.test as usize,
+                seed: args.seed,
+            };
+            let path = images::write_fixture(&args.out, args.layout, spec)?;
+            println!(
+                "wrote a fixture of {} training and {} test images: {}",
+                spec.train,
+                spec.test,
+                path.display()
+            );
+            Ok(())
+        }
     }
 }
 

@@ -358,3 +358,101 @@ fn help_and_version() {
     let version = sd_cli(&["--version"]);
     assert!(stdout(&version).starts_with("sd-cli "));
 }
+
+#[test]
+fn data_fixture_then_inspect() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("fx");
+    let out = out.to_str().unwrap();
+    let written = sd_cli(&[
+        "data", "fixture", "--out", out, "--train", "120", "--test", "30",
+    ]);
+    assert!(written.status.success(), "{}", stderr(&written));
+    assert!(stdout(&written).contains("cifar-10-batches-bin"));
+
+    let table = sd_cli(&["data", "inspect", out, "--val-size", "20", "--seed", "3"]);
+    assert!(table.status.success(), "{}", stderr(&table));
+    let text = stdout(&table);
+    assert!(text.contains("CIFAR-10 binary (fixture)"), "{text}");
+    let total = text.lines().find(|l| l.starts_with("total")).unwrap();
+    assert_eq!(
+        total.split_whitespace().collect::<Vec<_>>(),
+        ["total", "100", "20", "30"]
+    );
+    assert!(
+        text.contains("normalize with") && text.contains("0.4914 / 0.2023"),
+        "{text}"
+    );
+
+    let json = sd_cli(&["data", "inspect", out, "--format", "json", "--val-on-test"]);
+    let value: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(value["image_shape"], "3x32x32");
+    let splits = value["splits"].as_array().unwrap();
+    let names: Vec<&str> = splits.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["train", "val", "test"]);
+    assert_eq!(splits[1]["images"], 30);
+    assert_eq!(splits[0]["per_class"].as_array().unwrap().len(), 10);
+    let mean = splits[0]["channels"][0]["mean"].as_f64().unwrap();
+    assert!(mean > 0.0 && mean < 1.0);
+
+    for layout in ["cifar-archive", "idx", "idx-gz"] {
+        let target = dir.path().join(layout);
+        let target = target.to_str().unwrap();
+        let written = sd_cli(&["data", "fixture", "--out", target, "--layout", layout]);
+        assert!(written.status.success(), "{layout}: {}", stderr(&written));
+        let inspected = sd_cli(&["data", "inspect", target]);
+        assert!(
+            inspected.status.success(),
+            "{layout}: {}",
+            stderr(&inspected)
+        );
+        let total = stdout(&inspected);
+        assert!(
+            total.contains("total") && total.contains("500"),
+            "{layout}: {total}"
+        );
+    }
+}
+
+#[test]
+fn data_errors_are_one_line_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = error_line(&["data", "inspect", dir.path().to_str().unwrap()]);
+    assert!(err.contains("no data set found"), "{err}");
+    let err = error_line(&["data", "inspect", "/nonexistent/cifar"]);
+    assert!(err.contains("/nonexistent/cifar: missing"), "{err}");
+
+    let out = dir.path().join("fx");
+    let out_str = out.to_str().unwrap();
+    assert!(
+        sd_cli(&["data", "fixture", "--out", out_str])
+            .status
+            .success()
+    );
+    let batch = out.join("cifar-10-batches-bin/data_batch_3.bin");
+    let bytes = std::fs::read(&batch).unwrap();
+    std::fs::write(&batch, &bytes[..3073 * 7 + 5]).unwrap();
+    let err = error_line(&["data", "inspect", out_str]);
+    assert!(
+        err.contains("data_batch_3.bin") && err.contains("record 7"),
+        "{err}"
+    );
+
+    // Real data (no manifest) is never overwritten by a fixture.
+    std::fs::remove_file(out.join("cifar-10-batches-bin/sd-data-fixture.json")).unwrap();
+    let err = error_line(&["data", "fixture", "--out", out_str]);
+    assert!(err.contains("refusing to overwrite"), "{err}");
+    assert_eq!(std::fs::read(&batch).unwrap().len(), 3073 * 7 + 5);
+
+    let err = error_line(&["data", "fixture", "--out", out_str, "--train", "0"]);
+    assert!(err.contains("--train"), "{err}");
+    let err = error_line(&[
+        "data",
+        "inspect",
+        out_str,
+        "--val-size",
+        "5",
+        "--val-on-test",
+    ]);
+    assert!(err.contains("cannot be used with"), "{err}");
+}

@@ -14,8 +14,14 @@ fn read(path: &str) -> String {
 fn docs_cli_md_mentions_every_flag() {
     let docs = read("docs/cli.md");
     let cli = sd_cli::cli::Cli::command();
+    // Every command, nested ones (`data inspect`) included.
     let mut commands = vec![&cli];
-    commands.extend(cli.get_subcommands());
+    let mut next = 0;
+    while next < commands.len() {
+        let children: Vec<_> = commands[next].get_subcommands().collect();
+        commands.extend(children);
+        next += 1;
+    }
     let mut missing = Vec::new();
     for command in commands {
         for argument in command.get_arguments() {

@@ -76,7 +76,10 @@ fn batches(c: &mut Criterion) {
     group.sample_size(10);
     group.throughput(Throughput::Elements(images as u64));
     for (name, transform) in [
-        ("train_transform", Transform::train(Normalization::cifar10())),
+        (
+            "train_transform",
+            Transform::train(Normalization::cifar10()),
+        ),
         ("test_transform", Transform::test(Normalization::cifar10())),
     ] {
         for workers in [0, 1, 2] {

@@ -1,10 +1,10 @@
 //! Reading the real file formats: fixtures round-trip, layouts are recognised, and every kind of
 //! damage is a named error.
 
-use std::io::Write;
 use sd_data::cifar::{self, RECORD_BYTES};
 use sd_data::fixture::{self, FixtureSpec};
 use sd_data::{DataError, Dataset, DatasetKind, Format, ImageSet, idx};
+use std::io::Write;
 
 const SPEC: FixtureSpec = FixtureSpec {
     train: 203,

@@ -1,0 +1,234 @@
+//! The `data` commands: inspect an image data set, write a fixture.
+
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use sd_data::fixture::{self, FixtureSpec};
+use sd_data::{ChannelStats, Dataset, SplitConfig, Splits, Subset, Validation};
+use serde::Serialize;
+
+/// Which splits `inspect` shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InspectConfig {
+    /// The data set path.
+    pub path: PathBuf,
+    /// `None`: the files' own train and test splits; `Some`: split as the trainer would.
+    pub split: Option<SplitConfig>,
+}
+
+/// One split's description.
+#[derive(Debug, Clone, Serialize)]
+pub struct SplitSummary {
+    /// `train`, `val` or `test`.
+    pub name: &'static str,
+    /// Images.
+    pub images: usize,
+    /// Images per class, in class order.
+    pub per_class: Vec<usize>,
+    /// Per-channel mean and population std in [0, 1] units (pixel / 255).
+    pub channels: Vec<ChannelStats>,
+}
+
+/// What `inspect` reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct Inspection {
+    /// The path the data was read from.
+    pub source: PathBuf,
+    /// How it was stored.
+    pub format: String,
+    /// Which data set it is taken to be.
+    pub dataset: String,
+    /// Whether it is a fixture written by `sd-cli data fixture`.
+    pub fixture: bool,
+    /// `CxHxW`.
+    pub image_shape: String,
+    /// Class names.
+    pub classes: Vec<String>,
+    /// The normalization the trainer uses for it (mean, std per channel).
+    pub normalization: sd_data::Normalization,
+    /// How the validation split was made, when one was asked for.
+    pub split: Option<SplitConfig>,
+    /// Train and test, or train, val and test.
+    pub splits: Vec<SplitSummary>,
+}
+
+fn summary(name: &'static str, subset: &Subset) -> SplitSummary {
+    SplitSummary {
+        name,
+        images: subset.len(),
+        per_class: subset.class_counts(),
+        channels: subset.images().channel_stats(Some(subset.indices())),
+    }
+}
+
+/// Reads and describes a data set.
+pub fn inspect(config: &InspectConfig) -> Result<Inspection> {
+    let data = Dataset::open(&config.path)?;
+    let splits = match &config.split {
+        None => vec![
+            summary("train", &Subset::all(data.train.clone())),
+            summary("test", &Subset::all(data.test.clone())),
+        ],
+        Some(split) => {
+            let splits = Splits::new(&data, split)?;
+            let mut out = vec![summary("train", &splits.train)];
+            if split.validation != (Validation::Holdout { size: 0 }) {
+                out.push(summary("val", &splits.val));
+            }
+            out.push(summary("test", &splits.test));
+            out
+        }
+    };
+    Ok(Inspection {
+        source: data.source.clone(),
+        format: data.format.to_string(),
+        dataset: data.kind.to_string(),
+        fixture: data.is_fixture,
+        image_shape: data.shape().to_string(),
+        classes: data.class_names.clone(),
+        normalization: data.normalization(),
+        split: config.split.clone(),
+        splits,
+    })
+}
+
+/// The inspection as a table for people.
+pub fn table(inspection: &Inspection) -> String {
+    let mut out = String::new();
+    let fixture = if inspection.fixture { " (fixture)" } else { "" };
+    let _ = writeln!(out, "path     {}", inspection.source.display());
+    let _ = writeln!(out, "format   {}{fixture}", inspection.format);
+    let _ = writeln!(
+        out,
+        "dataset  {}, {} classes, images {}",
+        inspection.dataset,
+        inspection.classes.len(),
+        inspection.image_shape
+    );
+    if let Some(split) = &inspection.split {
+        let validation = match split.validation {
+            Validation::Holdout { size } => {
+                format!("{size} held out of train (stratified, seed {})", split.seed)
+            }
+            Validation::TestSet => "the test set".to_string(),
+        };
+        let _ = writeln!(out, "val      {validation}");
+    }
+    out.push('\n');
+
+    let name_width = inspection
+        .classes
+        .iter()
+        .map(|n| n.len() + 3)
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    let _ = write!(out, "{:<name_width$}", "class");
+    for split in &inspection.splits {
+        let _ = write!(out, " {:>8}", split.name);
+    }
+    out.push('\n');
+    for (k, name) in inspection.classes.iter().enumerate() {
+        let _ = write!(out, "{:<name_width$}", format!("{k} {name}"));
+        for split in &inspection.splits {
+            let _ = write!(out, " {:>8}", split.per_class.get(k).copied().unwrap_or(0));
+        }
+        out.push('\n');
+    }
+    let _ = write!(out, "{:<name_width$}", "total");
+    for split in &inspection.splits {
+        let _ = write!(out, " {:>8}", split.images);
+    }
+    out.push_str("\n\n");
+
+    let _ = write!(out, "channel");
+    for split in &inspection.splits {
+        let _ = write!(out, " {:>17}", format!("{} mean/std", split.name));
+    }
+    let _ = writeln!(out, " {:>17}", "normalize with");
+    let channels = inspection.splits.first().map_or(0, |s| s.channels.len());
+    for c in 0..channels {
+        let _ = write!(out, "{c:<7}");
+        for split in &inspection.splits {
+            let stats = split.channels[c];
+            let _ = write!(
+                out,
+                " {:>17}",
+                format!("{:.4} / {:.4}", stats.mean, stats.std)
+            );
+        }
+        let n = &inspection.normalization;
+        let pick = |v: &[f32]| v.get(c).or(v.first()).copied().unwrap_or(f32::NAN);
+        let _ = writeln!(
+            out,
+            " {:>17}",
+            format!("{:.4} / {:.4}", pick(&n.mean), pick(&n.std))
+        );
+    }
+    out
+}
+
+/// Fixture layouts `sd-cli data fixture` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum FixtureLayout {
+    /// CIFAR-10 binary files in OUT/cifar-10-batches-bin/ (3x32x32)
+    Cifar,
+    /// The same as OUT/cifar-10-binary.tar.gz, laid out like the official download
+    CifarArchive,
+    /// The four (Fashion-)MNIST IDX files in OUT/ (1x28x28), uncompressed
+    Idx,
+    /// The four IDX files gzip-compressed (.gz), as distributed
+    IdxGz,
+}
+
+/// Writes a fixture; returns the path a user passes to `--data`. Refuses to replace files that
+/// are not a fixture.
+pub fn write_fixture(out: &Path, layout: FixtureLayout, spec: FixtureSpec) -> Result<PathBuf> {
+    let (marker, target) = match layout {
+        FixtureLayout::Cifar => {
+            let dir = out.join(sd_data::cifar::DIR_NAME);
+            (dir.join(sd_data::cifar::TRAIN_FILES[0]), dir)
+        }
+        FixtureLayout::CifarArchive => {
+            let archive = out.join(sd_data::cifar::ARCHIVE_NAME);
+            (archive.clone(), archive)
+        }
+        FixtureLayout::Idx | FixtureLayout::IdxGz => (
+            out.join(if layout == FixtureLayout::Idx {
+                "train-images-idx3-ubyte"
+            } else {
+                "train-images-idx3-ubyte.gz"
+            }),
+            out.to_path_buf(),
+        ),
+    };
+    if marker.exists() && !is_fixture(&target) {
+        bail!(
+            "{} exists and is not a fixture: refusing to overwrite it (choose another --out)",
+            marker.display()
+        );
+    }
+    if spec.train == 0 || spec.test == 0 {
+        bail!("a fixture needs at least one training and one test image");
+    }
+    match layout {
+        FixtureLayout::Cifar => {
+            fixture::write_cifar10(out, spec)?;
+        }
+        FixtureLayout::CifarArchive => {
+            std::fs::create_dir_all(out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            fixture::write_cifar10_archive(&target, spec)?;
+        }
+        FixtureLayout::Idx | FixtureLayout::IdxGz => {
+            fixture::write_idx(out, spec, layout == FixtureLayout::IdxGz)?
+        }
+    }
+    Ok(target)
+}
+
+/// Whether the data at `path` is one of our fixtures (readable and carrying a manifest).
+fn is_fixture(path: &Path) -> bool {
+    Dataset::open(path).map(|d| d.is_fixture).unwrap_or(false)
+}
