@@ -182,35 +182,36 @@ pub enum FixtureLayout {
     IdxGz,
 }
 
-/// Writes a fixture; returns the path a user passes to `--data`. Refuses to replace files that
-/// are not a fixture.
+/// Writes a fixture; returns the path a user passes to `--data`. Refuses to write where a data
+/// set that is not a fixture already is, or where one could be damaged or shadowed.
 pub fn write_fixture(out: &Path, layout: FixtureLayout, spec: FixtureSpec) -> Result<PathBuf> {
-    let (marker, target) = match layout {
-        FixtureLayout::Cifar => {
-            let dir = out.join(sd_data::cifar::DIR_NAME);
-            (dir.join(sd_data::cifar::TRAIN_FILES[0]), dir)
-        }
-        FixtureLayout::CifarArchive => {
-            let archive = out.join(sd_data::cifar::ARCHIVE_NAME);
-            (archive.clone(), archive)
-        }
-        FixtureLayout::Idx | FixtureLayout::IdxGz => (
-            out.join(if layout == FixtureLayout::Idx {
-                "train-images-idx3-ubyte"
-            } else {
-                "train-images-idx3-ubyte.gz"
-            }),
-            out.to_path_buf(),
-        ),
-    };
-    if marker.exists() && !is_fixture(&target) {
-        bail!(
-            "{} exists and is not a fixture: refusing to overwrite it (choose another --out)",
-            marker.display()
-        );
-    }
     if spec.train == 0 || spec.test == 0 {
         bail!("a fixture needs at least one training and one test image");
+    }
+    let target = match layout {
+        FixtureLayout::Cifar => out.join(sd_data::cifar::DIR_NAME),
+        FixtureLayout::CifarArchive => out.join(sd_data::cifar::ARCHIVE_NAME),
+        FixtureLayout::Idx | FixtureLayout::IdxGz => out.to_path_buf(),
+    };
+    // Whatever `out` or the target holds must be a fixture (or nothing recognisable).
+    for place in [out, &target] {
+        match Dataset::open(place) {
+            Ok(data) if data.is_fixture => {}
+            Ok(data) => bail!(
+                "{} holds {} data ({}) that is not a fixture: refusing to write a fixture there \
+                 (choose another --out)",
+                place.display(),
+                data.kind,
+                data.format
+            ),
+            Err(sd_data::DataError::UnknownFormat { .. }) => {}
+            Err(sd_data::DataError::Missing { path, .. }) if path == place => {}
+            Err(err) => bail!(
+                "{} holds data that does not read as a data set ({err}): refusing to write a \
+                 fixture over it (choose another --out)",
+                place.display()
+            ),
+        }
     }
     match layout {
         FixtureLayout::Cifar => {
@@ -226,9 +227,4 @@ pub fn write_fixture(out: &Path, layout: FixtureLayout, spec: FixtureSpec) -> Re
         }
     }
     Ok(target)
-}
-
-/// Whether the data at `path` is one of our fixtures (readable and carrying a manifest).
-fn is_fixture(path: &Path) -> bool {
-    Dataset::open(path).map(|d| d.is_fixture).unwrap_or(false)
 }

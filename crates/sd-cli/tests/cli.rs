@@ -441,8 +441,31 @@ fn data_errors_are_one_line_naming_the_file() {
     // Real data (no manifest) is never overwritten by a fixture.
     std::fs::remove_file(out.join("cifar-10-batches-bin/sd-data-fixture.json")).unwrap();
     let err = error_line(&["data", "fixture", "--out", out_str]);
-    assert!(err.contains("refusing to overwrite"), "{err}");
+    assert!(err.contains("refusing to write a fixture"), "{err}");
     assert_eq!(std::fs::read(&batch).unwrap().len(), 3073 * 7 + 5);
+
+    // Nor is real IDX data shadowed by plain files beside its .gz ones.
+    let real_idx = dir.path().join("mnist");
+    let real_idx_str = real_idx.to_str().unwrap();
+    assert!(
+        sd_cli(&[
+            "data",
+            "fixture",
+            "--out",
+            real_idx_str,
+            "--layout",
+            "idx-gz"
+        ])
+        .status
+        .success()
+    );
+    std::fs::remove_file(real_idx.join("sd-data-fixture.json")).unwrap();
+    let err = error_line(&["data", "fixture", "--out", real_idx_str, "--layout", "idx"]);
+    assert!(
+        err.contains("MNIST data (IDX) that is not a fixture"),
+        "{err}"
+    );
+    assert!(!real_idx.join("train-images-idx3-ubyte").exists());
 
     let err = error_line(&["data", "fixture", "--out", out_str, "--train", "0"]);
     assert!(err.contains("--train"), "{err}");

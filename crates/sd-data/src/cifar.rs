@@ -50,6 +50,8 @@ pub const CLASS_NAMES: [&str; 10] = [
     "truck",
 ];
 const CLASSES: usize = 10;
+/// The most records a fixture manifest may declare per file.
+const MAX_FIXTURE_RECORDS: usize = 1_000_000;
 const IMAGE_BYTES: usize = RECORD_BYTES - 1;
 
 /// How to get the data, for messages about missing files.
@@ -76,12 +78,29 @@ impl FixtureManifest {
                 detail: e.to_string(),
             })?;
         for name in TRAIN_FILES.iter().chain([&TEST_FILE]) {
-            if !manifest.records.contains_key(*name) {
-                return Err(DataError::Manifest {
-                    path: path.to_path_buf(),
-                    detail: format!("no record count for {name}"),
-                });
+            match manifest.records.get(*name) {
+                None => {
+                    return Err(DataError::Manifest {
+                        path: path.to_path_buf(),
+                        detail: format!("no record count for {name}"),
+                    });
+                }
+                Some(&count) if count > MAX_FIXTURE_RECORDS => {
+                    return Err(DataError::Manifest {
+                        path: path.to_path_buf(),
+                        detail: format!(
+                            "{count} records for {name}: more than {MAX_FIXTURE_RECORDS}"
+                        ),
+                    });
+                }
+                Some(_) => {}
             }
+        }
+        if manifest.records[TEST_FILE] == 0 {
+            return Err(DataError::Manifest {
+                path: path.to_path_buf(),
+                detail: format!("0 records for {TEST_FILE}"),
+            });
         }
         Ok(manifest)
     }
@@ -172,7 +191,7 @@ pub fn read_dir_with(path: impl AsRef<Path>, counts: RecordCount) -> Result<Cifa
                 scope.spawn(move || {
                     let file = File::open(&path).map_err(|e| DataError::read(&path, e, ""))?;
                     let reader = BufReader::with_capacity(1 << 20, file);
-                    decode_records(&path, reader, records, pixels, labels)
+                    decode_records(&path, reader, 0, records, pixels, labels)
                 })
             })
             .collect();
@@ -204,14 +223,24 @@ pub fn read_archive(path: impl AsRef<Path>) -> Result<Cifar10> {
 pub fn read_archive_with(path: impl AsRef<Path>, counts: RecordCount) -> Result<Cifar10> {
     let path = path.as_ref();
     let file = File::open(path).map_err(|e| DataError::read(path, e, DOWNLOAD_HINT))?;
+    // Which layer failed decides the error: the disk, gzip, or tar.
+    let disk_failed = std::rc::Rc::new(std::cell::Cell::new(false));
     let gzip_failed = std::rc::Rc::new(std::cell::Cell::new(false));
-    let gunzip = flate2::read::GzDecoder::new(BufReader::with_capacity(1 << 20, file));
+    let disk = FailureFlag {
+        inner: BufReader::with_capacity(1 << 20, file),
+        failed: disk_failed.clone(),
+    };
     let mut archive = tar::Archive::new(FailureFlag {
-        inner: gunzip,
+        inner: flate2::read::GzDecoder::new(disk),
         failed: gzip_failed.clone(),
     });
     let archive_error = |member: Option<String>, source: std::io::Error| {
-        if gzip_failed.get() {
+        if disk_failed.get() {
+            DataError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        } else if gzip_failed.get() {
             DataError::Gzip {
                 path: path.to_path_buf(),
                 source,
@@ -225,13 +254,17 @@ pub fn read_archive_with(path: impl AsRef<Path>, counts: RecordCount) -> Result<
         }
     };
 
-    // (pixels, labels) per batch file, validated as far as a file alone allows.
-    let mut batches: BTreeMap<&'static str, (Vec<u8>, Vec<u8>)> = BTreeMap::new();
+    // (member path for messages, pixels, labels) per batch file, validated as far as a file
+    // alone allows.
+    let mut batches: BTreeMap<&'static str, (PathBuf, Vec<u8>, Vec<u8>)> = BTreeMap::new();
     let mut manifest = None;
     let mut class_names = None;
     let entries = archive.entries().map_err(|e| archive_error(None, e))?;
     for entry in entries {
         let mut entry = entry.map_err(|e| archive_error(None, e))?;
+        if !entry.header().entry_type().is_file() {
+            continue; // directories, and links that could shadow a real member
+        }
         let member = entry
             .path()
             .map_err(|e| archive_error(None, e))?
@@ -240,31 +273,60 @@ pub fn read_archive_with(path: impl AsRef<Path>, counts: RecordCount) -> Result<
         let Some(file_name) = member.file_name().and_then(|n| n.to_str()) else {
             continue;
         };
-        let member_path = path.join(&member_name);
+        let member_path = PathBuf::from(format!(
+            "{}/{}",
+            path.display(),
+            member_name.trim_start_matches('/')
+        ));
         if let Some(name) = TRAIN_FILES
             .iter()
             .chain([&TEST_FILE])
             .find(|n| **n == file_name)
         {
+            if batches.contains_key(name) {
+                return Err(archive_error(
+                    Some(member_name),
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("a second member named {name}"),
+                    ),
+                ));
+            }
             let records = records_in(&member_path, entry.size(), None)?;
-            let mut pixels = vec![0u8; records * IMAGE_BYTES];
-            let mut labels = vec![0u8; records];
-            decode_records(&member_path, &mut entry, records, &mut pixels, &mut labels).map_err(
-                |e| match e {
+            // Grow with the data actually read: a header may claim any size.
+            let (mut pixels, mut labels) = (Vec::new(), Vec::new());
+            let mut done = 0;
+            while done < records {
+                let count = (records - done).min(4096);
+                pixels.resize((done + count) * IMAGE_BYTES, 0);
+                labels.resize(done + count, 0);
+                decode_records(
+                    &member_path,
+                    &mut entry,
+                    done,
+                    count,
+                    &mut pixels[done * IMAGE_BYTES..],
+                    &mut labels[done..],
+                )
+                .map_err(|e| match e {
                     DataError::Io { source, .. } => {
                         archive_error(Some(member_name.clone()), source)
                     }
-                    DataError::EndedEarly { .. } if gzip_failed.get() => archive_error(
-                        Some(member_name.clone()),
-                        std::io::Error::new(std::io::ErrorKind::UnexpectedEof, e.to_string()),
-                    ),
+                    DataError::EndedEarly { .. } if gzip_failed.get() || disk_failed.get() => {
+                        archive_error(
+                            Some(member_name.clone()),
+                            std::io::Error::new(std::io::ErrorKind::UnexpectedEof, e.to_string()),
+                        )
+                    }
                     other => other,
-                },
-            )?;
-            batches.insert(name, (pixels, labels));
+                })?;
+                done += count;
+            }
+            batches.insert(name, (member_path, pixels, labels));
         } else if file_name == MANIFEST_FILE || file_name == META_FILE {
             let mut bytes = Vec::new();
-            entry
+            (&mut entry)
+                .take(1 << 20)
                 .read_to_end(&mut bytes)
                 .map_err(|e| archive_error(Some(member_name.clone()), e))?;
             if file_name == MANIFEST_FILE {
@@ -274,13 +336,17 @@ pub fn read_archive_with(path: impl AsRef<Path>, counts: RecordCount) -> Result<
             }
         }
     }
+    // tar stops at its end-of-archive marker; reading gzip to its end checks its CRC and length,
+    // so a corrupted or cut-off download never passes.
+    std::io::copy(&mut archive.into_inner(), &mut std::io::sink())
+        .map_err(|e| archive_error(None, e))?;
 
     let mut take = |name: &'static str| -> Result<(Vec<u8>, Vec<u8>)> {
-        let member_path = path.join(DIR_NAME).join(name);
-        let batch = batches.remove(name).ok_or_else(|| DataError::Missing {
-            path: member_path.clone(),
-            hint: format!("the archive has no member named {name}; {DOWNLOAD_HINT}"),
-        })?;
+        let (member_path, pixels, labels) =
+            batches.remove(name).ok_or_else(|| DataError::Missing {
+                path: path.join(DIR_NAME).join(name),
+                hint: format!("the archive has no member named {name}; {DOWNLOAD_HINT}"),
+            })?;
         let expected = match counts {
             RecordCount::Any => None,
             RecordCount::Expected => Some(
@@ -290,16 +356,16 @@ pub fn read_archive_with(path: impl AsRef<Path>, counts: RecordCount) -> Result<
             ),
         };
         if let Some(expected) = expected
-            && batch.1.len() != expected
+            && labels.len() != expected
         {
             return Err(DataError::RecordCount {
                 path: member_path,
-                found: batch.1.len(),
+                found: labels.len(),
                 expected,
                 record_bytes: RECORD_BYTES,
             });
         }
-        Ok(batch)
+        Ok((pixels, labels))
     };
     let mut train_pixels = Vec::new();
     let mut train_labels = Vec::new();
@@ -332,7 +398,7 @@ pub fn decode_batch(
     let records = records_in(path, bytes.len() as u64, expected)?;
     let mut pixels = vec![0u8; records * IMAGE_BYTES];
     let mut labels = vec![0u8; records];
-    decode_records(path, bytes, records, &mut pixels, &mut labels)?;
+    decode_records(path, bytes, 0, records, &mut pixels, &mut labels)?;
     Ok((pixels, labels))
 }
 
@@ -386,9 +452,11 @@ fn records_in(path: &Path, bytes: u64, expected: Option<usize>) -> Result<usize>
 }
 
 /// Reads `records` records from `reader` into `pixels` and `labels`, checking each label.
+/// `first` numbers the first of them (the file's record index) in errors.
 fn decode_records(
     path: &Path,
     mut reader: impl Read,
+    first: usize,
     records: usize,
     pixels: &mut [u8],
     labels: &mut [u8],
@@ -405,8 +473,8 @@ fn decode_records(
                 // The file shrank after its size was checked, or an archive member is short.
                 return Err(DataError::EndedEarly {
                     path: path.to_path_buf(),
-                    record,
-                    records,
+                    record: first + record,
+                    records: first + records,
                 });
             }
             return Err(DataError::Io {
@@ -420,8 +488,8 @@ fn decode_records(
             if usize::from(label) >= CLASSES {
                 return Err(DataError::LabelOutOfRange {
                     path: path.to_path_buf(),
-                    record: index,
-                    offset: (index * RECORD_BYTES) as u64,
+                    record: first + index,
+                    offset: ((first + index) * RECORD_BYTES) as u64,
                     label,
                     classes: CLASSES,
                 });

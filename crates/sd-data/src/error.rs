@@ -73,7 +73,7 @@ pub enum DataError {
     /// A CIFAR-10 batch file with whole records, but not as many as it should hold.
     #[error(
         "{}: holds {found} records, expected {expected} ({expected} x {record_bytes} = {} bytes)",
-        path.display(), expected * record_bytes
+        path.display(), *expected as u128 * *record_bytes as u128
     )]
     RecordCount {
         /// The batch file.

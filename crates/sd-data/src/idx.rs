@@ -5,7 +5,8 @@
 //! dimensions (`0x00000803`), labels `u8` with 1 (`0x00000801`). Files may be gzip-compressed
 //! (`.gz`, as distributed); the compression is recognised by its magic bytes, not the name.
 
-use std::io::Read;
+use std::fs::File;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use crate::error::{DataError, Result};
@@ -44,6 +45,11 @@ pub const DOWNLOAD_HINT: &str = "(Fashion-)MNIST IDX files: on Debian `apt-get i
 const CLASSES: usize = 10;
 /// Images larger than this on a side are refused as implausible before allocating.
 const MAX_SIDE: u32 = 1 << 14;
+/// Files announcing more data than this (16 GiB) are refused before reading.
+const MAX_BODY_BYTES: u64 = 1 << 34;
+const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
+const IMAGES_WHAT: &str = "u8 images, 3 dimensions";
+const LABELS_WHAT: &str = "u8 labels, 1 dimension";
 
 /// The training and test splits of an IDX directory.
 #[derive(Debug, Clone)]
@@ -70,7 +76,7 @@ pub fn read_dir(dir: impl AsRef<Path>) -> Result<IdxData> {
     })
 }
 
-/// Whether `dir` has IDX training images (compressed or not).
+/// Whether `dir` has any of the four IDX files (compressed or not).
 pub fn is_idx_dir(dir: &Path) -> bool {
     FILE_STEMS.iter().any(|stem| find(dir, stem).exists())
 }
@@ -95,8 +101,11 @@ fn find(dir: &Path, stem: &str) -> PathBuf {
 
 /// Reads an image file and its label file into one set, checking that their counts agree.
 pub fn read_pair(images_path: &Path, labels_path: &Path) -> Result<ImageSet> {
-    let (count, shape, pixels) = decode_images(images_path, &read_file(images_path)?)?;
-    let labels = decode_labels(labels_path, &read_file(labels_path)?, CLASSES)?;
+    let (dims, pixels) = read_idx(images_path, IMAGES_MAGIC, IMAGES_WHAT)?;
+    let (count, shape) = image_geometry(images_path, &dims)?;
+    check_body(images_path, &dims, pixels.len() as u64, body_bytes(&dims))?;
+    let (dims, labels) = read_idx(labels_path, LABELS_MAGIC, LABELS_WHAT)?;
+    check_labels(labels_path, &dims, &labels, CLASSES)?;
     if labels.len() != count {
         return Err(DataError::CountMismatch {
             images_path: images_path.to_path_buf(),
@@ -108,6 +117,61 @@ pub fn read_pair(images_path: &Path, labels_path: &Path) -> Result<ImageSet> {
     Ok(ImageSet::from_validated(pixels, labels, shape, CLASSES))
 }
 
+/// Reads an IDX file's header, then at most the body the header announces plus one byte (to
+/// detect trailing data), inflating gzip on the fly: a small file cannot make the reader
+/// allocate more than its header's plausible size.
+fn read_idx(path: &Path, magic: u32, what: &'static str) -> Result<(Vec<u32>, Vec<u8>)> {
+    let file = File::open(path).map_err(|e| DataError::read(path, e, DOWNLOAD_HINT))?;
+    let mut buffered = BufReader::with_capacity(1 << 20, file);
+    let compressed = buffered
+        .fill_buf()
+        .map_err(|source| DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?
+        .starts_with(&GZIP_MAGIC);
+    let mut reader: Box<dyn Read> = if compressed {
+        Box::new(flate2::read::MultiGzDecoder::new(buffered))
+    } else {
+        Box::new(buffered)
+    };
+    let failure = |source: std::io::Error| {
+        if compressed && source.kind() != std::io::ErrorKind::PermissionDenied {
+            DataError::Gzip {
+                path: path.to_path_buf(),
+                source,
+            }
+        } else {
+            DataError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    };
+    let mut head = Vec::with_capacity(16);
+    (&mut reader)
+        .take(4 + 4 * u64::from(magic & 0xff))
+        .read_to_end(&mut head)
+        .map_err(failure)?;
+    let dims = header(path, &head, magic, what)?;
+    let expected = body_bytes(&dims);
+    if expected > MAX_BODY_BYTES {
+        return Err(DataError::IdxDimensions {
+            path: path.to_path_buf(),
+            detail: format!(
+                "the header announces {expected} bytes of data, more than the {MAX_BODY_BYTES} \
+                 accepted"
+            ),
+        });
+    }
+    let mut body = Vec::with_capacity(expected.min(1 << 26) as usize);
+    reader
+        .take(expected + 1)
+        .read_to_end(&mut body)
+        .map_err(failure)?;
+    Ok((dims, body))
+}
+
 /// A file's bytes, gunzipped when they start with gzip's magic bytes.
 pub fn read_file(path: &Path) -> Result<Vec<u8>> {
     let bytes = std::fs::read(path).map_err(|e| DataError::read(path, e, DOWNLOAD_HINT))?;
@@ -115,8 +179,10 @@ pub fn read_file(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// Decompresses `bytes` if they are gzip data (magic `1f 8b`); returns them unchanged otherwise.
+/// Inflates everything: for files of unknown origin prefer [`read_pair`], which stops at the
+/// size the header announces.
 pub fn gunzip_if_compressed(path: &Path, bytes: Vec<u8>) -> Result<Vec<u8>> {
-    if !bytes.starts_with(&[0x1f, 0x8b]) {
+    if !bytes.starts_with(&GZIP_MAGIC) {
         return Ok(bytes);
     }
     let mut out = Vec::with_capacity(bytes.len() * 4);
@@ -158,33 +224,18 @@ fn header(path: &Path, bytes: &[u8], magic: u32, what: &'static str) -> Result<V
     Ok((1..=dims).map(word).collect())
 }
 
-/// Decodes an IDX image file held in memory: `(count, shape, pixels)` with `shape` 1 x rows x
-/// columns. The header must be `0x00000803` and the data exactly `count * rows * columns` bytes.
-/// `path` only names the file in errors.
-pub fn decode_images(path: &Path, bytes: &[u8]) -> Result<(usize, ImageShape, Vec<u8>)> {
-    let dims = header(path, bytes, IMAGES_MAGIC, "u8 images, 3 dimensions")?;
+/// The data bytes a header announces: the product of its dimensions.
+fn body_bytes(dims: &[u32]) -> u64 {
+    dims.iter().map(|&d| u64::from(d)).product()
+}
+
+/// `(count, shape)` of an image header, or why it is implausible.
+fn image_geometry(path: &Path, dims: &[u32]) -> Result<(usize, ImageShape)> {
     let (count, rows, cols) = (dims[0], dims[1], dims[2]);
-    if rows == 0 || cols == 0 || rows > MAX_SIDE || cols > MAX_SIDE {
+    if count == 0 || rows == 0 || cols == 0 || rows > MAX_SIDE || cols > MAX_SIDE {
         return Err(DataError::IdxDimensions {
             path: path.to_path_buf(),
-            detail: format!("images of {rows} x {cols} pixels"),
-        });
-    }
-    let body = &bytes[16..];
-    let expected = u64::from(count) * u64::from(rows) * u64::from(cols);
-    if body.len() as u64 != expected {
-        return Err(DataError::IdxDimensions {
-            path: path.to_path_buf(),
-            detail: format!(
-                "the header says {count} images of {rows} x {cols} = {expected} bytes of \
-                 pixels, the file has {} ({})",
-                body.len(),
-                if (body.len() as u64) < expected {
-                    "truncated"
-                } else {
-                    "trailing bytes"
-                }
-            ),
+            detail: format!("{count} images of {rows} x {cols} pixels"),
         });
     }
     let shape = ImageShape {
@@ -192,23 +243,38 @@ pub fn decode_images(path: &Path, bytes: &[u8]) -> Result<(usize, ImageShape, Ve
         height: rows as usize,
         width: cols as usize,
     };
-    Ok((count as usize, shape, body.to_vec()))
+    Ok((count as usize, shape))
 }
 
-/// Decodes an IDX label file held in memory, checking every label against `classes`.
-pub fn decode_labels(path: &Path, bytes: &[u8], classes: usize) -> Result<Vec<u8>> {
-    let dims = header(path, bytes, LABELS_MAGIC, "u8 labels, 1 dimension")?;
-    let body = &bytes[8..];
-    if body.len() as u64 != u64::from(dims[0]) {
+/// The data must be exactly what the header announces.
+fn check_body(path: &Path, dims: &[u32], found: u64, expected: u64) -> Result<()> {
+    if found == expected {
+        return Ok(());
+    }
+    let announced = match dims {
+        [count, rows, cols] => format!("{count} images of {rows} x {cols} = {expected} bytes"),
+        _ => format!("{expected} labels"),
+    };
+    let (what, problem) = if found < expected {
+        (found.to_string(), "truncated")
+    } else {
+        // Reading stops one byte past the announced size.
+        ("more".to_string(), "trailing bytes")
+    };
+    Err(DataError::IdxDimensions {
+        path: path.to_path_buf(),
+        detail: format!("the header says {announced}, the file has {what} ({problem})"),
+    })
+}
+
+fn check_labels(path: &Path, dims: &[u32], body: &[u8], classes: usize) -> Result<()> {
+    if dims[0] == 0 {
         return Err(DataError::IdxDimensions {
             path: path.to_path_buf(),
-            detail: format!(
-                "the header says {} labels, the file has {} bytes of labels",
-                dims[0],
-                body.len()
-            ),
+            detail: "0 labels".into(),
         });
     }
+    check_body(path, dims, body.len() as u64, u64::from(dims[0]))?;
     if let Some((record, &label)) = body
         .iter()
         .enumerate()
@@ -222,6 +288,25 @@ pub fn decode_labels(path: &Path, bytes: &[u8], classes: usize) -> Result<Vec<u8
             classes,
         });
     }
+    Ok(())
+}
+
+/// Decodes an IDX image file held in memory: `(count, shape, pixels)` with `shape` 1 x rows x
+/// columns. The header must be `0x00000803` and the data exactly `count * rows * columns` bytes.
+/// `path` only names the file in errors.
+pub fn decode_images(path: &Path, bytes: &[u8]) -> Result<(usize, ImageShape, Vec<u8>)> {
+    let dims = header(path, bytes, IMAGES_MAGIC, IMAGES_WHAT)?;
+    let (count, shape) = image_geometry(path, &dims)?;
+    let body = &bytes[16..];
+    check_body(path, &dims, body.len() as u64, body_bytes(&dims))?;
+    Ok((count, shape, body.to_vec()))
+}
+
+/// Decodes an IDX label file held in memory, checking every label against `classes`.
+pub fn decode_labels(path: &Path, bytes: &[u8], classes: usize) -> Result<Vec<u8>> {
+    let dims = header(path, bytes, LABELS_MAGIC, LABELS_WHAT)?;
+    let body = &bytes[8..];
+    check_labels(path, &dims, body, classes)?;
     Ok(body.to_vec())
 }
 
@@ -302,6 +387,8 @@ mod tests {
         assert!(err.to_string().contains("trailing"), "{err}");
         let err = decode_images(path, &images(0, 0, 28, 0)).unwrap_err();
         assert!(matches!(err, DataError::IdxDimensions { .. }));
+        let err = decode_images(path, &images(0, 28, 28, 0)).unwrap_err();
+        assert!(err.to_string().contains("0 images"), "{err}");
         assert!(decode_images(path, &images(1, 2, 2, 4)).is_ok());
         let err = decode_labels(Path::new("l"), &encode_labels(&[1, 12]), 10).unwrap_err();
         assert!(matches!(

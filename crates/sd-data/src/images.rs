@@ -74,12 +74,17 @@ impl ImageSet {
         shape: ImageShape,
         classes: usize,
     ) -> Result<Self> {
-        if shape.pixels() == 0 {
+        if shape.channels == 0 || shape.height == 0 || shape.width == 0 {
             return Err(DataError::InvalidConfig(format!(
                 "image shape {shape} has no pixels"
             )));
         }
-        if pixels.len() != labels.len() * shape.pixels() {
+        let expected = shape
+            .channels
+            .checked_mul(shape.height)
+            .and_then(|p| p.checked_mul(shape.width))
+            .and_then(|p| p.checked_mul(labels.len()));
+        if expected != Some(pixels.len()) {
             return Err(DataError::InvalidConfig(format!(
                 "{} pixel bytes do not make {} images of {shape}",
                 pixels.len(),

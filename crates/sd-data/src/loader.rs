@@ -2,7 +2,8 @@
 //!
 //! [`BatchLoader::epoch`] returns an iterator of [`Batch`]es. With `num_workers = W > 0`, worker
 //! `w` makes batches `w, w + W, w + 2W, ...` into its own bounded channel (`prefetch` batches
-//! deep) and the iterator takes them round-robin: batches arrive in order, memory stays bounded,
+//! deep) and the iterator takes them round-robin: batches arrive in order, memory stays bounded
+//! (at most `W x (prefetch + 1)` batches made and not yet taken),
 //! and training only waits if all workers together are slower than a training step. The sample
 //! order of an epoch and every crop and flip come from seeded streams keyed by the epoch and the
 //! image (see the `rng` module), so the batches are identical whatever the number of workers.

@@ -9,8 +9,8 @@ use crate::error::{DataError, Result};
 use crate::images::ImageSet;
 use crate::rng::{Purpose, stream};
 
-/// Some images of an [`ImageSet`], by index, in increasing order. Cheap to clone: the images and
-/// the indices are shared.
+/// Some images of an [`ImageSet`], by index (in increasing order when made by [`Splits`]; in
+/// the order given by [`Subset::new`]). Cheap to clone: the images and the indices are shared.
 #[derive(Debug, Clone)]
 pub struct Subset {
     images: Arc<ImageSet>,

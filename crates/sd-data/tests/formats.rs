@@ -263,6 +263,98 @@ fn a_damaged_archive_is_blamed_on_the_right_layer() {
     assert!(err.to_string().contains("data_batch_1.bin"), "{err}");
 }
 
+/// Builds a `.tar.gz` from `(name, declared size, data)` members, headers taken at their word.
+fn archive(members: &[(&str, u64, &[u8])]) -> Vec<u8> {
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    {
+        let mut builder = tar::Builder::new(&mut gzip);
+        for &(name, size, data) in members {
+            let mut header = tar::Header::new_gnu();
+            header.set_path(name).unwrap();
+            header.set_size(size);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder.append(&header, data).unwrap();
+        }
+        builder.finish().unwrap();
+    }
+    gzip.finish().unwrap()
+}
+
+#[test]
+fn archive_headers_are_not_trusted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cifar.tar.gz");
+    // A member claiming 2^40 records with one record of data: an error, not a 3 PB allocation.
+    let record = [0u8; RECORD_BYTES];
+    std::fs::write(
+        &path,
+        archive(&[(
+            "cifar-10-batches-bin/data_batch_1.bin",
+            (RECORD_BYTES as u64) << 40,
+            &record,
+        )]),
+    )
+    .unwrap();
+    let err = Dataset::open(&path).unwrap_err();
+    assert!(
+        matches!(err, DataError::EndedEarly { .. } | DataError::Tar { .. }),
+        "{err}"
+    );
+    assert!(err.to_string().contains("cifar.tar.gz"), "{err}");
+
+    // Two members of the same name: refused, not silently replaced.
+    let two = [RECORD_BYTES as u64, RECORD_BYTES as u64];
+    std::fs::write(
+        &path,
+        archive(&[
+            ("a/test_batch.bin", two[0], &record),
+            ("b/test_batch.bin", two[1], &record),
+        ]),
+    )
+    .unwrap();
+    let err = Dataset::open(&path).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("a second member named test_batch.bin"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_cut_off_gzip_trailer_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cifar.tar.gz");
+    fixture::write_cifar10_archive(&path, SPEC).unwrap();
+    let good = std::fs::read(&path).unwrap();
+    // Only the CRC and length at the very end are missing: tar alone would not notice.
+    std::fs::write(&path, &good[..good.len() - 6]).unwrap();
+    let err = Dataset::open(&path).unwrap_err();
+    assert!(matches!(err, DataError::Gzip { .. }), "{err}");
+}
+
+#[test]
+fn an_idx_header_bounds_what_is_read() {
+    let dir = idx_dir();
+    // One 28 x 28 image announced, 10 MB of zeros delivered (compressed to a few kB).
+    let mut bytes = Vec::new();
+    for w in [idx::IMAGES_MAGIC, 1, 28, 28] {
+        bytes.extend_from_slice(&w.to_be_bytes());
+    }
+    bytes.resize(bytes.len() + (10 << 20), 0);
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    gzip.write_all(&bytes).unwrap();
+    std::fs::remove_file(dir.path().join("train-images-idx3-ubyte")).unwrap();
+    std::fs::write(
+        dir.path().join("train-images-idx3-ubyte.gz"),
+        gzip.finish().unwrap(),
+    )
+    .unwrap();
+    let err = Dataset::open(dir.path()).unwrap_err();
+    assert!(matches!(err, DataError::IdxDimensions { .. }), "{err}");
+    assert!(err.to_string().contains("trailing bytes"), "{err}");
+}
+
 fn idx_dir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     fixture::write_idx(dir.path(), SPEC, false).unwrap();

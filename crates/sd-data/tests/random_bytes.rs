@@ -80,3 +80,45 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    /// Random bytes as `cifar-10-binary.tar.gz`: raw, gzip-wrapped, or a tar member of random
+    /// content and declared size. Always an error (nothing here is a whole data set), never a
+    /// panic.
+    #[test]
+    fn random_archives(
+        bytes in prop::collection::vec(any::<u8>(), 0..2 * RECORD_BYTES),
+        wrap in 0u8..3,
+        declared in 0u64..1 << 40,
+    ) {
+        use std::io::Write;
+        let content = match wrap {
+            0 => bytes,
+            1 => {
+                let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                gzip.write_all(&bytes).unwrap();
+                gzip.finish().unwrap()
+            }
+            _ => {
+                let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                {
+                    let mut builder = tar::Builder::new(&mut gzip);
+                    let mut header = tar::Header::new_gnu();
+                    header.set_path("cifar-10-batches-bin/data_batch_1.bin").unwrap();
+                    header.set_size(declared);
+                    header.set_cksum();
+                    builder.append(&header, &bytes[..]).unwrap();
+                    builder.finish().unwrap();
+                }
+                gzip.finish().unwrap()
+            }
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("random.tar.gz");
+        std::fs::write(&path, content).unwrap();
+        prop_assert!(cifar::read_archive(&path).is_err());
+        prop_assert!(cifar::read_archive_with(&path, cifar::RecordCount::Any).is_err());
+    }
+}
