@@ -1,0 +1,190 @@
+//! Convolution, batch normalization and the linear head, registered under torchvision's names.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use candle_core::{D, DType, Tensor, Var};
+
+use crate::error::Result;
+use crate::params::{Init, ParamKind, Parameters};
+
+/// Registers tensors under a dotted prefix.
+pub(crate) struct Builder<'a> {
+    pub(crate) params: &'a mut Parameters,
+    pub(crate) init: &'a mut Init,
+}
+
+impl Builder<'_> {
+    fn name(prefix: &str, leaf: &str) -> String {
+        if prefix.is_empty() {
+            leaf.to_string()
+        } else {
+            format!("{prefix}.{leaf}")
+        }
+    }
+
+    pub(crate) fn conv(
+        &mut self,
+        prefix: &str,
+        input: usize,
+        out: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Conv2d> {
+        let weight = self.init.conv(out, input, kernel)?;
+        let weight = self
+            .params
+            .push(Self::name(prefix, "weight"), weight, ParamKind::Trainable);
+        Ok(Conv2d {
+            weight,
+            stride,
+            padding,
+        })
+    }
+
+    pub(crate) fn batch_norm(&mut self, prefix: &str, channels: usize) -> Result<BatchNorm2d> {
+        let mut push = |leaf: &str, value: f64, kind| -> Result<Var> {
+            let var = self.init.constant(value, &[channels])?;
+            Ok(self.params.push(Self::name(prefix, leaf), var, kind))
+        };
+        let weight = push("weight", 1.0, ParamKind::Trainable)?;
+        let bias = push("bias", 0.0, ParamKind::Trainable)?;
+        let running_mean = push("running_mean", 0.0, ParamKind::Buffer)?;
+        let running_var = push("running_var", 1.0, ParamKind::Buffer)?;
+        // A scalar i64, as torchvision's; kept as a Var so checkpoints see it.
+        let tracked = Var::from_tensor(
+            &Tensor::new(0i64, &candle_core::Device::Cpu)?.to_device(self.init.device())?,
+        )?;
+        let num_batches_tracked = self.params.push(
+            Self::name(prefix, "num_batches_tracked"),
+            tracked,
+            ParamKind::Buffer,
+        );
+        Ok(BatchNorm2d {
+            weight,
+            bias,
+            running_mean,
+            running_var,
+            num_batches_tracked,
+            batches: AtomicI64::new(0),
+        })
+    }
+
+    pub(crate) fn linear(&mut self, prefix: &str, input: usize, out: usize) -> Result<Linear> {
+        let (weight, bias) = self.init.linear(out, input)?;
+        let weight = self
+            .params
+            .push(Self::name(prefix, "weight"), weight, ParamKind::Trainable);
+        let bias = self
+            .params
+            .push(Self::name(prefix, "bias"), bias, ParamKind::Trainable);
+        Ok(Linear { weight, bias })
+    }
+}
+
+/// A bias-free 2-D convolution (all of ResNet's are).
+#[derive(Debug)]
+pub struct Conv2d {
+    weight: Var,
+    stride: usize,
+    padding: usize,
+}
+
+impl Conv2d {
+    /// `[N, C_in, H, W] -> [N, C_out, H', W']`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.conv2d(self.weight.as_tensor(), self.padding, self.stride, 1, 1)?)
+    }
+}
+
+/// `nn.BatchNorm2d(C)` with torchvision's defaults: momentum 0.1, eps 1e-5, affine.
+///
+/// Training: normalizes with the batch mean and biased variance over `(N, H, W)`, and updates
+/// `running_mean <- 0.9 running_mean + 0.1 mean` and `running_var <- 0.9 running_var + 0.1
+/// var_unbiased` (variance with `n - 1`, `n = N H W`), `num_batches_tracked += 1`, all outside
+/// the gradient. Evaluation: normalizes with the running statistics.
+#[derive(Debug)]
+pub struct BatchNorm2d {
+    weight: Var,
+    bias: Var,
+    running_mean: Var,
+    running_var: Var,
+    num_batches_tracked: Var,
+    batches: AtomicI64,
+}
+
+/// PyTorch's default BatchNorm momentum.
+pub const BN_MOMENTUM: f64 = 0.1;
+/// PyTorch's default BatchNorm epsilon.
+pub const BN_EPS: f64 = 1e-5;
+
+impl BatchNorm2d {
+    /// Normalizes `[N, C, H, W]`.
+    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let channels = self.weight.dim(0)?;
+        let per_channel = |t: &Tensor| t.reshape((1, channels, 1, 1));
+        let (mean, var) = if train {
+            let (n, _, h, w) = x.dims4()?;
+            let count = n * h * w;
+            // Mean and biased variance over (N, H, W), per channel.
+            let flat = x.transpose(0, 1)?.reshape((channels, count))?;
+            let mean = flat.mean_keepdim(D::Minus1)?;
+            let centred = flat.broadcast_sub(&mean)?;
+            let var = centred.sqr()?.mean_keepdim(D::Minus1)?;
+            let (mean, var) = (mean.flatten_all()?, var.flatten_all()?);
+            let m = BN_MOMENTUM;
+            let unbiased = if count > 1 {
+                (var.detach() * (count as f64 / (count - 1) as f64))?
+            } else {
+                var.detach()
+            };
+            let rm = ((self.running_mean.as_tensor() * (1.0 - m))? + (mean.detach() * m)?)?;
+            let rv = ((self.running_var.as_tensor() * (1.0 - m))? + (unbiased * m)?)?;
+            self.running_mean
+                .set(&rm.to_dtype(self.running_mean.dtype())?)?;
+            self.running_var
+                .set(&rv.to_dtype(self.running_var.dtype())?)?;
+            let tracked = self.batches.fetch_add(1, Ordering::Relaxed) + 1;
+            self.num_batches_tracked.set(
+                &Tensor::new(tracked, &candle_core::Device::Cpu)?
+                    .to_device(self.num_batches_tracked.device())?,
+            )?;
+            (mean, var)
+        } else {
+            (
+                self.running_mean.as_tensor().clone(),
+                self.running_var.as_tensor().clone(),
+            )
+        };
+        let scale = (self.weight.as_tensor() / (var + BN_EPS)?.sqrt()?)?;
+        let shift = (self.bias.as_tensor() - (&mean * &scale)?)?;
+        Ok(x.broadcast_mul(&per_channel(&scale)?)?
+            .broadcast_add(&per_channel(&shift)?)?)
+    }
+
+    /// Takes the batch count from a loaded `num_batches_tracked`.
+    pub(crate) fn sync_batches_tracked(&self) -> Result<()> {
+        let value = self
+            .num_batches_tracked
+            .as_tensor()
+            .to_dtype(DType::I64)?
+            .to_scalar::<i64>()?;
+        self.batches.store(value, Ordering::Relaxed);
+        Ok(())
+    }
+}
+
+/// `nn.Linear(in, out)`: `x W^T + b`.
+#[derive(Debug)]
+pub struct Linear {
+    weight: Var,
+    bias: Var,
+}
+
+impl Linear {
+    /// `[N, in] -> [N, out]`.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(x.matmul(&self.weight.as_tensor().t()?)?
+            .broadcast_add(self.bias.as_tensor())?)
+    }
+}
