@@ -7,6 +7,14 @@ pub enum ResnetError {
     /// A tensor operation failed (shapes, devices, dtypes).
     #[error(transparent)]
     Tensor(#[from] candle_core::Error),
+    /// A checkpoint that cannot be written or does not fit the model.
+    #[error("checkpoint {}: {detail}", path.display())]
+    Checkpoint {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong.
+        detail: String,
+    },
     /// A configuration that cannot work.
     #[error("{0}")]
     InvalidConfig(String),

@@ -25,10 +25,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod checkpoint;
 mod error;
 pub mod layers;
+pub mod loss;
 pub mod maxpool;
 mod model;
+pub mod optim;
 pub mod params;
 
 pub use error::{ResnetError, Result};

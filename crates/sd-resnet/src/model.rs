@@ -119,6 +119,17 @@ impl Resnet {
     /// convolutions; BN weight 1 and bias 0; `nn.Linear`'s default for the head), every draw from
     /// a ChaCha8 stream seeded by `seed`: the same seed gives the same weights.
     pub fn new(config: ResnetConfig, seed: u64, device: &Device) -> Result<Self> {
+        Self::with_dtype(config, seed, device, DType::F32)
+    }
+
+    /// [`Resnet::new`] with floating-point tensors of `dtype` (f32 for training; f64 for
+    /// reference checks).
+    pub fn with_dtype(
+        config: ResnetConfig,
+        seed: u64,
+        device: &Device,
+        dtype: DType,
+    ) -> Result<Self> {
         if config.in_channels == 0 || config.classes == 0 {
             return Err(ResnetError::InvalidConfig(format!(
                 "a ResNet needs at least one input channel and one class, got {} and {}",
@@ -126,7 +137,7 @@ impl Resnet {
             )));
         }
         let mut params = Parameters::default();
-        let mut init = Init::new(seed, device, DType::F32);
+        let mut init = Init::new(seed, device, dtype);
         let mut b = Builder {
             params: &mut params,
             init: &mut init,
@@ -226,8 +237,19 @@ impl Resnet {
         self.fc.forward(&pooled)
     }
 
+    /// Saves every tensor as safetensors under torchvision's names, atomically.
+    pub fn save(&self, path: &std::path::Path) -> Result<()> {
+        crate::checkpoint::save(&self.params, path)
+    }
+
+    /// Loads a checkpoint (ours, or a torchvision `state_dict` saved as safetensors), strictly.
+    pub fn load(&self, path: &std::path::Path) -> Result<()> {
+        crate::checkpoint::load(&self.params, path)?;
+        self.after_load()
+    }
+
     /// Re-reads the batch counters after the tensors were replaced (loading a checkpoint).
-    pub fn after_load(&self) -> Result<()> {
+    fn after_load(&self) -> Result<()> {
         self.bn1.sync_batches_tracked()?;
         for block in &self.layers {
             for (_, bn) in block.convs.iter().chain(&block.downsample) {

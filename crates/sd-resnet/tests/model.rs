@@ -264,3 +264,88 @@ fn batch_norm_updates_running_statistics_as_pytorch() {
     assert_eq!(again, rm);
     let _ = BN_EPS;
 }
+
+#[test]
+fn a_checkpoint_round_trip_gives_identical_logits() {
+    let dir = std::env::temp_dir().join(format!("sd-resnet-ckpt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("last.safetensors");
+    let trained = model(Depth::R18, Stem::Imagenet, 3);
+    let x = Tensor::randn(0f32, 1.0, (3, 3, 32, 32), &Device::Cpu).unwrap();
+    trained.forward(&x, true).unwrap(); // running statistics move away from their start
+    trained.save(&path).unwrap();
+    let fresh = Resnet::new(ResnetConfig::cifar10(Depth::R18), 99, &Device::Cpu).unwrap();
+    fresh.load(&path).unwrap();
+    let a = trained
+        .forward(&x, false)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let b = fresh
+        .forward(&x, false)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    assert_eq!(a, b);
+    let tracked = |m: &Resnet| {
+        m.parameters()
+            .get("layer1.0.bn1.num_batches_tracked")
+            .unwrap()
+            .var
+            .to_scalar::<i64>()
+            .unwrap()
+    };
+    assert_eq!(tracked(&fresh), 1);
+
+    // A checkpoint of another architecture is refused, naming the tensor, and changes nothing.
+    let other = model(Depth::R18, Stem::Cifar, 3);
+    let before = other
+        .forward(&x, false)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let err = other.load(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("conv1.weight") && err.contains("[64, 3, 7, 7]"),
+        "{err}"
+    );
+    let after = other
+        .forward(&x, false)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    assert_eq!(before, after);
+    let r34 = model(Depth::R34, Stem::Imagenet, 3);
+    assert!(
+        r34.load(&path)
+            .unwrap_err()
+            .to_string()
+            .contains("missing tensor")
+    );
+    std::fs::write(dir.join("junk.safetensors"), b"not a checkpoint").unwrap();
+    assert!(fresh.load(&dir.join("junk.safetensors")).is_err());
+    assert!(
+        fresh
+            .load(&dir.join("absent.safetensors"))
+            .unwrap_err()
+            .to_string()
+            .contains("no such file")
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            name.ends_with(".partial").then_some(name)
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
