@@ -15,6 +15,30 @@ pub enum ResnetError {
         /// What is wrong.
         detail: String,
     },
+    /// The training loss became NaN or infinite: the step stops; earlier checkpoints stay.
+    #[error(
+        "the training loss became {value} at step {step}, epoch {epoch}, batch {batch}: stopped \
+         (lower --lr or --reg-coef; the last good checkpoints are kept)"
+    )]
+    NonFinite {
+        /// Distillation step.
+        step: usize,
+        /// Epoch.
+        epoch: usize,
+        /// Batch within the epoch.
+        batch: usize,
+        /// The loss.
+        value: f64,
+    },
+    /// A file could not be written or a directory created.
+    #[error("cannot write {}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: std::path::PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
     /// A configuration that cannot work.
     #[error("{0}")]
     InvalidConfig(String),

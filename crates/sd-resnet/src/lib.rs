@@ -33,6 +33,7 @@ pub mod maxpool;
 mod model;
 pub mod optim;
 pub mod params;
+pub mod train;
 
 pub use error::{ResnetError, Result};
 pub use model::{Depth, Resnet, ResnetConfig, Stem};
