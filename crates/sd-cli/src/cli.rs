@@ -37,6 +37,187 @@ pub enum Command {
     /// Image data sets: inspect CIFAR-10 or (Fashion-)MNIST files, write a fixture
     #[command(subcommand)]
     Data(DataCommand),
+    /// Self-distillation of ResNets on CIFAR-10 or Fashion-MNIST (the paper's deep experiments)
+    Resnet(Box<ResnetArgs>),
+}
+
+/// Network depth on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DepthArg {
+    /// ResNet-18
+    #[value(name = "18")]
+    R18,
+    /// ResNet-34
+    #[value(name = "34")]
+    R34,
+    /// ResNet-50
+    #[value(name = "50")]
+    R50,
+}
+
+/// Stem on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum StemArg {
+    /// 7x7 stride-2 convolution + 3x3 stride-2 max-pool (torchvision's; the original's)
+    Imagenet,
+    /// 3x3 stride-1 convolution, no max-pool (the common CIFAR variant)
+    Cifar,
+}
+
+/// Loss on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LossArg {
+    /// Mean squared error between softmax outputs and targets (the original's)
+    Mse,
+    /// Cross-entropy against soft targets
+    Ce,
+}
+
+/// Arguments of `sd-cli resnet`.
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Step 0 fits the ground truth; step k >= 1 trains a fresh network on \
+    alpha * ground truth + (1 - alpha) * softmax of the step k-1 network. Files go to \
+    OUT/<time>_<alpha>_<lr>_<seed>/ (metrics.csv, test.csv, step_k/ checkpoints).\n\
+    Example: sd-cli data fixture --out fx && sd-cli resnet --data fx --alpha 0.6 \
+    --max-epochs 2 --distillation-steps 2 --val-size 100"
+)]
+pub struct ResnetArgs {
+    /// The data set: a CIFAR-10 directory or archive, or a (Fashion-)MNIST IDX directory
+    #[arg(long, value_name = "PATH")]
+    pub data: PathBuf,
+
+    /// Weight of the ground truth in the targets of steps >= 1, in [0, 1]
+    #[arg(long, value_parser = unit_interval)]
+    pub alpha: f64,
+
+    /// Distillation steps to train (the first fit included)
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub distillation_steps: u32,
+
+    /// Epochs per step
+    #[arg(long, alias = "max_epochs", default_value_t = 75, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_epochs: u32,
+
+    /// Images per batch
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub batch_size: u32,
+
+    /// Network depth
+    #[arg(long, value_enum, default_value_t = DepthArg::R18)]
+    pub resnet: DepthArg,
+
+    /// First layers
+    #[arg(long, value_enum, default_value_t = StemArg::Imagenet)]
+    pub stem: StemArg,
+
+    /// Loss between the network's outputs and its targets
+    #[arg(long, value_enum, default_value_t = LossArg::Mse)]
+    pub loss: LossArg,
+
+    /// Adam's learning rate
+    #[arg(long, default_value = "1e-3", value_parser = positive, allow_hyphen_values = true)]
+    pub lr: f64,
+
+    /// Weight of the regularizer sum_p |p|_2 (unsquared L2 norm of each parameter tensor)
+    #[arg(long, default_value = "1e-4", value_parser = non_negative, allow_hyphen_values = true)]
+    pub reg_coef: f64,
+
+    /// Seed of initialization, validation split, shuffling and augmentation
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+
+    /// Accepted for the original's command lines: CPU runs are always deterministic
+    #[arg(long)]
+    pub deterministic: bool,
+
+    /// Validation images held out of the training set (stratified by class)
+    #[arg(long, value_name = "N", default_value_t = 5000)]
+    pub val_size: usize,
+
+    /// Validate on the test set instead, as the original code did
+    #[arg(long)]
+    pub val_on_test: bool,
+
+    /// Train on the first N training images only, balanced across classes
+    #[arg(long, value_name = "N")]
+    pub limit_train: Option<usize>,
+
+    /// Test on the first N test images only, balanced across classes
+    #[arg(long, value_name = "N")]
+    pub limit_test: Option<usize>,
+
+    /// Threads making batches
+    #[arg(long, default_value_t = 2)]
+    pub num_workers: usize,
+
+    /// Initial weights of every step: a torchvision state_dict saved as safetensors, or one of
+    /// our checkpoints (same architecture)
+    #[arg(long, value_name = "FILE")]
+    pub pretrained: Option<PathBuf>,
+
+    /// Resume a chain: the checkpoint of step --teacher-step, teacher of the next step
+    #[arg(long, value_name = "FILE", requires = "teacher_step")]
+    pub teacher_ckpt: Option<PathBuf>,
+
+    /// The step the --teacher-ckpt model belongs to; training starts at the next one
+    #[arg(long, value_name = "K", requires = "teacher_ckpt")]
+    pub teacher_step: Option<usize>,
+
+    /// Parent directory of the run directories
+    #[arg(long, value_name = "DIR", default_value = "runs")]
+    pub out: PathBuf,
+
+    /// cpu, cuda or cuda:N (CUDA needs a build with --features cuda)
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+fn unit_interval(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if (0.0..=1.0).contains(&value) => Ok(value),
+        _ => Err("must be a number in [0, 1]".into()),
+    }
+}
+
+impl ResnetArgs {
+    /// The run these arguments describe.
+    pub fn run(&self, show_progress: bool) -> Result<crate::resnet::ResnetRun> {
+        Ok(crate::resnet::ResnetRun {
+            data: self.data.clone(),
+            depth: match self.resnet {
+                DepthArg::R18 => sd_resnet::Depth::R18,
+                DepthArg::R34 => sd_resnet::Depth::R34,
+                DepthArg::R50 => sd_resnet::Depth::R50,
+            },
+            stem: match self.stem {
+                StemArg::Imagenet => sd_resnet::Stem::Imagenet,
+                StemArg::Cifar => sd_resnet::Stem::Cifar,
+            },
+            loss: match self.loss {
+                LossArg::Mse => sd_resnet::loss::LossKind::SoftmaxMse,
+                LossArg::Ce => sd_resnet::loss::LossKind::CrossEntropy,
+            },
+            alpha: self.alpha,
+            steps: self.distillation_steps as usize,
+            max_epochs: self.max_epochs as usize,
+            batch_size: self.batch_size as usize,
+            lr: self.lr,
+            reg_coef: self.reg_coef,
+            seed: self.seed,
+            val_size: self.val_size,
+            val_on_test: self.val_on_test,
+            limit_train: self.limit_train,
+            limit_test: self.limit_test,
+            num_workers: self.num_workers,
+            pretrained: self.pretrained.clone(),
+            teacher_ckpt: self.teacher_ckpt.clone(),
+            teacher_step: self.teacher_step,
+            out: self.out.clone(),
+            device: crate::resnet::device(&self.device)?,
+            show_progress,
+        })
+    }
 }
 
 /// `sd-cli data ...`.

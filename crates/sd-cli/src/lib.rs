@@ -23,6 +23,7 @@ pub mod krr;
 pub mod logging;
 pub mod output;
 pub mod plot;
+pub mod resnet;
 
 // The README's examples run as doc tests.
 #[doc = include_str!("../README.md")]

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Parser;
 use sd_cli::cli::{Cli, Command, DataCommand, InspectFormat, KrrArgs};
-use sd_cli::{images, krr, output, plot};
+use sd_cli::{images, krr, output, plot, resnet};
 
 /// Exit status for every error: bad input, bad data, failed writes.
 const FAILURE: u8 = 2;
@@ -68,6 +68,14 @@ fn run(cli: Cli) -> Result<()> {
             };
             let mut stdout = std::io::stdout().lock();
             stdout.write_all(text.as_bytes())?;
+            stdout.flush()?;
+            Ok(())
+        }
+        Command::Resnet(args) => {
+            let run = args.run(!cli.quiet)?;
+            let (dir, results) = resnet::run(&run)?;
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(resnet::table(&dir, &results).as_bytes())?;
             stdout.flush()?;
             Ok(())
         }

@@ -479,3 +479,140 @@ fn data_errors_are_one_line_naming_the_file() {
     ]);
     assert!(err.contains("cannot be used with"), "{err}");
 }
+
+#[test]
+fn resnet_chain_on_a_fixture_then_resumed() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("fx");
+    let runs = dir.path().join("runs");
+    let (data_s, runs_s) = (data.to_str().unwrap(), runs.to_str().unwrap());
+    assert!(
+        sd_cli(&[
+            "data", "fixture", "--out", data_s, "--train", "60", "--test", "20"
+        ])
+        .status
+        .success()
+    );
+    let common = [
+        "resnet",
+        "--data",
+        data_s,
+        "--alpha",
+        "0.6",
+        "--max-epochs",
+        "1",
+        "--batch-size",
+        "20",
+        "--val-size",
+        "20",
+        "--out",
+        runs_s,
+        "-q",
+    ];
+    let mut args = common.to_vec();
+    args.extend(["--distillation-steps", "2"]);
+    let output = sd_cli(&args);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("test acc (final)"), "{text}");
+    let run_dir = std::fs::read_dir(&runs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let name = run_dir.file_name().unwrap().to_string_lossy().into_owned();
+    assert!(name.ends_with("_0.6_0.001_0"), "{name}");
+    for file in [
+        "metrics.csv",
+        "metrics.jsonl",
+        "test.csv",
+        "step_0/last.safetensors",
+        "step_1/last.json",
+    ] {
+        assert!(run_dir.join(file).exists(), "{file}");
+    }
+
+    // Resuming from step 1's checkpoint continues in the same run directory.
+    let teacher = run_dir.join("step_1/last.safetensors");
+    let mut args = common.to_vec();
+    args.extend([
+        "--distillation-steps",
+        "1",
+        "--teacher-step",
+        "1",
+        "--teacher-ckpt",
+        teacher.to_str().unwrap(),
+    ]);
+    let output = sd_cli(&args);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let test_csv = std::fs::read_to_string(run_dir.join("test.csv")).unwrap();
+    assert_eq!(test_csv.lines().count(), 4, "{test_csv}");
+    assert!(run_dir.join("step_2/last.safetensors").exists());
+
+    // A checkpoint of another network is refused in one line.
+    let mut args = common.to_vec();
+    args.extend([
+        "--resnet",
+        "34",
+        "--teacher-step",
+        "1",
+        "--teacher-ckpt",
+        teacher.to_str().unwrap(),
+    ]);
+    let err = error_line(&args);
+    assert!(
+        err.contains("does not fit") && err.contains("ResNet-34"),
+        "{err}"
+    );
+}
+
+#[test]
+fn resnet_errors_are_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("fx");
+    let data_s = data.to_str().unwrap();
+    assert!(
+        sd_cli(&[
+            "data", "fixture", "--out", data_s, "--train", "30", "--test", "10"
+        ])
+        .status
+        .success()
+    );
+    let err = error_line(&["resnet", "--data", data_s, "--alpha", "2"]);
+    assert!(err.contains("--alpha"), "{err}");
+    let err = error_line(&["resnet", "--data", data_s, "--alpha", "0.5"]);
+    assert!(err.contains("validation split of 5000"), "{err}");
+    let err = error_line(&[
+        "resnet", "--data", data_s, "--alpha", "0.5", "--device", "tpu",
+    ]);
+    assert!(err.contains("--device must be"), "{err}");
+    let err = error_line(&[
+        "resnet", "--data", data_s, "--alpha", "0.5", "--resnet", "101",
+    ]);
+    assert!(err.contains("--resnet"), "{err}");
+    let err = error_line(&["resnet", "--data", "/nonexistent", "--alpha", "0.5"]);
+    assert!(err.contains("/nonexistent"), "{err}");
+    let err = error_line(&[
+        "resnet",
+        "--data",
+        data_s,
+        "--alpha",
+        "0.5",
+        "--teacher-step",
+        "0",
+    ]);
+    assert!(err.contains("--teacher-ckpt"), "{err}");
+    let err = error_line(&[
+        "resnet",
+        "--data",
+        data_s,
+        "--alpha",
+        "0.5",
+        "--val-size",
+        "5",
+        "--lr",
+        "-1",
+    ]);
+    assert!(err.contains("--lr"), "{err}");
+}

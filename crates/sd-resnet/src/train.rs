@@ -53,6 +53,9 @@ pub struct ChainConfig {
     pub device: Device,
     /// The run directory.
     pub out: PathBuf,
+    /// Start every step from these weights (a torchvision `state_dict` as safetensors, or one of
+    /// our checkpoints) instead of a random initialization.
+    pub pretrained: Option<PathBuf>,
 }
 
 /// JSON has no NaN: serde_json writes it as `null`, read back here as NaN.
@@ -297,6 +300,9 @@ fn train_step(
     let dir = config.out.join(format!("step_{step}"));
     create_dir(&dir)?;
     let model = Resnet::new(config.model, seed, &config.device)?;
+    if let Some(path) = &config.pretrained {
+        model.load(path)?;
+    }
     let params = model.parameters().trainable();
     let mut adam = Adam::new(
         params.clone(),

@@ -41,6 +41,7 @@ fn config(out: &std::path::Path, steps: usize, epochs: usize) -> ChainConfig {
         num_workers: 1,
         device: Device::Cpu,
         out: out.to_path_buf(),
+        pretrained: None,
     }
 }
 
