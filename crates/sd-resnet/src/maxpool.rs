@@ -65,8 +65,19 @@ impl MaxPool2d {
 }
 
 /// Max-pools `x` (`[N, C, H, W]`, f32 or f64) with `pool`; differentiable.
+///
+/// On another device than the CPU (CUDA), the op runs on a CPU copy and the result is moved
+/// back; candle's device transfers are differentiable, so the gradient takes the same way. The
+/// copies are small (the stem's activations, once per step) next to the convolutions.
 pub fn max_pool2d(x: &Tensor, pool: MaxPool2d) -> Result<Tensor> {
     pool.check(x.dims())?;
+    if !x.device().is_cpu() {
+        let on_cpu = x.to_device(&candle_core::Device::Cpu)?;
+        return Ok(on_cpu
+            .contiguous()?
+            .apply_op1(pool)?
+            .to_device(x.device())?);
+    }
     Ok(x.contiguous()?.apply_op1(pool)?)
 }
 

@@ -80,6 +80,8 @@ impl Adam {
             let Some(grad) = grads.get(var.as_tensor()) else {
                 continue;
             };
+            let grad = grad.detach();
+            let grad = &grad;
             let (m, v) = match moments.take() {
                 Some((m, v)) => (
                     ((m * beta1)? + (grad * (1.0 - beta1))?)?,
@@ -89,7 +91,7 @@ impl Adam {
             };
             let update = ((&m * (lr / bias1))? / ((&v * (1.0 / bias2))?.sqrt()? + eps)?)?;
             var.set(&(var.as_tensor() - update)?.detach())?;
-            *moments = Some((m, v));
+            *moments = Some((m.detach(), v.detach()));
         }
         Ok(())
     }
@@ -137,5 +139,10 @@ mod tests {
             assert!((got[i] - x[i]).abs() < 1e-12, "{got:?} vs {x:?}");
         }
         assert_eq!(adam.steps(), 3);
+        // candle's gradients carry their computation graph; moments kept from them must not,
+        // or every step keeps the previous steps' graphs alive (memory grows, steps slow down).
+        for (m, v) in adam.moments.iter().flatten() {
+            assert!(!m.track_op() && !v.track_op());
+        }
     }
 }

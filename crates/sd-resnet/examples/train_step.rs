@@ -1,0 +1,100 @@
+//! Times one training step (forward, backward, Adam) of a ResNet on random 32x32 images: the
+//! median of the timed steps after one warm-up step, and the peak resident memory.
+//!
+//! `cargo run --release -p sd-resnet --example train_step -- DEPTH STEM BATCH [STEPS] [MAX_SECONDS]`
+//! e.g. `... -- 18 imagenet 16 10 60`. Prints one JSON object. bench/train_compare.sh runs it
+//! next to bench/train_step.py (PyTorch).
+
+use std::time::Instant;
+
+use candle_core::{DType, Device, Tensor};
+use sd_resnet::loss::{self, LossKind};
+use sd_resnet::optim::{Adam, AdamConfig};
+use sd_resnet::{Depth, Resnet, ResnetConfig, Stem};
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<f64>().ok())
+            })
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let layers: u32 = args.first().map_or(Ok(18), |a| a.parse())?;
+    let stem = match args.get(1).map_or("imagenet", String::as_str) {
+        "cifar" => Stem::Cifar,
+        _ => Stem::Imagenet,
+    };
+    let batch: usize = args.get(2).map_or(Ok(16), |a| a.parse())?;
+    let steps: usize = args.get(3).map_or(Ok(10), |a| a.parse())?;
+    let max_seconds: f64 = args.get(4).map_or(Ok(60.0), |a| a.parse())?;
+    let depth = Depth::from_layers(layers).ok_or("depth 18, 34 or 50")?;
+    let device = Device::Cpu;
+    let model = Resnet::new(
+        ResnetConfig {
+            depth,
+            stem,
+            in_channels: 3,
+            classes: 10,
+        },
+        0,
+        &device,
+    )?;
+    let params = model.parameters().trainable();
+    let mut adam = Adam::new(params.clone(), AdamConfig::default())?;
+    let x = Tensor::randn(0f32, 1.0, (batch, 3, 32, 32), &device)?;
+    let labels: Vec<u32> = (0..batch as u32).map(|i| i % 10).collect();
+    let mut one_hot = vec![0f32; batch * 10];
+    for (i, &l) in labels.iter().enumerate() {
+        one_hot[i * 10 + l as usize] = 1.0;
+    }
+    let one_hot = Tensor::from_vec(one_hot, (batch, 10), &device)?;
+    let profile = std::env::var_os("SD_PROFILE").is_some();
+    let mut step = || -> Result<f64, Box<dyn std::error::Error>> {
+        let started = Instant::now();
+        let logits = model.forward(&x, true)?;
+        let total = (loss::distillation(LossKind::SoftmaxMse, &logits, &one_hot, None, 1.0)?
+            + (loss::l2_norms(&params)? * 1e-4)?)?;
+        let _ = total.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+        let forward = started.elapsed().as_secs_f64();
+        let grads = total.backward()?;
+        let backward = started.elapsed().as_secs_f64() - forward;
+        adam.step(&grads)?;
+        let all = started.elapsed().as_secs_f64();
+        if profile {
+            eprintln!(
+                "forward {forward:.3} s, backward {backward:.3} s, adam {:.3} s",
+                all - forward - backward
+            );
+        }
+        Ok(all)
+    };
+    step()?; // warm-up
+    let mut times = Vec::new();
+    let budget = Instant::now();
+    while times.len() < steps && (times.len() < 3 || budget.elapsed().as_secs_f64() < max_seconds) {
+        times.push(step()?);
+    }
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    println!(
+        "{{\"impl\": \"sd-resnet (candle 0.11.1)\", \"resnet\": {layers}, \"stem\": \"{}\", \"batch\": {batch}, \"steps\": {}, \"median_s\": {median:.4}, \"images_per_s\": {:.2}, \"peak_rss_mib\": {:.0}, \"threads\": {}}}",
+        if stem == Stem::Cifar {
+            "cifar"
+        } else {
+            "imagenet"
+        },
+        times.len(),
+        batch as f64 / median,
+        peak_rss_mib(),
+        rayon::current_num_threads()
+    );
+    Ok(())
+}
