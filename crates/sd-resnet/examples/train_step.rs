@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use sd_resnet::loss::{self, LossKind};
-use sd_resnet::optim::{Adam, AdamConfig};
+use sd_resnet::optim::{Adam, AdamConfig, AdamKernel};
 use sd_resnet::{Depth, Resnet, ResnetConfig, Stem};
 
 fn peak_rss_mib() -> f64 {
@@ -48,7 +48,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &device,
     )?;
     let params = model.parameters().trainable();
-    let mut adam = Adam::new(params.clone(), AdamConfig::default())?;
+    // SD_ADAM=reference selects the unfused Adam, for comparison.
+    let kernel = match std::env::var("SD_ADAM").as_deref() {
+        Ok("reference") => AdamKernel::Reference,
+        _ => AdamKernel::Fused,
+    };
+    let mut adam = Adam::new(params.clone(), AdamConfig::default())?.with_kernel(kernel);
     let x = Tensor::randn(0f32, 1.0, (batch, 3, 32, 32), &device)?;
     let labels: Vec<u32> = (0..batch as u32).map(|i| i % 10).collect();
     let mut one_hot = vec![0f32; batch * 10];

@@ -1,7 +1,10 @@
 //! Adam (Kingma & Ba 2015) as `torch.optim.Adam` with no weight decay.
 
+use std::cell::RefCell;
+
 use candle_core::backprop::GradStore;
-use candle_core::{Tensor, Var};
+use candle_core::{CpuStorage, InplaceOp2, Layout, Tensor, Var};
+use rayon::prelude::*;
 
 use crate::error::{ResnetError, Result};
 
@@ -29,6 +32,28 @@ impl Default for AdamConfig {
     }
 }
 
+/// How the update is computed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AdamKernel {
+    /// One pass per tensor, in place, over the CPU tensor's storage, moments kept beside it: no
+    /// temporary tensors (the default; tensors on other devices take the reference path).
+    #[default]
+    Fused,
+    /// The same formula from candle tensor operations (about ten temporaries per tensor).
+    Reference,
+}
+
+/// Adam's moments of one tensor.
+#[derive(Debug)]
+enum Moments {
+    /// Kept as candle tensors (reference kernel, or a tensor not on the CPU).
+    Tensors(Tensor, Tensor),
+    /// Kept beside the tensor for the fused kernel.
+    F32(Vec<f32>, Vec<f32>),
+    /// The same, for f64 tensors.
+    F64(Vec<f64>, Vec<f64>),
+}
+
 /// Adam over a fixed list of tensors.
 ///
 /// With `g` the gradient at step `t`: `m <- b1 m + (1 - b1) g`, `v <- b2 v + (1 - b2) g^2`,
@@ -38,8 +63,9 @@ impl Default for AdamConfig {
 pub struct Adam {
     config: AdamConfig,
     params: Vec<Var>,
-    moments: Vec<Option<(Tensor, Tensor)>>,
+    moments: Vec<Option<Moments>>,
     step: i32,
+    kernel: AdamKernel,
 }
 
 impl Adam {
@@ -51,13 +77,20 @@ impl Adam {
                 config.lr
             )));
         }
-        let moments = vec![None; params.len()];
+        let moments = params.iter().map(|_| None).collect();
         Ok(Adam {
             config,
             params,
             moments,
             step: 0,
+            kernel: AdamKernel::Fused,
         })
+    }
+
+    /// Chooses the kernel (the fused one by default).
+    pub fn with_kernel(mut self, kernel: AdamKernel) -> Self {
+        self.kernel = kernel;
+        self
     }
 
     /// Steps taken.
@@ -80,18 +113,113 @@ impl Adam {
             let Some(grad) = grads.get(var.as_tensor()) else {
                 continue;
             };
+            // candle's gradients carry their computation graph: nothing kept may refer to it.
             let grad = grad.detach();
+            let fused = self.kernel == AdamKernel::Fused
+                && var.device().is_cpu()
+                && matches!(
+                    var.dtype(),
+                    candle_core::DType::F32 | candle_core::DType::F64
+                );
+            if fused {
+                if moments.is_none() {
+                    let n = var.elem_count();
+                    *moments = Some(match var.dtype() {
+                        candle_core::DType::F32 => Moments::F32(vec![0.0; n], vec![0.0; n]),
+                        _ => Moments::F64(vec![0.0; n], vec![0.0; n]),
+                    });
+                }
+                let op = FusedStep {
+                    moments: RefCell::new(moments.as_mut().expect("set above")),
+                    beta1,
+                    beta2,
+                    step_size: lr / bias1,
+                    inv_bias2: 1.0 / bias2,
+                    eps,
+                };
+                var.as_tensor()
+                    .inplace_op2(&grad.to_dtype(var.dtype())?.contiguous()?, &op)?;
+                continue;
+            }
             let grad = &grad;
             let (m, v) = match moments.take() {
-                Some((m, v)) => (
+                Some(Moments::Tensors(m, v)) => (
                     ((m * beta1)? + (grad * (1.0 - beta1))?)?,
                     ((v * beta2)? + (grad.sqr()? * (1.0 - beta2))?)?,
                 ),
-                None => ((grad * (1.0 - beta1))?, (grad.sqr()? * (1.0 - beta2))?),
+                _ => ((grad * (1.0 - beta1))?, (grad.sqr()? * (1.0 - beta2))?),
             };
             let update = ((&m * (lr / bias1))? / ((&v * (1.0 / bias2))?.sqrt()? + eps)?)?;
             var.set(&(var.as_tensor() - update)?.detach())?;
-            *moments = Some((m.detach(), v.detach()));
+            *moments = Some(Moments::Tensors(m.detach(), v.detach()));
+        }
+        Ok(())
+    }
+}
+
+/// One Adam update of a CPU tensor in place: `(parameter, gradient)`, moments beside.
+struct FusedStep<'a> {
+    moments: RefCell<&'a mut Moments>,
+    beta1: f64,
+    beta2: f64,
+    step_size: f64,
+    inv_bias2: f64,
+    eps: f64,
+}
+
+/// Elements per parallel chunk: large tensors are updated on all threads.
+const CHUNK: usize = 1 << 16;
+
+macro_rules! fused_update {
+    ($t:ty, $p:expr, $g:expr, $m:expr, $v:expr, $op:expr) => {{
+        // 1 - beta in f64, then rounded, as the reference kernel's scalar multipliers are (in
+        // f32, 1 - 0.999 would lose four digits to cancellation).
+        let (b1, b2) = ($op.beta1 as $t, $op.beta2 as $t);
+        let (c1, c2) = ((1.0 - $op.beta1) as $t, (1.0 - $op.beta2) as $t);
+        let (step_size, inv_bias2, eps) = ($op.step_size as $t, $op.inv_bias2 as $t, $op.eps as $t);
+        $p.par_chunks_mut(CHUNK)
+            .zip($g.par_chunks(CHUNK))
+            .zip($m.par_chunks_mut(CHUNK))
+            .zip($v.par_chunks_mut(CHUNK))
+            .for_each(|(((p, g), m), v)| {
+                for i in 0..p.len() {
+                    let g = g[i];
+                    // The reference kernel's operations, in its order.
+                    m[i] = m[i] * b1 + g * c1;
+                    v[i] = v[i] * b2 + g * g * c2;
+                    p[i] -= (m[i] * step_size) / ((v[i] * inv_bias2).sqrt() + eps);
+                }
+            });
+    }};
+}
+
+impl InplaceOp2 for FusedStep<'_> {
+    fn name(&self) -> &'static str {
+        "sd-adam-step"
+    }
+
+    fn cpu_fwd(
+        &self,
+        param: &mut CpuStorage,
+        param_layout: &Layout,
+        grad: &CpuStorage,
+        grad_layout: &Layout,
+    ) -> candle_core::Result<()> {
+        let (Some((p0, p1)), Some((g0, g1))) = (
+            param_layout.contiguous_offsets(),
+            grad_layout.contiguous_offsets(),
+        ) else {
+            candle_core::bail!("the fused Adam step needs contiguous tensors")
+        };
+        let mut moments = self.moments.borrow_mut();
+        match (param, grad, &mut **moments) {
+            (CpuStorage::F32(p), CpuStorage::F32(g), Moments::F32(m, v)) => {
+                fused_update!(f32, p[p0..p1], g[g0..g1], m, v, self)
+            }
+            (CpuStorage::F64(p), CpuStorage::F64(g), Moments::F64(m, v)) => {
+                fused_update!(f64, p[p0..p1], g[g0..g1], m, v, self)
+            }
+            _ => candle_core::bail!("the fused Adam step got mismatched dtypes"),
         }
         Ok(())
     }
@@ -104,6 +232,12 @@ mod tests {
 
     #[test]
     fn matches_the_formula_over_three_steps() {
+        for kernel in [AdamKernel::Fused, AdamKernel::Reference] {
+            formula_over_three_steps(kernel);
+        }
+    }
+
+    fn formula_over_three_steps(kernel: AdamKernel) {
         let p = Var::from_tensor(&Tensor::new(&[1.0f64, -2.0], &Device::Cpu).unwrap()).unwrap();
         let mut adam = Adam::new(
             vec![p.clone()],
@@ -112,7 +246,8 @@ mod tests {
                 ..AdamConfig::default()
             },
         )
-        .unwrap();
+        .unwrap()
+        .with_kernel(kernel);
         // Loss sum(p^3): gradient 3 p^2; reference by hand in f64.
         let (mut x, mut m, mut v) = ([1.0f64, -2.0], [0.0f64; 2], [0.0f64; 2]);
         for t in 1..=3 {
@@ -136,13 +271,18 @@ mod tests {
         }
         let got = p.as_tensor().to_vec1::<f64>().unwrap();
         for i in 0..2 {
-            assert!((got[i] - x[i]).abs() < 1e-12, "{got:?} vs {x:?}");
+            assert!(
+                (got[i] - x[i]).abs() < 1e-12,
+                "{kernel:?}: {got:?} vs {x:?}"
+            );
         }
         assert_eq!(adam.steps(), 3);
         // candle's gradients carry their computation graph; moments kept from them must not,
         // or every step keeps the previous steps' graphs alive (memory grows, steps slow down).
-        for (m, v) in adam.moments.iter().flatten() {
-            assert!(!m.track_op() && !v.track_op());
+        for moments in adam.moments.iter().flatten() {
+            if let Moments::Tensors(m, v) = moments {
+                assert!(!m.track_op() && !v.track_op());
+            }
         }
     }
 }

@@ -1,0 +1,89 @@
+//! The fused Adam step against the reference (candle tensor operations): same parameters after
+//! several steps, on random shapes, and on a whole ResNet-18 training step.
+
+use candle_core::{DType, Device, Tensor, Var};
+use proptest::prelude::*;
+use sd_resnet::optim::{Adam, AdamConfig, AdamKernel};
+use sd_resnet::{Depth, Resnet, ResnetConfig, loss};
+
+fn values(v: &Var) -> Vec<f32> {
+    v.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
+fn close(a: &[f32], b: &[f32], tolerance: f32) -> bool {
+    a.iter()
+        .zip(b)
+        .all(|(x, y)| (x - y).abs() <= tolerance * y.abs().max(1e-3))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn fused_equals_reference(len in 1usize..200_000, steps in 1usize..5, seed in any::<u64>(), lr in 1e-4f64..1e-1) {
+        let start: Vec<f32> = (0..len).map(|i| (((i as u64 ^ seed) % 1000) as f32 - 500.0) / 300.0).collect();
+        let make = || Var::from_tensor(&Tensor::from_vec(start.clone(), len, &Device::Cpu).unwrap()).unwrap();
+        let (fused, reference) = (make(), make());
+        let config = AdamConfig { lr, ..AdamConfig::default() };
+        let mut a = Adam::new(vec![fused.clone()], config).unwrap();
+        let mut b = Adam::new(vec![reference.clone()], config).unwrap().with_kernel(AdamKernel::Reference);
+        for _ in 0..steps {
+            // Loss sum(p^3 - p): a gradient that differs per element and changes every step.
+            for (var, adam) in [(&fused, &mut a), (&reference, &mut b)] {
+                let t = var.as_tensor();
+                let grads = (t.powf(3.0).unwrap() - t).unwrap().sum_all().unwrap().backward().unwrap();
+                adam.step(&grads).unwrap();
+            }
+        }
+        prop_assert!(close(&values(&fused), &values(&reference), 1e-5));
+    }
+}
+
+#[test]
+fn one_resnet_training_step_is_the_same_with_either_kernel() {
+    let x = Tensor::randn(0f32, 1.0, (4, 3, 32, 32), &Device::Cpu).unwrap();
+    let one_hot = Tensor::from_vec(
+        (0..40)
+            .map(|i| if i % 11 == 0 { 1f32 } else { 0.0 })
+            .collect::<Vec<_>>(),
+        (4, 10),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let mut after = Vec::new();
+    for kernel in [AdamKernel::Fused, AdamKernel::Reference] {
+        let model = Resnet::new(ResnetConfig::cifar10(Depth::R18), 3, &Device::Cpu).unwrap();
+        let params = model.parameters().trainable();
+        let mut adam = Adam::new(params.clone(), AdamConfig::default())
+            .unwrap()
+            .with_kernel(kernel);
+        let mut losses = Vec::new();
+        for _ in 0..2 {
+            let logits = model.forward(&x, true).unwrap();
+            let total =
+                (loss::distillation(loss::LossKind::SoftmaxMse, &logits, &one_hot, None, 1.0)
+                    .unwrap()
+                    + (loss::l2_norms(&params).unwrap() * 1e-4).unwrap())
+                .unwrap();
+            losses.push(
+                total
+                    .to_dtype(DType::F64)
+                    .unwrap()
+                    .to_scalar::<f64>()
+                    .unwrap(),
+            );
+            adam.step(&total.backward().unwrap()).unwrap();
+        }
+        after.push((losses, params.iter().map(values).collect::<Vec<_>>()));
+    }
+    let ((loss_fused, fused), (loss_reference, reference)) = (&after[0], &after[1]);
+    for (a, b) in loss_fused.iter().zip(loss_reference) {
+        assert!(
+            (a - b).abs() <= 1e-4 * b.abs(),
+            "{loss_fused:?} vs {loss_reference:?}"
+        );
+    }
+    for (a, b) in fused.iter().zip(reference) {
+        assert!(close(a, b, 1e-4));
+    }
+}
