@@ -1,6 +1,6 @@
 //! Convolution, batch normalization and the linear head, registered under torchvision's names.
 
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use candle_core::{D, DType, Tensor, Var};
 
@@ -67,6 +67,7 @@ impl Builder<'_> {
             running_var,
             num_batches_tracked,
             batches: AtomicI64::new(0),
+            reference: AtomicBool::new(false),
         })
     }
 
@@ -111,6 +112,7 @@ pub struct BatchNorm2d {
     running_var: Var,
     num_batches_tracked: Var,
     batches: AtomicI64,
+    reference: AtomicBool,
 }
 
 /// PyTorch's default BatchNorm momentum.
@@ -121,6 +123,13 @@ pub const BN_EPS: f64 = 1e-5;
 impl BatchNorm2d {
     /// Normalizes `[N, C, H, W]`.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let fused = train
+            && !self.reference.load(Ordering::Relaxed)
+            && x.device().is_cpu()
+            && x.dtype() == DType::F32;
+        if fused {
+            return self.forward_fused(x);
+        }
         let channels = self.weight.dim(0)?;
         let per_channel = |t: &Tensor| t.reshape((1, channels, 1, 1));
         let (mean, var) = if train {
@@ -160,6 +169,59 @@ impl BatchNorm2d {
         let shift = (self.bias.as_tensor() - (&mean * &scale)?)?;
         Ok(x.broadcast_mul(&per_channel(&scale)?)?
             .broadcast_add(&per_channel(&shift)?)?)
+    }
+
+    /// Training mode through the fused op ([`crate::batchnorm`]); same running-statistics update.
+    fn forward_fused(&self, x: &Tensor) -> Result<Tensor> {
+        let statistics = crate::batchnorm::Statistics::default();
+        let op = crate::batchnorm::FusedBatchNorm {
+            eps: BN_EPS,
+            statistics: statistics.clone(),
+        };
+        let y = x
+            .contiguous()?
+            .apply_op3(self.weight.as_tensor(), self.bias.as_tensor(), op)?;
+        let (mean, var) = statistics
+            .lock()
+            .expect("statistics lock")
+            .take()
+            .expect("the forward pass records its statistics");
+        let (n, _, h, w) = x.dims4()?;
+        let count = (n * h * w) as f64;
+        let correction = if count > 1.0 {
+            count / (count - 1.0)
+        } else {
+            1.0
+        };
+        let m = BN_MOMENTUM;
+        let rm: Vec<f64> = self.running_mean.to_dtype(DType::F64)?.to_vec1()?;
+        let rv: Vec<f64> = self.running_var.to_dtype(DType::F64)?.to_vec1()?;
+        let rm: Vec<f64> = rm
+            .iter()
+            .zip(&mean)
+            .map(|(r, v)| (1.0 - m) * r + m * v)
+            .collect();
+        let rv: Vec<f64> = rv
+            .iter()
+            .zip(&var)
+            .map(|(r, v)| (1.0 - m) * r + m * v * correction)
+            .collect();
+        let channels = rm.len();
+        let device = self.running_mean.device();
+        self.running_mean
+            .set(&Tensor::from_vec(rm, channels, device)?.to_dtype(self.running_mean.dtype())?)?;
+        self.running_var
+            .set(&Tensor::from_vec(rv, channels, device)?.to_dtype(self.running_var.dtype())?)?;
+        let tracked = self.batches.fetch_add(1, Ordering::Relaxed) + 1;
+        self.num_batches_tracked
+            .set(&Tensor::new(tracked, &candle_core::Device::Cpu)?.to_device(device)?)?;
+        Ok(y)
+    }
+
+    /// Chooses the reference composition of candle ops (`true`) or the fused op (`false`, the
+    /// default) for training mode.
+    pub fn set_reference(&self, reference: bool) {
+        self.reference.store(reference, Ordering::Relaxed);
     }
 
     /// Takes the batch count from a loaded `num_batches_tracked`.

@@ -25,6 +25,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod batchnorm;
 pub mod checkpoint;
 mod error;
 pub mod layers;

@@ -237,6 +237,17 @@ impl Resnet {
         self.fc.forward(&pooled)
     }
 
+    /// `true`: BatchNorm in training mode through the reference composition of candle ops;
+    /// `false` (the default): through the fused op. For comparisons and checks.
+    pub fn use_reference_kernels(&self, reference: bool) {
+        self.bn1.set_reference(reference);
+        for block in &self.layers {
+            for (_, bn) in block.convs.iter().chain(&block.downsample) {
+                bn.set_reference(reference);
+            }
+        }
+    }
+
     /// Saves every tensor as safetensors under torchvision's names, atomically.
     pub fn save(&self, path: &std::path::Path) -> Result<()> {
         crate::checkpoint::save(&self.params, path)

@@ -87,3 +87,82 @@ fn one_resnet_training_step_is_the_same_with_either_kernel() {
         assert!(close(a, b, 1e-4));
     }
 }
+
+#[test]
+fn fused_batch_norm_gives_the_reference_training_step() {
+    // Fixed inputs (candle's CPU randn cannot be seeded).
+    let x: Vec<f32> = (0..3 * 3 * 32 * 32)
+        .map(|i| ((i as f32) * 0.37).sin() * 1.3 + 0.2)
+        .collect();
+    let x = Tensor::from_vec(x, (3, 3, 32, 32), &Device::Cpu).unwrap();
+    let one_hot = Tensor::from_vec(
+        (0..30)
+            .map(|i| if i % 11 == 0 { 1f32 } else { 0.0 })
+            .collect::<Vec<_>>(),
+        (3, 10),
+        &Device::Cpu,
+    )
+    .unwrap();
+    let mut runs = Vec::new();
+    // Fused f32, reference f32, and the f64 composition as the truth.
+    for (reference, dtype) in [(false, DType::F32), (true, DType::F32), (true, DType::F64)] {
+        let model =
+            Resnet::with_dtype(ResnetConfig::cifar10(Depth::R18), 4, &Device::Cpu, dtype).unwrap();
+        model.use_reference_kernels(reference);
+        let x = x.to_dtype(dtype).unwrap();
+        let one_hot = one_hot.to_dtype(dtype).unwrap();
+        let params = model.parameters().trainable();
+        let logits = model.forward(&x, true).unwrap();
+        let total =
+            loss::distillation(loss::LossKind::SoftmaxMse, &logits, &one_hot, None, 1.0).unwrap();
+        let grads = total.backward().unwrap();
+        let grads: Vec<Vec<f32>> = params
+            .iter()
+            .map(|p| values_of(grads.get(p.as_tensor()).unwrap()))
+            .collect();
+        let running = values_of(
+            model
+                .parameters()
+                .get("layer2.0.bn1.running_var")
+                .unwrap()
+                .var
+                .as_tensor(),
+        );
+        runs.push((values_of(&logits), grads, running));
+    }
+    // max |difference| / max |truth|, per tensor.
+    let relative = |a: &[f32], b: &[f32]| {
+        let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+        a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale.max(1e-30)
+    };
+    let truth = &runs[2];
+    let error = |run: &(Vec<f32>, Vec<Vec<f32>>, Vec<f32>)| {
+        let gradients = run
+            .1
+            .iter()
+            .zip(&truth.1)
+            .map(|(a, b)| relative(a, b))
+            .fold(0f32, f32::max);
+        (
+            relative(&run.0, &truth.0),
+            gradients,
+            relative(&run.2, &truth.2),
+        )
+    };
+    let (fused, reference) = (error(&runs[0]), error(&runs[1]));
+    eprintln!(
+        "against f64 (logits, worst gradient, running var): fused {fused:?}, reference {reference:?}"
+    );
+    assert!(fused.0 < 1e-4 && fused.2 < 1e-5, "{fused:?}");
+    // The fused op is no less accurate than the composition it replaces.
+    assert!(fused.1 <= 1.5 * reference.1, "{fused:?} vs {reference:?}");
+}
+
+fn values_of(t: &Tensor) -> Vec<f32> {
+    t.flatten_all()
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap()
+        .to_vec1()
+        .unwrap()
+}
