@@ -106,8 +106,11 @@ impl CustomOp3 for FusedBatchNorm {
         let xv = x.flatten_all()?.to_vec1::<f32>()?;
         let dyv = dy.flatten_all()?.to_vec1::<f32>()?;
         let wv = w.to_vec1::<f32>()?;
-        // The forward's statistics belong to this x; recompute if another forward ran since.
-        let (mean, var) = statistics(&xv, channels, plane);
+        // Each forward pass makes its own op, so these statistics are this x's.
+        let (mean, var) = match self.statistics.lock().expect("statistics lock").clone() {
+            Some(saved) => saved,
+            None => statistics(&xv, channels, plane),
+        };
         let invstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
         let (db, dw): (Vec<f64>, Vec<f64>) = (0..channels)
             .into_par_iter()

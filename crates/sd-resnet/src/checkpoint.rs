@@ -25,23 +25,9 @@ pub fn save(params: &Parameters, path: &Path) -> Result<()> {
         .iter()
         .map(|p| (p.name.clone(), p.var.as_tensor().clone()))
         .collect();
-    let name = path
-        .file_name()
-        .ok_or_else(|| error(path, "not a file name"))?
-        .to_string_lossy();
-    let temporary = path.with_file_name(format!(".{name}.{}.partial", std::process::id()));
-    let written = candle_core::safetensors::save(&tensors, &temporary)
-        .map_err(|e| error(path, e.to_string()))
-        .and_then(|()| {
-            std::fs::File::open(&temporary)
-                .and_then(|f| f.sync_all())
-                .map_err(|e| error(path, e.to_string()))
-        })
-        .and_then(|()| std::fs::rename(&temporary, path).map_err(|e| error(path, e.to_string())));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-    }
-    written
+    crate::files::write_atomic_with(path, |temporary| {
+        candle_core::safetensors::save(&tensors, temporary).map_err(std::io::Error::other)
+    })
 }
 
 /// Loads `path` into `params`, strictly (as `load_state_dict(strict=True)`): every tensor must

@@ -184,7 +184,7 @@ impl BatchNorm2d {
         let (mean, var) = statistics
             .lock()
             .expect("statistics lock")
-            .take()
+            .clone()
             .expect("the forward pass records its statistics");
         let (n, _, h, w) = x.dims4()?;
         let count = (n * h * w) as f64;

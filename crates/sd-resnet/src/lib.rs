@@ -28,6 +28,7 @@
 mod batchnorm;
 pub mod checkpoint;
 mod error;
+mod files;
 pub mod layers;
 pub mod loss;
 pub mod maxpool;

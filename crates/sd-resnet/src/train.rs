@@ -17,6 +17,7 @@ use sd_data::{BatchLoader, LoaderConfig, Shuffle, Subset, Transform};
 use serde::Serialize;
 
 use crate::error::{ResnetError, Result};
+use crate::files::write_atomic;
 use crate::loss::{self, LossKind};
 use crate::model::{Resnet, ResnetConfig};
 use crate::optim::{Adam, AdamConfig};
@@ -426,29 +427,24 @@ fn train_step(
             metrics_csv(metrics).as_bytes(),
         )?;
     }
-    let (_, test_acc_final) = evaluate(
-        &model,
-        &data.test,
-        &data.eval_transform,
-        config.batch_size,
-        config.num_workers,
-        &config.device,
-        config.loss,
-    )?;
+    let test_accuracy = |m: &Resnet| {
+        evaluate(
+            m,
+            &data.test,
+            &data.eval_transform,
+            config.batch_size,
+            config.num_workers,
+            &config.device,
+            config.loss,
+        )
+        .map(|(_, acc)| acc)
+    };
+    let test_acc_final = test_accuracy(&model)?;
     let (test_acc_best, best_epoch, best_val_acc) = match best.first() {
         Some((acc, epoch, path)) => {
             let best_model = Resnet::new(config.model, seed, &config.device)?;
             best_model.load(path)?;
-            let (_, test) = evaluate(
-                &best_model,
-                &data.test,
-                &data.eval_transform,
-                config.batch_size,
-                config.num_workers,
-                &config.device,
-                config.loss,
-            )?;
-            (test, *epoch, *acc)
+            (test_accuracy(&best_model)?, *epoch, *acc)
         }
         None => (test_acc_final, config.max_epochs - 1, f64::NAN),
     };
@@ -475,29 +471,6 @@ fn save_with_sidecar(model: &Resnet, path: &Path, sidecar: &serde_json::Value) -
 fn create_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| ResnetError::Io {
         path: dir.to_path_buf(),
-        source: e,
-    })
-}
-
-/// Writes through a temporary file in the same directory, then renames.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let temporary = path.with_file_name(format!(".{name}.{}.partial", std::process::id()));
-    let result = (|| {
-        use std::io::Write;
-        let mut file = std::fs::File::create(&temporary)?;
-        file.write_all(bytes)?;
-        file.sync_all()?;
-        std::fs::rename(&temporary, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&temporary);
-    }
-    result.map_err(|e| ResnetError::Io {
-        path: path.to_path_buf(),
         source: e,
     })
 }
