@@ -47,8 +47,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         0,
         &device,
     )?;
-    // SD_BN=reference selects the composed BatchNorm, for comparison.
-    model.use_reference_kernels(std::env::var("SD_BN").as_deref() == Ok("reference"));
+    // SD_BN=reference selects the composed BatchNorm, SD_CONV=reference candle's conv2d, for
+    // comparison.
+    model.use_reference_batch_norm(std::env::var("SD_BN").as_deref() == Ok("reference"));
+    model.use_reference_convolutions(std::env::var("SD_CONV").as_deref() == Ok("reference"));
     let params = model.parameters().trainable();
     // SD_ADAM=reference selects the unfused Adam, for comparison.
     let kernel = match std::env::var("SD_ADAM").as_deref() {

@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
 use candle_core::{D, DType, Tensor, Var};
 
+use crate::conv::{Conv2dParams, conv2d, conv2d_reference};
 use crate::error::Result;
 use crate::params::{Init, ParamKind, Parameters};
 
@@ -37,8 +38,8 @@ impl Builder<'_> {
             .push(Self::name(prefix, "weight"), weight, ParamKind::Trainable);
         Ok(Conv2d {
             weight,
-            stride,
-            padding,
+            params: Conv2dParams { stride, padding },
+            reference: AtomicBool::new(false),
         })
     }
 
@@ -87,14 +88,24 @@ impl Builder<'_> {
 #[derive(Debug)]
 pub struct Conv2d {
     weight: Var,
-    stride: usize,
-    padding: usize,
+    params: Conv2dParams,
+    reference: AtomicBool,
 }
 
 impl Conv2d {
-    /// `[N, C_in, H, W] -> [N, C_out, H', W']`.
+    /// `[N, C_in, H, W] -> [N, C_out, H', W']`, through [`crate::conv::conv2d`] (im2col + GEMM
+    /// with its own backward) or, when [`Conv2d::set_reference`] asked for it, candle's `conv2d`.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.conv2d(self.weight.as_tensor(), self.padding, self.stride, 1, 1)?)
+        if self.reference.load(Ordering::Relaxed) {
+            conv2d_reference(x, self.weight.as_tensor(), self.params)
+        } else {
+            conv2d(x, self.weight.as_tensor(), self.params)
+        }
+    }
+
+    /// Chooses candle's `conv2d` (`true`) or this crate's op (`false`, the default).
+    pub fn set_reference(&self, reference: bool) {
+        self.reference.store(reference, Ordering::Relaxed);
     }
 }
 

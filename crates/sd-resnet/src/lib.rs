@@ -27,6 +27,7 @@
 
 mod batchnorm;
 pub mod checkpoint;
+pub mod conv;
 mod error;
 mod files;
 pub mod layers;

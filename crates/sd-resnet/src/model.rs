@@ -237,9 +237,28 @@ impl Resnet {
         self.fc.forward(&pooled)
     }
 
-    /// `true`: BatchNorm in training mode through the reference composition of candle ops;
-    /// `false` (the default): through the fused op. For comparisons and checks.
+    /// `true`: every layer with a fast kernel of this crate takes candle's reference instead
+    /// (convolutions and BatchNorm in training mode); `false` (the default): the fast kernels.
+    /// For comparisons and checks.
     pub fn use_reference_kernels(&self, reference: bool) {
+        self.use_reference_convolutions(reference);
+        self.use_reference_batch_norm(reference);
+    }
+
+    /// `true`: convolutions through candle's `conv2d`; `false` (the default): through
+    /// [`crate::conv::conv2d`].
+    pub fn use_reference_convolutions(&self, reference: bool) {
+        self.conv1.set_reference(reference);
+        for block in &self.layers {
+            for (conv, _) in block.convs.iter().chain(&block.downsample) {
+                conv.set_reference(reference);
+            }
+        }
+    }
+
+    /// `true`: BatchNorm in training mode through the composition of candle ops; `false` (the
+    /// default): through the fused op.
+    pub fn use_reference_batch_norm(&self, reference: bool) {
         self.bn1.set_reference(reference);
         for block in &self.layers {
             for (_, bn) in block.convs.iter().chain(&block.downsample) {
