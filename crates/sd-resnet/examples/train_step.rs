@@ -65,8 +65,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         one_hot[i * 10 + l as usize] = 1.0;
     }
     let one_hot = Tensor::from_vec(one_hot, (batch, 10), &device)?;
+    // SD_PROFILE=1: after the timed steps, the mean wall time per step of the forward pass, the
+    // backward pass, Adam, and each phase of this crate's kernels (sd_resnet::profile).
     let profile = std::env::var_os("SD_PROFILE").is_some();
-    let mut step = || -> Result<f64, Box<dyn std::error::Error>> {
+    let mut phases = [0f64; 3];
+    let mut step = |phases: &mut [f64; 3]| -> Result<f64, Box<dyn std::error::Error>> {
         let started = Instant::now();
         let logits = model.forward(&x, true)?;
         let total = (loss::distillation(LossKind::SoftmaxMse, &logits, &one_hot, None, 1.0)?
@@ -77,19 +80,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let backward = started.elapsed().as_secs_f64() - forward;
         adam.step(&grads)?;
         let all = started.elapsed().as_secs_f64();
-        if profile {
-            eprintln!(
-                "forward {forward:.3} s, backward {backward:.3} s, adam {:.3} s",
-                all - forward - backward
-            );
+        for (total, part) in phases
+            .iter_mut()
+            .zip([forward, backward, all - forward - backward])
+        {
+            *total += part;
         }
         Ok(all)
     };
-    step()?; // warm-up
+    step(&mut phases)?; // warm-up
+    phases = [0.0; 3];
+    sd_resnet::profile::enable(profile);
     let mut times = Vec::new();
     let budget = Instant::now();
     while times.len() < steps && (times.len() < 3 || budget.elapsed().as_secs_f64() < max_seconds) {
-        times.push(step()?);
+        times.push(step(&mut phases)?);
+    }
+    if profile {
+        let n = times.len() as f64;
+        for (name, total) in ["forward pass", "backward pass", "Adam"].iter().zip(phases) {
+            eprintln!("{name:<28} {:8.1} ms/step", 1e3 * total / n);
+        }
+        for (name, time, calls) in sd_resnet::profile::take() {
+            eprintln!(
+                "  {name:<26} {:8.1} ms/step {:6.1} calls/step",
+                1e3 * time.as_secs_f64() / n,
+                calls as f64 / n
+            );
+        }
     }
     times.sort_by(f64::total_cmp);
     let median = times[times.len() / 2];

@@ -10,7 +10,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
 /// The batch statistics of the last forward pass: per channel mean and biased variance.
@@ -19,6 +19,9 @@ pub(crate) type Statistics = Arc<Mutex<Option<(Vec<f64>, Vec<f64>)>>>;
 pub(crate) struct FusedBatchNorm {
     pub(crate) eps: f64,
     pub(crate) statistics: Statistics,
+    /// Applies `max(0, .)` to the output (and masks the output gradient where it is 0): the
+    /// ReLU that follows most BatchNorms in ResNet, without a pass of its own either way.
+    pub(crate) relu: bool,
 }
 
 fn slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
@@ -67,6 +70,7 @@ impl CustomOp3 for FusedBatchNorm {
         bs: &CpuStorage,
         bl: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _t = crate::profile::scope("batch norm forward");
         let (x, w, b) = (slice(xs, xl)?, slice(ws, wl)?, slice(bs, bl)?);
         let dims = xl.dims();
         let (channels, plane) = (dims[1], dims[2] * dims[3]);
@@ -84,8 +88,14 @@ impl CustomOp3 for FusedBatchNorm {
             .for_each(|(i, (y, x))| {
                 let c = i % channels;
                 let (s, t) = (scale[c], shift[c]);
-                for (y, &x) in y.iter_mut().zip(x) {
-                    *y = x * s + t;
+                if self.relu {
+                    for (y, &x) in y.iter_mut().zip(x) {
+                        *y = (x * s + t).max(0.0);
+                    }
+                } else {
+                    for (y, &x) in y.iter_mut().zip(x) {
+                        *y = x * s + t;
+                    }
                 }
             });
         *self.statistics.lock().expect("statistics lock") = Some((mean, var));
@@ -97,20 +107,30 @@ impl CustomOp3 for FusedBatchNorm {
         x: &Tensor,
         w: &Tensor,
         _b: &Tensor,
-        _y: &Tensor,
+        y: &Tensor,
         dy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let _t = crate::profile::scope("batch norm backward");
         let (n, channels, h, width) = x.dims4()?;
         let plane = h * width;
         let count = (n * plane) as f64;
-        let xv = x.flatten_all()?.to_vec1::<f32>()?;
-        let dyv = dy.flatten_all()?.to_vec1::<f32>()?;
+        let dy = dy.contiguous()?;
+        let (xs, xl) = x.storage_and_layout();
+        let (ys, yl) = y.storage_and_layout();
+        let (dys, dyl) = dy.storage_and_layout();
+        let (Storage::Cpu(xs), Storage::Cpu(ys), Storage::Cpu(dys)) = (&*xs, &*ys, &*dys) else {
+            candle_core::bail!("fused BatchNorm runs on the CPU only")
+        };
+        let (xv, yv, dyv) = (slice(xs, xl)?, slice(ys, yl)?, slice(dys, dyl)?);
         let wv = w.to_vec1::<f32>()?;
         // Each forward pass makes its own op, so these statistics are this x's.
         let (mean, var) = match self.statistics.lock().expect("statistics lock").clone() {
             Some(saved) => saved,
-            None => statistics(&xv, channels, plane),
+            None => statistics(xv, channels, plane),
         };
+        let relu = self.relu;
+        // The gradient reaching the normalization: dy, or 0 where the ReLU cut the output.
+        let masked = move |dy: f32, y: f32| if relu && y <= 0.0 { 0.0 } else { dy };
         let invstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
         let (db, dw): (Vec<f64>, Vec<f64>) = (0..channels)
             .into_par_iter()
@@ -118,9 +138,14 @@ impl CustomOp3 for FusedBatchNorm {
                 let (mut db, mut dw) = (0.0, 0.0);
                 for k in 0..n {
                     let at = (k * channels + c) * plane;
-                    for (&x, &dy) in xv[at..at + plane].iter().zip(&dyv[at..at + plane]) {
-                        db += f64::from(dy);
-                        dw += f64::from(dy) * (f64::from(x) - mean[c]) * invstd[c];
+                    let values = xv[at..at + plane]
+                        .iter()
+                        .zip(&dyv[at..at + plane])
+                        .zip(&yv[at..at + plane]);
+                    for ((&x, &dy), &y) in values {
+                        let dy = f64::from(masked(dy, y));
+                        db += dy;
+                        dw += dy * (f64::from(x) - mean[c]) * invstd[c];
                     }
                 }
                 (db, dw)
@@ -129,13 +154,15 @@ impl CustomOp3 for FusedBatchNorm {
         let mut dx = vec![0f32; xv.len()];
         dx.par_chunks_mut(plane)
             .zip(xv.par_chunks(plane).zip(dyv.par_chunks(plane)))
+            .zip(yv.par_chunks(plane))
             .enumerate()
-            .for_each(|(i, (dx, (x, dy)))| {
+            .for_each(|(i, ((dx, (x, dy)), y))| {
                 let c = i % channels;
                 let k = f64::from(wv[c]) * invstd[c] / count;
-                for ((dx, &x), &dy) in dx.iter_mut().zip(x).zip(dy) {
+                for (((dx, &x), &dy), &y) in dx.iter_mut().zip(x).zip(dy).zip(y) {
                     let xhat = (f64::from(x) - mean[c]) * invstd[c];
-                    *dx = (k * (count * f64::from(dy) - db[c] - xhat * dw[c])) as f32;
+                    let dy = f64::from(masked(dy, y));
+                    *dx = (k * (count * dy - db[c] - xhat * dw[c])) as f32;
                 }
             });
         let device = x.device();
@@ -203,7 +230,7 @@ mod tests {
         #[test]
         fn fused_equals_the_composition(
             n in 1usize..5, c in 1usize..6, h in 1usize..7, w in 1usize..7,
-            shift in -3f32..3.0, spread in 0.1f32..4.0,
+            shift in -3f32..3.0, spread in 0.1f32..4.0, relu in any::<bool>(),
         ) {
             prop_assume!(n * h * w > 1);
             let device = Device::Cpu;
@@ -213,12 +240,15 @@ mod tests {
             // A random linear functional of the output, so every output's gradient matters.
             let probe = Tensor::randn(0f32, 1.0, (n, c, h, w), &device).unwrap();
             let statistics = Statistics::default();
-            let fused = x.as_tensor().apply_op3(weight.as_tensor(), bias.as_tensor(), FusedBatchNorm { eps: 1e-5, statistics: statistics.clone() }).unwrap();
+            let fused = x.as_tensor().apply_op3(weight.as_tensor(), bias.as_tensor(), FusedBatchNorm { eps: 1e-5, statistics: statistics.clone(), relu }).unwrap();
             // The truth: the composition in f64 on the same values (the f32 composition itself
             // loses digits to cancellation when a channel's values are close together).
             let wide = |v: &Var| Var::from_tensor(&v.as_tensor().to_dtype(candle_core::DType::F64).unwrap()).unwrap();
             let (x64, w64, b64) = (wide(&x), wide(&weight), wide(&bias));
-            let truth = reference(x64.as_tensor(), w64.as_tensor(), b64.as_tensor(), 1e-5);
+            let mut truth = reference(x64.as_tensor(), w64.as_tensor(), b64.as_tensor(), 1e-5);
+            if relu {
+                truth = truth.relu().unwrap();
+            }
             prop_assert!(close(&values(&fused), &values(&truth)));
             let g1 = (fused * &probe).unwrap().sum_all().unwrap().backward().unwrap();
             let probe64 = probe.to_dtype(candle_core::DType::F64).unwrap();

@@ -134,13 +134,29 @@ pub const BN_EPS: f64 = 1e-5;
 impl BatchNorm2d {
     /// Normalizes `[N, C, H, W]`.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let fused = train
+        if self.fused(x, train) {
+            return self.forward_fused(x, false);
+        }
+        self.forward_composed(x, train)
+    }
+
+    /// `relu(self.forward(x, train))`; in training on the CPU as one op with the normalization.
+    pub fn forward_relu(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        if self.fused(x, train) {
+            return self.forward_fused(x, true);
+        }
+        Ok(self.forward_composed(x, train)?.relu()?)
+    }
+
+    fn fused(&self, x: &Tensor, train: bool) -> bool {
+        train
             && !self.reference.load(Ordering::Relaxed)
             && x.device().is_cpu()
-            && x.dtype() == DType::F32;
-        if fused {
-            return self.forward_fused(x);
-        }
+            && x.dtype() == DType::F32
+    }
+
+    /// The composition of candle ops (evaluation mode, other devices, the reference).
+    fn forward_composed(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let channels = self.weight.dim(0)?;
         let per_channel = |t: &Tensor| t.reshape((1, channels, 1, 1));
         let (mean, var) = if train {
@@ -183,11 +199,12 @@ impl BatchNorm2d {
     }
 
     /// Training mode through the fused op ([`crate::batchnorm`]); same running-statistics update.
-    fn forward_fused(&self, x: &Tensor) -> Result<Tensor> {
+    fn forward_fused(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
         let statistics = crate::batchnorm::Statistics::default();
         let op = crate::batchnorm::FusedBatchNorm {
             eps: BN_EPS,
             statistics: statistics.clone(),
+            relu,
         };
         let y = x
             .contiguous()?

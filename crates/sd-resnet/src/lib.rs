@@ -36,6 +36,7 @@ pub mod maxpool;
 mod model;
 pub mod optim;
 pub mod params;
+pub mod profile;
 pub mod train;
 
 pub use error::{ResnetError, Result};

@@ -182,6 +182,7 @@ impl CustomOp1 for MaxPool2d {
         storage: &CpuStorage,
         layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _t = crate::profile::scope("max-pool forward");
         let g = geometry(self, layout)?;
         let dims = layout.dims();
         let shape = Shape::from((dims[0], dims[1], g.2, g.3));
@@ -223,6 +224,7 @@ impl CustomOp2 for MaxPool2dBackward {
         grad: &CpuStorage,
         grad_layout: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _t = crate::profile::scope("max-pool backward");
         let g = geometry(&self.0, input_layout)?;
         let out = match (input, grad) {
             (CpuStorage::F32(_), CpuStorage::F32(_)) => CpuStorage::F32(backward(

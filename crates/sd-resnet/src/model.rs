@@ -90,10 +90,12 @@ impl Block {
         let mut y = x.clone();
         let last = self.convs.len() - 1;
         for (i, (conv, bn)) in self.convs.iter().enumerate() {
-            y = bn.forward(&conv.forward(&y)?, train)?;
-            if i < last {
-                y = y.relu()?;
-            }
+            let z = conv.forward(&y)?;
+            y = if i < last {
+                bn.forward_relu(&z, train)?
+            } else {
+                bn.forward(&z, train)?
+            };
         }
         let identity = match &self.downsample {
             Some((conv, bn)) => bn.forward(&conv.forward(x)?, train)?,
@@ -225,7 +227,7 @@ impl Resnet {
     /// Logits `[N, classes]` for images `[N, C, H, W]`. `train`: BatchNorm uses (and updates)
     /// batch statistics; otherwise it uses its running statistics.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
-        let mut y = self.bn1.forward(&self.conv1.forward(x)?, train)?.relu()?;
+        let mut y = self.bn1.forward_relu(&self.conv1.forward(x)?, train)?;
         if self.config.stem == Stem::Imagenet {
             y = max_pool2d(&y, MaxPool2d::RESNET_STEM)?;
         }
