@@ -278,3 +278,133 @@ impl Linear {
             .broadcast_add(self.bias.as_tensor())?)
     }
 }
+
+/// `relu(a + b)`, the end of every residual block: on the CPU (f32, same shapes, contiguous) one
+/// op forward and one backward (the output gradient masked by `output > 0`, the same for both
+/// inputs); elsewhere the composition of candle ops.
+pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let fast = a.device().is_cpu()
+        && a.dtype() == DType::F32
+        && b.dtype() == DType::F32
+        && a.dims() == b.dims();
+    if fast {
+        Ok(a.contiguous()?.apply_op2(&b.contiguous()?, AddRelu)?)
+    } else {
+        Ok((a + b)?.relu()?)
+    }
+}
+
+struct AddRelu;
+
+fn contiguous_f32<'a>(
+    storage: &'a candle_core::CpuStorage,
+    layout: &candle_core::Layout,
+) -> candle_core::Result<&'a [f32]> {
+    match (layout.contiguous_offsets(), storage) {
+        (Some((start, end)), candle_core::CpuStorage::F32(v)) => Ok(&v[start..end]),
+        _ => candle_core::bail!("add_relu takes contiguous f32 tensors"),
+    }
+}
+
+impl candle_core::CustomOp2 for AddRelu {
+    fn name(&self) -> &'static str {
+        "sd-add-relu"
+    }
+
+    fn cpu_fwd(
+        &self,
+        a: &candle_core::CpuStorage,
+        al: &candle_core::Layout,
+        b: &candle_core::CpuStorage,
+        bl: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
+        use rayon::prelude::*;
+        let (a, b) = (contiguous_f32(a, al)?, contiguous_f32(b, bl)?);
+        let mut out = vec![0f32; a.len()];
+        out.par_chunks_mut(1 << 16)
+            .zip(a.par_chunks(1 << 16).zip(b.par_chunks(1 << 16)))
+            .for_each(|(out, (a, b))| {
+                for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+                    *o = (a + b).max(0.0);
+                }
+            });
+        Ok((candle_core::CpuStorage::F32(out), al.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        _a: &Tensor,
+        _b: &Tensor,
+        out: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        use rayon::prelude::*;
+        let grad = grad.contiguous()?;
+        let masked = {
+            let (os, ol) = out.storage_and_layout();
+            let (gs, gl) = grad.storage_and_layout();
+            let (candle_core::Storage::Cpu(os), candle_core::Storage::Cpu(gs)) = (&*os, &*gs)
+            else {
+                candle_core::bail!("add_relu runs on the CPU only")
+            };
+            let (o, g) = (contiguous_f32(os, ol)?, contiguous_f32(gs, gl)?);
+            let mut masked = vec![0f32; o.len()];
+            masked
+                .par_chunks_mut(1 << 16)
+                .zip(o.par_chunks(1 << 16).zip(g.par_chunks(1 << 16)))
+                .for_each(|(m, (o, g))| {
+                    for ((m, &o), &g) in m.iter_mut().zip(o).zip(g) {
+                        *m = if o > 0.0 { g } else { 0.0 };
+                    }
+                });
+            masked
+        };
+        let masked = Tensor::from_vec(masked, out.shape(), out.device())?;
+        Ok((Some(masked.clone()), Some(masked)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    #[test]
+    fn add_relu_equals_the_composition_with_gradients() {
+        let device = Device::Cpu;
+        let values = |seed: f32| -> Vec<f32> {
+            (0..2 * 3 * 5 * 4)
+                .map(|i| ((i as f32 * 0.61 + seed).sin() * 2.0))
+                .collect()
+        };
+        let a = Var::from_tensor(&Tensor::from_vec(values(0.3), (2, 3, 5, 4), &device).unwrap())
+            .unwrap();
+        let b = Var::from_tensor(&Tensor::from_vec(values(1.1), (2, 3, 5, 4), &device).unwrap())
+            .unwrap();
+        let probe = Tensor::from_vec(values(2.9), (2, 3, 5, 4), &device).unwrap();
+        let fused = add_relu(a.as_tensor(), b.as_tensor()).unwrap();
+        let composed = (a.as_tensor() + b.as_tensor()).unwrap().relu().unwrap();
+        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        assert_eq!(flat(&fused), flat(&composed));
+        let g1 = (fused * &probe)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        let g2 = (composed * &probe)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .backward()
+            .unwrap();
+        for v in [&a, &b] {
+            let (x, y) = (
+                flat(g1.get(v.as_tensor()).unwrap()),
+                flat(g2.get(v.as_tensor()).unwrap()),
+            );
+            assert_eq!(x, y);
+            assert!(x.iter().any(|&g| g == 0.0) && x.iter().any(|&g| g != 0.0));
+        }
+    }
+}

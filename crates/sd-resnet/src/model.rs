@@ -101,7 +101,7 @@ impl Block {
             Some((conv, bn)) => bn.forward(&conv.forward(x)?, train)?,
             None => x.clone(),
         };
-        Ok((y + identity)?.relu()?)
+        crate::layers::add_relu(&y, &identity)
     }
 }
 
