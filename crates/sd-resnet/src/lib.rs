@@ -7,6 +7,8 @@
 //!   `layer2.0.downsample.0.weight`, `bn1.running_mean`, `fc.bias`, ...) and its initialization,
 //!   from a seed; the ImageNet stem (7x7/2 convolution and 3x3/2 max-pool, what the original
 //!   trained on CIFAR-10) or the CIFAR stem (3x3/1, no max-pool).
+//! - [`conv::conv2d`]: the convolution as im2col + GEMM with its own backward on the CPU
+//!   (candle's `conv2d` elsewhere); [`profile`] times each kernel phase of a training step.
 //! - [`maxpool::max_pool2d`]: max-pooling with padding and a backward pass, which candle lacks
 //!   when the kernel differs from the stride.
 //! - [`layers::BatchNorm2d`]: batch statistics in training with running statistics updated as
