@@ -25,10 +25,7 @@ pub(crate) struct FusedBatchNorm {
 }
 
 fn slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
-    let (Some((start, end)), CpuStorage::F32(data)) = (layout.contiguous_offsets(), storage) else {
-        candle_core::bail!("fused BatchNorm takes contiguous f32 tensors")
-    };
-    Ok(&data[start..end])
+    crate::cpu::f32_slice(storage, layout, "fused BatchNorm")
 }
 
 /// Per-channel mean and biased variance of `x` (`N x C x plane`), two passes, f64 sums.

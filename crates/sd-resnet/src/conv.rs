@@ -559,10 +559,7 @@ fn backward(g: &Geometry, x: &[f32], w: &[f32], dy: &[f32], chunk: usize) -> (Ve
 }
 
 fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
-    let (Some((start, end)), CpuStorage::F32(data)) = (layout.contiguous_offsets(), storage) else {
-        candle_core::bail!("the convolution op takes contiguous f32 tensors")
-    };
-    Ok(&data[start..end])
+    crate::cpu::f32_slice(storage, layout, "the convolution op")
 }
 
 struct Conv2dOp {

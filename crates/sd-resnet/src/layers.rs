@@ -300,10 +300,7 @@ fn contiguous_f32<'a>(
     storage: &'a candle_core::CpuStorage,
     layout: &candle_core::Layout,
 ) -> candle_core::Result<&'a [f32]> {
-    match (layout.contiguous_offsets(), storage) {
-        (Some((start, end)), candle_core::CpuStorage::F32(v)) => Ok(&v[start..end]),
-        _ => candle_core::bail!("add_relu takes contiguous f32 tensors"),
-    }
+    crate::cpu::f32_slice(storage, layout, "add_relu")
 }
 
 impl candle_core::CustomOp2 for AddRelu {

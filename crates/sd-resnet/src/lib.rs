@@ -30,6 +30,7 @@
 mod batchnorm;
 pub mod checkpoint;
 pub mod conv;
+mod cpu;
 mod error;
 mod files;
 pub mod layers;
