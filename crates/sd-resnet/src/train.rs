@@ -131,6 +131,10 @@ pub struct StepResult {
     pub best_val_acc: f64,
     /// The final-epoch checkpoint.
     pub last_checkpoint: PathBuf,
+    /// Wall seconds of the step: training, validation, checkpoints and the test evaluation
+    /// (0 in files written before it was recorded).
+    #[serde(default)]
+    pub seconds: f64,
 }
 
 /// Where training is within an epoch, after a batch.
@@ -215,6 +219,72 @@ pub fn evaluate(
     Ok((loss_sum / count as f64, correct as f64 / count as f64))
 }
 
+/// `softmax(model(x))` of every image of `subset` in order (evaluation mode), as a row-major
+/// `images x classes` vector: the `u` of the paper's Algorithm 1.
+pub fn predict_proba(
+    model: &Resnet,
+    subset: &Subset,
+    transform: &Transform,
+    batch_size: usize,
+    workers: usize,
+    device: &Device,
+) -> Result<Vec<f32>> {
+    let loader = BatchLoader::new(
+        subset.clone(),
+        transform,
+        LoaderConfig {
+            batch_size,
+            shuffle: Shuffle::Off,
+            num_workers: workers,
+            device: device.clone(),
+            ..LoaderConfig::default()
+        },
+    )
+    .map_err(data_error)?;
+    let mut out = Vec::with_capacity(subset.len() * model.config().classes);
+    for batch in loader.epoch(0) {
+        let batch = batch.map_err(data_error)?;
+        let probabilities = loss::softmax(&model.forward(&batch.images, false)?)?;
+        out.extend(
+            probabilities
+                .to_dtype(DType::F32)?
+                .flatten_all()?
+                .to_vec1::<f32>()?,
+        );
+    }
+    Ok(out)
+}
+
+/// The ground-truth weight of the paper's Algorithm 1 for networks at one step:
+/// `alpha = <r - u0, u1 - u0> / |u1 - u0|^2`, summed over images and classes, where `r` are the
+/// one-hot targets, `u1` the first fit's outputs and `u0` the outputs of the student trained on
+/// its teacher alone (`alpha = 0`). It minimises `|r - (alpha u1 + (1 - alpha) u0)|^2`: the
+/// student trained with weight `alpha` is approximated by that mixture of the two fits, as it is
+/// exactly for kernel ridge regression. `None` when `u1 = u0` (any alpha gives the same mixture)
+/// or the lengths differ. Not clamped: the caller decides what to do outside `[0, 1]`.
+pub fn optimal_alpha(targets: &[f32], first_fit: &[f32], zero_alpha: &[f32]) -> Option<f64> {
+    if targets.len() != first_fit.len() || targets.len() != zero_alpha.len() {
+        return None;
+    }
+    let (mut numerator, mut denominator) = (0.0f64, 0.0f64);
+    for ((&r, &u1), &u0) in targets.iter().zip(first_fit).zip(zero_alpha) {
+        let (r, u1, u0) = (f64::from(r), f64::from(u1), f64::from(u0));
+        numerator += (r - u0) * (u1 - u0);
+        denominator += (u1 - u0) * (u1 - u0);
+    }
+    let alpha = numerator / denominator;
+    (denominator > 1e-12 * targets.len().max(1) as f64 && alpha.is_finite()).then_some(alpha)
+}
+
+/// The one-hot rows of `subset`'s labels, row-major `images x classes`.
+pub fn one_hot(subset: &Subset, classes: usize) -> Vec<f32> {
+    let mut out = vec![0.0; subset.len() * classes];
+    for (row, label) in subset.labels().into_iter().enumerate() {
+        out[row * classes + usize::from(label)] = 1.0;
+    }
+    out
+}
+
 fn correct_predictions(logits: &Tensor, labels: &Tensor) -> Result<usize> {
     let predicted = logits.argmax(D::Minus1)?.to_dtype(DType::U32)?;
     Ok(predicted
@@ -296,6 +366,7 @@ fn train_step(
     metrics: &mut Vec<EpochMetrics>,
     observer: &mut dyn Observer,
 ) -> Result<(Resnet, StepResult)> {
+    let step_started = Instant::now();
     let seed = step_seed(config.seed, step);
     let alpha = if teacher.is_some() { config.alpha } else { 1.0 };
     let dir = config.out.join(format!("step_{step}"));
@@ -441,6 +512,8 @@ fn train_step(
     };
     let test_acc_final = test_accuracy(&model)?;
     let (test_acc_best, best_epoch, best_val_acc) = match best.first() {
+        // The best model is the final one: nothing to evaluate again.
+        Some((acc, epoch, _)) if *epoch + 1 == config.max_epochs => (test_acc_final, *epoch, *acc),
         Some((acc, epoch, path)) => {
             let best_model = Resnet::new(config.model, seed, &config.device)?;
             best_model.load(path)?;
@@ -458,6 +531,7 @@ fn train_step(
             best_epoch,
             best_val_acc,
             last_checkpoint: last,
+            seconds: step_started.elapsed().as_secs_f64(),
         },
     ))
 }
@@ -522,4 +596,38 @@ fn test_csv(rows: &[StepResult]) -> String {
         );
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn optimal_alpha_by_hand() {
+        // Image 1 (class 0): r - u0 = (0.7, -0.7), u1 - u0 = (0.6, -0.6): 0.84 over 0.72.
+        // Image 2 (class 1): r - u0 = (-0.4, 0.4), u1 - u0 = (0.3, -0.3): -0.24 over 0.18.
+        // alpha = (0.84 - 0.24) / (0.72 + 0.18) = 2/3.
+        let r = [1.0, 0.0, 0.0, 1.0];
+        let u1 = [0.9, 0.1, 0.7, 0.3];
+        let u0 = [0.3, 0.7, 0.4, 0.6];
+        let alpha = optimal_alpha(&r, &u1, &u0).unwrap();
+        assert!((alpha - 2.0 / 3.0).abs() < 1e-6, "{alpha}");
+        // It minimises |r - (a u1 + (1 - a) u0)|^2.
+        let misfit = |a: f64| -> f64 {
+            (0..4)
+                .map(|i| {
+                    let m = a * f64::from(u1[i]) + (1.0 - a) * f64::from(u0[i]);
+                    (f64::from(r[i]) - m).powi(2)
+                })
+                .sum()
+        };
+        assert!(misfit(alpha) < misfit(alpha - 0.01) && misfit(alpha) < misfit(alpha + 0.01));
+        // Not clamped: a first fit that is right where the zero-alpha student is wrong, by less
+        // than the truth, asks for more than the ground truth.
+        let far = optimal_alpha(&[1.0, 0.0], &[0.6, 0.4], &[0.2, 0.8]).unwrap();
+        assert!((far - 2.0).abs() < 1e-6, "{far}");
+        // Identical fits: every alpha gives the same mixture.
+        assert_eq!(optimal_alpha(&r, &u1, &u1), None);
+        assert_eq!(optimal_alpha(&r, &u1, &u0[..2]), None);
+    }
 }
