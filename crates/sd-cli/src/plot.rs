@@ -4,6 +4,9 @@
 //! - `b_diag`: the diagonal of `B(t)` per step as overlapping bars, the limit outlined;
 //! - `ratios`: `R_k = b_k / b_(k+1)` per step.
 //!
+//! And the networks' figure of the paper's experiments ([`write_accuracy_figure`]): test accuracy
+//! against the distillation step, one line per alpha, with error bars.
+//!
 //! Text is rendered with a font shipped in the binary (a subset of DejaVu Sans), so the figures
 //! look the same on every machine and need no system fonts.
 
@@ -471,6 +474,108 @@ pub fn write_figures(report: &KrrReport, dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(written)
 }
 
+/// One line of the accuracy figure: `(step, mean, standard deviation)` per point.
+#[derive(Debug, Clone)]
+pub struct AccuracySeries {
+    /// The legend entry, e.g. `α = 0.25`.
+    pub label: String,
+    /// Points in step order; the deviation is drawn as an error bar when > 0.
+    pub points: Vec<(usize, f64, f64)>,
+    /// Where the line sits on the colour scale, in `[0, 1]` (the alpha); `None` draws it red and
+    /// dashed (the automatic alpha).
+    pub shade: Option<f64>,
+}
+
+fn draw_accuracy<DB: DrawingBackend>(
+    root: &DrawingArea<DB, Shift>,
+    series: &[AccuracySeries],
+    y_label: &str,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    root.fill(&WHITE).map_err(boxed)?;
+    let (mut low, mut high, mut last_step) = (f64::INFINITY, f64::NEG_INFINITY, 0usize);
+    for s in series {
+        for &(step, mean, std) in &s.points {
+            low = low.min(mean - std);
+            high = high.max(mean + std);
+            last_step = last_step.max(step);
+        }
+    }
+    if !low.is_finite() {
+        (low, high) = (0.0, 1.0);
+    }
+    let x_range = -0.3..(last_step as f64 + 0.3);
+    let mut chart = ChartBuilder::on(root)
+        .margin(18)
+        .x_label_area_size(44)
+        .y_label_area_size(72)
+        .build_cartesian_2d(x_range, padded(low, high, 0.1))
+        .map_err(boxed)?;
+    chart
+        .configure_mesh()
+        .light_line_style(WHITE)
+        .bold_line_style(BLACK.mix(0.08))
+        .x_labels(last_step + 1)
+        .x_label_formatter(&|x| format!("{}", x.round() as i64))
+        .label_style(font(18))
+        .axis_desc_style(font(20))
+        .x_desc("distillation step")
+        .y_desc(y_label)
+        .draw()
+        .map_err(boxed)?;
+    for s in series {
+        let color = match s.shade {
+            Some(t) => viridis(0.9 * t),
+            None => RGBColor(214, 39, 40),
+        };
+        let style = color.stroke_width(3);
+        let points: Vec<(f64, f64)> = s.points.iter().map(|&(x, m, _)| (x as f64, m)).collect();
+        let drawn = match s.shade {
+            Some(_) => chart.draw_series(LineSeries::new(points.clone(), style)),
+            None => chart.draw_series(DashedLineSeries::new(points.clone(), 10, 6, style)),
+        }
+        .map_err(boxed)?;
+        drawn
+            .label(s.label.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
+        chart
+            .draw_series(points.iter().map(|&p| Circle::new(p, 4, color.filled())))
+            .map_err(boxed)?;
+        // Error bars: a vertical line from mean - std to mean + std.
+        chart
+            .draw_series(s.points.iter().filter(|p| p.2 > 0.0).map(|&(x, m, d)| {
+                PathElement::new(
+                    vec![(x as f64, m - d), (x as f64, m + d)],
+                    color.stroke_width(2),
+                )
+            }))
+            .map_err(boxed)?;
+    }
+    legend(&mut chart, SeriesLabelPosition::LowerLeft)?;
+    root.present().map_err(boxed)?;
+    Ok(())
+}
+
+/// Writes `<dir>/<name>.png` and `.svg`: each series' mean against the step, with error bars of
+/// one standard deviation (over seeds). Returns the paths.
+pub fn write_accuracy_figure(
+    dir: &Path,
+    name: &str,
+    series: &[AccuracySeries],
+    y_label: &str,
+) -> Result<Vec<PathBuf>> {
+    register_font()?;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    figure(
+        dir,
+        name,
+        |root| draw_accuracy(root, series, y_label),
+        |root| draw_accuracy(root, series, y_label),
+    )
+}
+
 fn sanitize(name: &str) -> String {
     name.chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
@@ -490,5 +595,32 @@ mod tests {
         assert!((0..6).all(|i| labelled(i, 6)));
         assert_eq!((0..40).filter(|&i| labelled(i, 40)).count(), 9);
         assert_eq!(sanitize("y 1/2"), "y_1_2");
+    }
+
+    #[test]
+    fn the_accuracy_figure_is_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let series = [
+            AccuracySeries {
+                label: "α = 0".into(),
+                points: vec![(0, 80.0, 1.0), (1, 81.5, 0.5)],
+                shade: Some(0.0),
+            },
+            AccuracySeries {
+                label: "α = auto".into(),
+                points: vec![(0, 80.0, 0.0), (1, 82.0, 0.0)],
+                shade: None,
+            },
+        ];
+        let written =
+            write_accuracy_figure(dir.path(), "accuracy", &series, "accuracy (%)").unwrap();
+        assert_eq!(written.len(), 2);
+        let png = std::fs::read(&written[0]).unwrap();
+        assert_eq!(&png[1..4], b"PNG");
+        let svg = std::fs::read_to_string(&written[1]).unwrap();
+        assert!(
+            svg.contains("α = auto") && svg.contains("distillation step"),
+            "{svg}"
+        );
     }
 }

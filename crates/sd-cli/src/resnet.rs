@@ -101,9 +101,21 @@ fn run_directory(run: &ResnetRun) -> PathBuf {
     run.out.join(run_name(now, run.alpha, run.lr, run.seed))
 }
 
-struct Progress {
+/// The chain's progress on stderr: a bar per epoch (loss, accuracy, images/s, ETA) when `show`
+/// and stderr is a terminal, and a log line per epoch and per step.
+pub struct Progress {
     bar: Option<indicatif::ProgressBar>,
     show: bool,
+}
+
+impl Progress {
+    /// Bars only when `show` and stderr is a terminal; the log lines always.
+    pub fn new(show: bool) -> Self {
+        Progress {
+            bar: None,
+            show: show && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        }
+    }
 }
 
 impl Observer for Progress {
@@ -155,6 +167,38 @@ impl Observer for Progress {
     }
 }
 
+/// The splits and transforms of a chain on `data`, and its network: `depth` and `stem` with the
+/// data's channels and classes. Grey 28 x 28 images are zero-padded to 32 x 32 (centred), as the
+/// networks expect CIFAR-sized input. Fails when the validation split is empty.
+pub fn prepare(
+    data: &Dataset,
+    split: &SplitConfig,
+    depth: Depth,
+    stem: Stem,
+) -> Result<(ChainData, ResnetConfig)> {
+    let splits = Splits::new(data, split)?;
+    if splits.val.is_empty() {
+        bail!("the validation split is empty: give --val-size > 0 or --val-on-test");
+    }
+    let shape = data.shape();
+    let pad = (shape.height < 32 || shape.width < 32).then_some((32, 32));
+    let normalization = data.normalization();
+    let chain_data = ChainData {
+        train: splits.train,
+        val: splits.val,
+        test: splits.test,
+        train_transform: Transform::train(normalization.clone()).with_geometry(pad, None),
+        eval_transform: Transform::test(normalization).with_geometry(pad, None),
+    };
+    let model = ResnetConfig {
+        depth,
+        stem,
+        in_channels: shape.channels,
+        classes: data.classes(),
+    };
+    Ok((chain_data, model))
+}
+
 /// Runs the chain; returns the run directory and the test results.
 pub fn run(run: &ResnetRun) -> Result<(PathBuf, Vec<StepResult>)> {
     if run.teacher_ckpt.is_some() != run.teacher_step.is_some() {
@@ -166,36 +210,15 @@ pub fn run(run: &ResnetRun) -> Result<(PathBuf, Vec<StepResult>)> {
     } else {
         Validation::Holdout { size: run.val_size }
     };
-    let splits = Splits::new(
-        &data,
-        &SplitConfig {
-            validation,
-            seed: run.seed,
-            limit_train: run.limit_train,
-            limit_val: None,
-            limit_test: run.limit_test,
-        },
-    )?;
-    if splits.val.is_empty() {
-        bail!("the validation split is empty: give --val-size > 0 or --val-on-test");
-    }
+    let split = SplitConfig {
+        validation,
+        seed: run.seed,
+        limit_train: run.limit_train,
+        limit_val: None,
+        limit_test: run.limit_test,
+    };
+    let (chain_data, model) = prepare(&data, &split, run.depth, run.stem)?;
     let shape = data.shape();
-    // Grey 28x28 images are padded to 32x32 (centred), as the networks expect CIFAR-sized input.
-    let pad = (shape.height < 32 || shape.width < 32).then_some((32, 32));
-    let normalization = data.normalization();
-    let chain_data = ChainData {
-        train: splits.train,
-        val: splits.val,
-        test: splits.test,
-        train_transform: Transform::train(normalization.clone()).with_geometry(pad, None),
-        eval_transform: Transform::test(normalization).with_geometry(pad, None),
-    };
-    let model = ResnetConfig {
-        depth: run.depth,
-        stem: run.stem,
-        in_channels: shape.channels,
-        classes: data.classes(),
-    };
     let (first_step, teacher) = match (&run.teacher_ckpt, run.teacher_step) {
         (Some(path), Some(k)) => {
             if !path.is_file() {
@@ -233,15 +256,13 @@ pub fn run(run: &ResnetRun) -> Result<(PathBuf, Vec<StepResult>)> {
         pretrained: run.pretrained.clone(),
     };
     tracing::info!(run = %out.display(), "training");
-    let mut progress = Progress {
-        bar: None,
-        show: run.show_progress && std::io::IsTerminal::is_terminal(&std::io::stderr()),
-    };
+    let mut progress = Progress::new(run.show_progress);
     let results = run_chain(&config, &chain_data, teacher, &mut progress)?;
     Ok((out, results))
 }
 
-fn depth_name(depth: Depth) -> &'static str {
+/// "ResNet-18", "ResNet-34" or "ResNet-50".
+pub fn depth_name(depth: Depth) -> &'static str {
     match depth {
         Depth::R18 => "ResNet-18",
         Depth::R34 => "ResNet-34",
@@ -249,7 +270,8 @@ fn depth_name(depth: Depth) -> &'static str {
     }
 }
 
-fn stem_name(stem: Stem) -> &'static str {
+/// "imagenet" or "cifar".
+pub fn stem_name(stem: Stem) -> &'static str {
     match stem {
         Stem::Imagenet => "imagenet",
         Stem::Cifar => "cifar",
