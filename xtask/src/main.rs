@@ -1,17 +1,28 @@
 //! Project automation, run as `cargo xtask <task>` (matklad's convention).
 //!
-//! - `cargo xtask paper-experiments`: the paper's experiments end to end. Today the kernel ridge
-//!   regression part: the toy example's tables and figures into `target/paper/krr/`.
+//! - `cargo xtask paper-experiments --profile NAME`: the paper's experiments end to end (the
+//!   kernel part and the distillation chains of a profile in `xtask/profiles/`), resumable and
+//!   shardable, with a report.
+//! - `cargo xtask paper-report DIR...`: the report again, from the files of the runs alone,
+//!   merging the directories of several shards.
+//!
+//! See docs/experiments.md.
 
-use std::fmt::Write as _;
+mod experiments;
+mod krr;
+mod profile;
+mod report;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use sd_cli::files::write_atomic;
-use sd_cli::krr::{AlphaChoice, KrrConfig, KrrReport, SolverChoice};
-use sd_cli::{output, plot};
+
+use crate::experiments::{Runner, Shard};
+use crate::report::{ExperimentInfo, Hardware};
 
 /// Project automation for self-distillation.
 #[derive(Debug, Parser)]
@@ -21,23 +32,42 @@ use sd_cli::{output, plot};
     arg_required_else_help = true
 )]
 struct Xtask {
+    /// Only errors on stderr (no progress bars or step lines)
+    #[arg(short, long, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     task: Task,
 }
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Run the paper's experiments end to end and write their tables and figures
+    /// Run the paper's experiments (a profile) end to end and write REPORT.md; rerunning resumes
     PaperExperiments {
-        /// Output directory [default: target/paper in the workspace]
+        /// A profile in xtask/profiles/ (smoke, fmnist, paper) or the path of a TOML file
+        #[arg(long, value_name = "NAME|FILE")]
+        profile: String,
+        /// Change a field of the profile, FIELD=VALUE in TOML syntax (repeatable), e.g.
+        /// --set epochs=2 --set 'alphas=[0, 0.5, "auto"]'
+        #[arg(long = "set", value_name = "FIELD=VALUE")]
+        overrides: Vec<String>,
+        /// Output directory [default: target/paper/<profile> in the workspace]
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Run only the I-th of N parts of the chains [default: from SLURM_ARRAY_TASK_ID and
+        /// SLURM_ARRAY_TASK_COUNT when set, else all]
+        #[arg(long, value_name = "I/N")]
+        shard: Option<Shard>,
+    },
+    /// Write REPORT.md again from the runs of one or more output directories (merging shards)
+    PaperReport {
+        /// Output directories of paper-experiments
+        #[arg(required = true, value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+        /// Where to write the report [default: the first DIR]
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
     },
 }
-
-/// The constant alphas of the kernel part: the original's two runs (0 and 0.25), the alpha its
-/// README's second column really holds (0.35), and 0.5.
-const KRR_ALPHAS: [f64; 4] = [0.0, 0.25, 0.35, 0.5];
 
 fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -50,21 +80,28 @@ fn main() -> ExitCode {
     let xtask = match Xtask::try_parse() {
         Ok(xtask) => xtask,
         Err(err) => {
-            let _ = err.print();
             // `cargo xtask` alone prints the help: that is what it is for, not an error.
             let bare =
                 err.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand;
-            return if err.use_stderr() && !bare {
-                ExitCode::from(2)
-            } else {
-                ExitCode::SUCCESS
-            };
+            if err.use_stderr() && !bare {
+                eprintln!("{}", sd_cli::one_line_clap_error(&err.render().to_string()));
+                return ExitCode::from(2);
+            }
+            let _ = err.print();
+            return ExitCode::SUCCESS;
         }
     };
-    sd_cli::logging::init(0, false);
+    sd_cli::logging::init(u8::from(!xtask.quiet), xtask.quiet);
     let result = match xtask.task {
-        Task::PaperExperiments { out } => {
-            paper_experiments(&out.unwrap_or_else(|| workspace_root().join("target/paper")))
+        Task::PaperExperiments {
+            profile,
+            overrides,
+            out,
+            shard,
+        } => paper_experiments(&profile, &overrides, out, shard, !xtask.quiet),
+        Task::PaperReport { dirs, out } => {
+            let out = out.unwrap_or_else(|| dirs[0].clone());
+            report::write(&dirs, &out).map(|path| println!("{}", path.display()))
         }
     };
     match result {
@@ -76,166 +113,245 @@ fn main() -> ExitCode {
     }
 }
 
-fn paper_experiments(out: &Path) -> Result<()> {
-    let written = krr_part(&out.join("krr"))?;
-    println!("kernel ridge regression: {}", written.display());
+/// `git describe --always --dirty` of the workspace, or "unknown" without git.
+fn git_commit() -> String {
+    std::process::Command::new("git")
+        .args(["describe", "--always", "--dirty", "--abbrev=12"])
+        .current_dir(workspace_root())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn paper_experiments(
+    name: &str,
+    overrides: &[String],
+    out: Option<PathBuf>,
+    shard: Option<Shard>,
+    show_progress: bool,
+) -> Result<()> {
+    let profile = profile::load(&profile::locate(name)?, overrides)?;
+    let shard = match shard {
+        Some(shard) => Some(shard),
+        None => experiments::slurm_shard(|name| std::env::var(name).ok())?,
+    };
+    let out = out.unwrap_or_else(|| workspace_root().join("target/paper").join(&profile.name));
+    let report = run_experiment(&profile, &out, shard, show_progress)?;
+    println!("{}", report.display());
     Ok(())
 }
 
-fn alpha_dir(alpha: AlphaChoice) -> String {
-    match alpha {
-        AlphaChoice::Fixed(alpha) => format!("alpha-{alpha}"),
-        AlphaChoice::Auto { .. } => "alpha-auto".into(),
-    }
-}
+/// Runs `profile` (the chains of `shard`, or all) into `out`, then writes the report; returns
+/// its path. Finished steps are skipped; an interrupted chain resumes from its last teacher.
+fn run_experiment(
+    profile: &profile::Profile,
+    out: &Path,
+    shard: Option<Shard>,
+    show_progress: bool,
+) -> Result<PathBuf> {
+    // Everything that can fail before training fails now: the device, the data.
+    let device = sd_cli::resnet::device(&profile.device)?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let data_path = experiments::data_path(profile, out)?;
+    let dataset = sd_data::Dataset::open(&data_path)
+        .with_context(|| format!("profile '{}': data {}", profile.name, data_path.display()))?;
+    let info = ExperimentInfo {
+        profile: profile.name.clone(),
+        description: profile.description.clone(),
+        profile_toml: profile.to_toml(),
+        shard,
+        git_commit: git_commit(),
+        hardware: Hardware::here(&profile.device),
+    };
+    let text = serde_json::to_string_pretty(&info).expect("serialises") + "\n";
+    write_atomic(&out.join("experiment.json"), text.as_bytes())?;
 
-/// The kernel part: the toy example for each alpha and for the optimal alpha, with a JSON report
-/// and the three figures each, and the loss tables side by side. Returns the tables' path.
-fn krr_part(dir: &Path) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let choices: Vec<AlphaChoice> = KRR_ALPHAS
-        .iter()
-        .map(|&a| AlphaChoice::Fixed(a))
-        .chain([AlphaChoice::Auto { clamp: false }])
-        .collect();
-    let mut reports = Vec::new();
-    for alpha in choices {
-        let config = KrrConfig {
-            solver: SolverChoice::Eigen,
-            ..KrrConfig::toy(alpha)
-        };
-        let report = sd_cli::krr::run(&config)?;
-        let run_dir = dir.join(alpha_dir(alpha));
-        plot::write_figures(&report, &run_dir)?;
-        write_atomic(
-            &run_dir.join("report.json"),
-            output::json(&report).as_bytes(),
-        )?;
-        println!("krr, alpha = {alpha}: {}", run_dir.display());
-        reports.push(report);
+    if profile.krr {
+        let tables = krr::krr_part(&out.join("krr"))?;
+        eprintln!("kernel ridge regression: {}", tables.display());
     }
-    write_atomic(&dir.join("losses.md"), losses_markdown(&reports).as_bytes())?;
-    write_atomic(&dir.join("losses.csv"), losses_csv(&reports).as_bytes())?;
-    Ok(dir.join("losses.md"))
-}
-
-fn column_title(report: &KrrReport) -> String {
-    match report.alpha {
-        AlphaChoice::Fixed(alpha) => format!("alpha = {alpha}"),
-        AlphaChoice::Auto { .. } => "alpha = auto".into(),
+    let chains = experiments::select(&experiments::chains(profile), shard);
+    let runner = Runner {
+        profile,
+        dataset: &dataset,
+        device,
+        show_progress,
+    };
+    let started = Instant::now();
+    for (index, chain) in chains.iter().enumerate() {
+        let dir = out.join("runs").join(chain.dir_name());
+        eprintln!(
+            "chain {} of {}{}: {}",
+            index + 1,
+            chains.len(),
+            shard.map_or(String::new(), |s| format!(" (shard {s})")),
+            dir.display()
+        );
+        let trained = runner.run(*chain, &dir)?;
+        if trained == 0 {
+            eprintln!("  already finished");
+        }
+        // The report after each chain: an interrupted experiment still has one.
+        report::write(&[out.to_path_buf()], out)?;
     }
-}
-
-fn losses_markdown(reports: &[KrrReport]) -> String {
-    let mut md = String::from(
-        "# Kernel ridge self-distillation: the toy example\n\n\
-         Mean squared error against sin(2 pi x) on 101 grid points in [0, 1] of each step's fit \
-         to the 11 noisy samples of Mobahi et al. (2020); RBF kernel, gamma = 80, lambda = 0.2. \
-         Step 1 is plain kernel ridge regression; the limit is kernel ridge regression with \
-         ridge lambda / alpha (the zero function at alpha = 0). The auto column uses the optimal \
-         alpha of each step against the true function (shown in brackets). Generated by \
-         `cargo xtask paper-experiments`.\n\n",
+    let report = report::write(&[out.to_path_buf()], out)?;
+    eprintln!(
+        "{} chains in {:.1} minutes",
+        chains.len(),
+        started.elapsed().as_secs_f64() / 60.0
     );
-    let titles: Vec<String> = reports.iter().map(column_title).collect();
-    let _ = writeln!(md, "| step | {} |", titles.join(" | "));
-    let _ = writeln!(md, "|---|{}", "---:|".repeat(reports.len()));
-    let steps = reports[0].steps.len();
-    let cell = |loss: Option<f64>| loss.map_or("-".to_string(), output::number);
-    for index in 0..steps {
-        let cells: Vec<String> = reports
-            .iter()
-            .map(|r| {
-                let step = &r.steps[index];
-                match (r.alpha, step.alpha) {
-                    (AlphaChoice::Auto { .. }, Some(alpha)) => {
-                        format!("{} ({alpha:.4})", cell(step.loss))
-                    }
-                    _ => cell(step.loss),
-                }
-            })
-            .collect();
-        let _ = writeln!(md, "| {} | {} |", index + 1, cells.join(" | "));
-    }
-    let limits: Vec<String> = reports
-        .iter()
-        .map(|r| match &r.limit {
-            Some(limit) => match r.alpha {
-                AlphaChoice::Auto { .. } => format!("{} ({:.4})", cell(limit.loss), limit.alpha),
-                AlphaChoice::Fixed(_) => cell(limit.loss),
-            },
-            None => "-".into(),
-        })
-        .collect();
-    let _ = writeln!(md, "| limit | {} |", limits.join(" | "));
-    md
-}
-
-fn losses_csv(reports: &[KrrReport]) -> String {
-    let mut csv = String::from("alpha,step,alpha_used,loss,train_loss\n");
-    let value = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
-    for report in reports {
-        let name = match report.alpha {
-            AlphaChoice::Fixed(alpha) => alpha.to_string(),
-            AlphaChoice::Auto { .. } => "auto".into(),
-        };
-        for step in &report.steps {
-            let _ = writeln!(
-                csv,
-                "{name},{},{},{},{}",
-                step.step,
-                value(step.alpha),
-                value(step.loss),
-                step.train_loss
-            );
-        }
-        if let Some(limit) = &report.limit {
-            let _ = writeln!(
-                csv,
-                "{name},limit,{},{},{}",
-                limit.alpha,
-                value(limit.loss),
-                limit.train_loss
-            );
-        }
-    }
-    csv
+    Ok(report)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::RUN_SECTION;
+
+    /// The smoke profile, smaller still: 120 training images, 40 validation, 40 test.
+    fn tiny(overrides: &[&str]) -> profile::Profile {
+        let mut all: Vec<String> = [
+            "fixture_train=160",
+            "fixture_test=40",
+            "val_images=40",
+            "batch_size=40",
+            "num_workers=1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        all.extend(overrides.iter().map(|s| s.to_string()));
+        profile::load(&profile::locate("smoke").unwrap(), &all).unwrap()
+    }
+
+    /// What must not differ between two runs of one experiment: the report above its run
+    /// section, and the CSV files of results.
+    fn results(dir: &Path) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let report = std::fs::read_to_string(dir.join("REPORT.md")).unwrap();
+        let (results, _) = report.split_once(RUN_SECTION).unwrap();
+        out.push(("REPORT.md".to_string(), results.to_string()));
+        for file in [
+            "accuracy.csv",
+            "steps.csv",
+            "auto_alpha.csv",
+            "krr/losses.csv",
+        ] {
+            if let Ok(text) = std::fs::read_to_string(dir.join(file)) {
+                out.push((file.to_string(), text));
+            }
+        }
+        out
+    }
+
+    fn assert_same(a: &Path, b: &Path) {
+        let (a, b) = (results(a), results(b));
+        assert_eq!(a.len(), b.len());
+        for ((name, x), (_, y)) in a.iter().zip(&b) {
+            assert_eq!(x, y, "{name} differs");
+        }
+    }
+
+    /// Leaves `dir` as a run killed during step `k` would: step `k`'s results and last checkpoint
+    /// gone, later steps never started; an auto chain killed during its probe.
+    fn interrupt(dir: &Path, k: usize) {
+        for chain in std::fs::read_dir(dir.join("runs")).unwrap() {
+            let chain = chain.unwrap().path();
+            let keep_before = |file: &Path| {
+                let Ok(text) = std::fs::read_to_string(file) else {
+                    return;
+                };
+                let kept: String = text
+                    .lines()
+                    .filter(|l| {
+                        let row: serde_json::Value = serde_json::from_str(l).unwrap();
+                        (row["step"].as_u64().unwrap() as usize) < k
+                    })
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                std::fs::write(file, kept).unwrap();
+            };
+            keep_before(&chain.join("test.jsonl"));
+            keep_before(&chain.join("auto_alpha.jsonl"));
+            keep_before(&chain.join("probe/test.jsonl"));
+            std::fs::remove_file(chain.join(format!("step_{k}/last.safetensors"))).unwrap();
+            let mut later = k + 1;
+            while chain.join(format!("step_{later}")).exists() {
+                std::fs::remove_dir_all(chain.join(format!("step_{later}"))).unwrap();
+                later += 1;
+            }
+        }
+    }
 
     #[test]
-    fn the_krr_part_writes_tables_figures_and_reports() {
-        let dir = tempfile::tempdir().unwrap();
-        let tables = krr_part(dir.path()).unwrap();
-        let md = std::fs::read_to_string(&tables).unwrap();
-        // The original notebook's numbers (steps 2 and 6, and the limit, at alpha 0 and 0.25).
-        assert!(md.contains("| 2 | 0.15076 | 0.15309 | 0.15424 |"), "{md}");
-        assert!(md.contains("| 6 | 0.18251 | 0.15011 | 0.14948 |"), "{md}");
+    fn a_resumed_experiment_reports_what_an_uninterrupted_one_does() {
+        let profile = tiny(&["steps=3", "alphas=[0.5, \"auto\"]", "krr=false"]);
+        let whole = tempfile::tempdir().unwrap();
+        let report = run_experiment(&profile, whole.path(), None, false).unwrap();
+        let text = std::fs::read_to_string(report).unwrap();
         assert!(
-            md.contains("| limit | 0.49505 | 0.15250 | 0.14959 |"),
-            "{md}"
+            text.contains("| 2 |") && text.contains("## Automatic alpha"),
+            "{text}"
         );
-        let csv = std::fs::read_to_string(dir.path().join("losses.csv")).unwrap();
-        assert_eq!(csv.lines().count(), 1 + 5 * 7);
-        assert!(csv.contains("\n0.25,limit,0.25,0.1525015469487"));
-        for run in [
-            "alpha-0",
-            "alpha-0.25",
-            "alpha-0.35",
-            "alpha-0.5",
-            "alpha-auto",
-        ] {
-            for file in ["fit", "b_diag", "ratios"] {
-                let png = std::fs::read(dir.path().join(run).join(format!("{file}.png"))).unwrap();
-                assert_eq!(&png[1..4], b"PNG", "{run}/{file}.png");
-                let svg = std::fs::read_to_string(dir.path().join(run).join(format!("{file}.svg")))
-                    .unwrap();
-                assert!(svg.contains("<svg"), "{run}/{file}.svg");
-            }
-            let json = std::fs::read_to_string(dir.path().join(run).join("report.json")).unwrap();
-            assert!(json.contains("\"b_diag\""), "{run}");
+        assert!(!text.contains("Unfinished"), "{text}");
+        let auto = std::fs::read_to_string(whole.path().join("auto_alpha.csv")).unwrap();
+        assert_eq!(auto.lines().count(), 1 + 2, "{auto}");
+
+        let resumed = tempfile::tempdir().unwrap();
+        run_experiment(&profile, resumed.path(), None, false).unwrap();
+        interrupt(resumed.path(), 1);
+        let first_fit = resumed
+            .path()
+            .join("runs/alpha-0.5_seed-0/step_0/last.safetensors");
+        let trained_at = std::fs::metadata(&first_fit).unwrap().modified().unwrap();
+        report::write(&[resumed.path().to_path_buf()], resumed.path()).unwrap();
+        let partial = std::fs::read_to_string(resumed.path().join("REPORT.md")).unwrap();
+        assert!(partial.contains("1 of 3 steps finished"), "{partial}");
+
+        run_experiment(&profile, resumed.path(), None, false).unwrap();
+        assert_same(whole.path(), resumed.path());
+        let untouched = std::fs::metadata(&first_fit).unwrap().modified().unwrap();
+        assert_eq!(trained_at, untouched, "a finished step was trained again");
+        // Another setting is refused, not mixed in.
+        let other = tiny(&["steps=3", "alphas=[0.5, \"auto\"]", "krr=false", "lr=0.01"]);
+        let error = run_experiment(&other, resumed.path(), None, false).unwrap_err();
+        assert!(
+            format!("{error:#}").contains("lr 0.001 there, 0.01 now"),
+            "{error:#}"
+        );
+    }
+
+    #[test]
+    fn merged_shards_report_what_the_whole_run_does() {
+        let profile = tiny(&["steps=2", "alphas=[0.5, \"auto\"]", "seeds=[0, 1]"]);
+        let whole = tempfile::tempdir().unwrap();
+        run_experiment(&profile, whole.path(), None, false).unwrap();
+        let (one, two, merged) = (
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+            tempfile::tempdir().unwrap(),
+        );
+        run_experiment(&profile, one.path(), Some("1/2".parse().unwrap()), false).unwrap();
+        run_experiment(&profile, two.path(), Some("2/2".parse().unwrap()), false).unwrap();
+        let shard_report = std::fs::read_to_string(one.path().join("REPORT.md")).unwrap();
+        assert!(shard_report.contains("2 chains"), "{shard_report}");
+        report::write(
+            &[one.path().to_path_buf(), two.path().to_path_buf()],
+            merged.path(),
+        )
+        .unwrap();
+        assert_same(whole.path(), merged.path());
+        let text = std::fs::read_to_string(merged.path().join("REPORT.md")).unwrap();
+        assert!(
+            text.contains("4 chains") && text.contains("(shard 2/2)"),
+            "{text}"
+        );
+        assert!(text.contains("± "), "two seeds give a deviation: {text}");
+        for file in ["accuracy.png", "accuracy.svg", "krr/alpha-0/fit.png"] {
+            assert!(merged.path().join(file).is_file(), "{file}");
         }
     }
 }

@@ -1,0 +1,739 @@
+//! `REPORT.md` and its CSV files and figure, from the files of the runs alone: `experiment.json`
+//! of each output directory, and `chain.json`, `test.jsonl`, `metrics.jsonl` and
+//! `auto_alpha.jsonl` of each chain. Several directories (the shards of one experiment) merge
+//! into one report.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use sd_cli::files::write_atomic;
+use sd_cli::plot::{AccuracySeries, write_accuracy_figure};
+use sd_resnet::train::{EpochMetrics, StepResult};
+use serde::{Deserialize, Serialize};
+
+use crate::experiments::{AutoAlpha, ChainRecord, Shard, read_jsonl};
+use crate::profile::AlphaSpec;
+
+/// The heading after which the report holds what differs between two runs of the same
+/// experiment (times, machine, directories); everything above it depends only on the results.
+pub const RUN_SECTION: &str = "## Time, hardware and configuration";
+
+/// `experiment.json`: how an output directory's runs were made.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExperimentInfo {
+    /// The profile's name.
+    pub profile: String,
+    /// Its description.
+    pub description: String,
+    /// The profile as run (overrides applied), TOML.
+    pub profile_toml: String,
+    /// The shard this directory ran, if any.
+    pub shard: Option<Shard>,
+    /// `git describe --always --dirty` of the workspace, or "unknown".
+    pub git_commit: String,
+    /// The machine.
+    pub hardware: Hardware,
+}
+
+/// Where the runs ran.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Hardware {
+    /// The CPU's model name.
+    pub cpu: String,
+    /// Logical CPUs available to the process.
+    pub logical_cpus: usize,
+    /// `RAYON_NUM_THREADS` when set.
+    pub rayon_threads: Option<String>,
+    /// The training device.
+    pub device: String,
+    /// Operating system and architecture.
+    pub os: String,
+}
+
+impl Hardware {
+    /// This machine, training on `device`.
+    pub fn here(device: &str) -> Self {
+        let cpu = std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .and_then(|text| {
+                text.lines()
+                    .find(|l| l.starts_with("model name"))
+                    .and_then(|l| l.split_once(':'))
+                    .map(|(_, name)| name.trim().to_string())
+            })
+            .unwrap_or_else(|| "unknown".into());
+        Hardware {
+            cpu,
+            logical_cpus: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            rayon_threads: std::env::var("RAYON_NUM_THREADS").ok(),
+            device: device.to_string(),
+            os: format!("{} {}", std::env::consts::OS, std::env::consts::ARCH),
+        }
+    }
+}
+
+/// One chain's files.
+#[derive(Debug, Clone)]
+struct Chain {
+    record: ChainRecord,
+    dir: PathBuf,
+    tests: Vec<StepResult>,
+    metrics: Vec<EpochMetrics>,
+    auto: Vec<AutoAlpha>,
+}
+
+impl Chain {
+    fn read(dir: &Path) -> Result<Chain> {
+        let path = dir.join("chain.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let record: ChainRecord =
+            serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
+        let mut tests: Vec<StepResult> = read_jsonl(&dir.join("test.jsonl"))?;
+        tests.sort_by_key(|r| r.step);
+        Ok(Chain {
+            record,
+            dir: dir.to_path_buf(),
+            tests,
+            metrics: read_jsonl(&dir.join("metrics.jsonl"))?,
+            auto: read_jsonl(&dir.join("auto_alpha.jsonl"))?,
+        })
+    }
+
+    fn key(&self) -> (String, u64) {
+        (self.record.alpha.to_string(), self.record.seed)
+    }
+
+    fn accuracy(&self, step: usize, best: bool) -> Option<f64> {
+        self.tests.iter().find(|r| r.step == step).map(|r| {
+            if best {
+                r.test_acc_best
+            } else {
+                r.test_acc_final
+            }
+        })
+    }
+}
+
+/// The chains of one or more output directories, and their `experiment.json`.
+struct Experiment {
+    infos: Vec<(PathBuf, ExperimentInfo)>,
+    chains: Vec<Chain>,
+    steps: usize,
+}
+
+impl Experiment {
+    fn read(dirs: &[PathBuf]) -> Result<Experiment> {
+        let mut infos = Vec::new();
+        let mut chains: BTreeMap<(String, u64), Chain> = BTreeMap::new();
+        for dir in dirs {
+            let info_path = dir.join("experiment.json");
+            let text = std::fs::read_to_string(&info_path).with_context(|| {
+                format!(
+                    "{} is not an experiment directory (no readable experiment.json)",
+                    dir.display()
+                )
+            })?;
+            let info: ExperimentInfo =
+                serde_json::from_str(&text).with_context(|| format!("{}", info_path.display()))?;
+            infos.push((dir.clone(), info));
+            let runs = dir.join("runs");
+            let mut chain_dirs: Vec<PathBuf> = match std::fs::read_dir(&runs) {
+                Ok(entries) => entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.join("chain.json").is_file())
+                    .collect(),
+                Err(_) => Vec::new(),
+            };
+            chain_dirs.sort();
+            for chain_dir in chain_dirs {
+                let chain = Chain::read(&chain_dir)?;
+                match chains.get(&chain.key()) {
+                    // The same chain in two directories: keep the one further along.
+                    Some(kept) if kept.tests.len() >= chain.tests.len() => {
+                        if kept.tests.len() == chain.tests.len() {
+                            tracing::warn!(
+                                kept = %kept.dir.display(),
+                                ignored = %chain.dir.display(),
+                                "the same chain twice; keeping the first"
+                            );
+                        }
+                    }
+                    _ => {
+                        chains.insert(chain.key(), chain);
+                    }
+                }
+            }
+        }
+        let chains: Vec<Chain> = chains.into_values().collect();
+        if let Some(first) = chains.first() {
+            for chain in &chains {
+                if chain.record.settings != first.record.settings {
+                    bail!(
+                        "{} and {} were trained with different settings: they are not one \
+                         experiment",
+                        first.dir.display(),
+                        chain.dir.display()
+                    );
+                }
+            }
+        }
+        let steps = chains.iter().map(|c| c.record.steps).max().unwrap_or(0);
+        Ok(Experiment {
+            infos,
+            chains,
+            steps,
+        })
+    }
+
+    /// The alphas present: numbers ascending, then auto.
+    fn alphas(&self) -> Vec<AlphaSpec> {
+        let mut fixed: Vec<f64> = Vec::new();
+        let mut auto = false;
+        for chain in &self.chains {
+            match chain.record.alpha {
+                AlphaSpec::Fixed(a) if !fixed.contains(&a) => fixed.push(a),
+                AlphaSpec::Fixed(_) => {}
+                AlphaSpec::Auto => auto = true,
+            }
+        }
+        fixed.sort_by(f64::total_cmp);
+        let mut alphas: Vec<AlphaSpec> = fixed.into_iter().map(AlphaSpec::Fixed).collect();
+        if auto {
+            alphas.push(AlphaSpec::Auto);
+        }
+        alphas
+    }
+
+    fn seeds(&self) -> Vec<u64> {
+        let mut seeds: Vec<u64> = self.chains.iter().map(|c| c.record.seed).collect();
+        seeds.sort_unstable();
+        seeds.dedup();
+        seeds
+    }
+
+    fn of(&self, alpha: AlphaSpec) -> impl Iterator<Item = &Chain> {
+        self.chains.iter().filter(move |c| c.record.alpha == alpha)
+    }
+
+    /// Mean and sample standard deviation over seeds of the accuracy at `step`, and how many.
+    fn stats(&self, alpha: AlphaSpec, step: usize, best: bool) -> Option<Stats> {
+        Stats::of(
+            &self
+                .of(alpha)
+                .filter_map(|c| c.accuracy(step, best))
+                .collect::<Vec<_>>(),
+        )
+    }
+}
+
+/// Mean, sample standard deviation and count.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Stats {
+    /// Mean.
+    pub mean: f64,
+    /// Sample standard deviation (`n - 1`); 0 for one value.
+    pub std: f64,
+    /// Values.
+    pub n: usize,
+}
+
+impl Stats {
+    /// `None` for no values.
+    pub fn of(values: &[f64]) -> Option<Stats> {
+        let n = values.len();
+        if n == 0 {
+            return None;
+        }
+        let mean = values.iter().sum::<f64>() / n as f64;
+        let std = if n > 1 {
+            (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
+        } else {
+            0.0
+        };
+        Some(Stats { mean, std, n })
+    }
+
+    /// In percent: `81.23 ± 0.45`, or `81.23` for one seed.
+    fn percent(&self) -> String {
+        if self.n > 1 {
+            format!("{:.2} ± {:.2}", 100.0 * self.mean, 100.0 * self.std)
+        } else {
+            format!("{:.2}", 100.0 * self.mean)
+        }
+    }
+}
+
+fn alpha_title(alpha: AlphaSpec) -> String {
+    format!("α = {alpha}")
+}
+
+fn cell(stats: Option<Stats>) -> String {
+    stats.map_or("-".into(), |s| s.percent())
+}
+
+/// Writes the report of the chains in `dirs` into `out` (created if needed): `REPORT.md`,
+/// `accuracy.csv`, `steps.csv`, `auto_alpha.csv`, `timing.csv`, `accuracy.png`/`.svg`, and the
+/// kernel part's `krr/` (copied from the first directory that has one when `out` is not it).
+/// Returns the path of `REPORT.md`.
+pub fn write(dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
+    if dirs.is_empty() {
+        bail!("no experiment directory given");
+    }
+    let experiment = Experiment::read(dirs)?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let krr = copy_krr(dirs, out)?;
+    let mut md = String::new();
+    let (_, info) = &experiment.infos[0];
+    let alphas = experiment.alphas();
+    let seeds = experiment.seeds();
+    let settings = experiment.chains.first().map(|c| c.record.settings.clone());
+    let _ = writeln!(
+        md,
+        "# Self-distillation with weighted ground-truth targets: experiment report\n"
+    );
+    let _ = writeln!(md, "Profile `{}`: {}.\n", info.profile, info.description);
+    if let Some(s) = &settings {
+        let _ = writeln!(
+            md,
+            "{} chains: alpha in {{{}}} x seeds {{{}}}. ResNet-{} ({} stem), {} loss, data `{}`; \
+             {} epoch(s) per step, {} steps (step 0 is the first fit, on the ground truth only), \
+             batch {}, Adam lr {}, reg_coef {}, on {}. Test accuracy in percent: the mean ± \
+             sample standard deviation over seeds of each step's best model by validation \
+             accuracy, unless a table says otherwise. Regenerate with `cargo xtask paper-report \
+             DIR...`.\n",
+            experiment.chains.len(),
+            alphas
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            seeds
+                .iter()
+                .map(|s| s.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            s.resnet,
+            s.stem,
+            s.loss,
+            s.data,
+            s.epochs,
+            experiment.steps,
+            s.batch_size,
+            s.lr,
+            s.reg_coef,
+            s.device
+        );
+    }
+    if let Some(krr_md) = &krr {
+        md += &krr_section(krr_md);
+    }
+    if !experiment.chains.is_empty() {
+        md += &accuracy_section(&experiment, &alphas, out)?;
+        if alphas.contains(&AlphaSpec::Auto) {
+            md += &auto_section(&experiment, &alphas);
+        }
+    }
+    md += &missing_section(&experiment);
+    md += &run_section(&experiment);
+    write_atomic(
+        &out.join("accuracy.csv"),
+        accuracy_csv(&experiment, &alphas).as_bytes(),
+    )?;
+    write_atomic(&out.join("steps.csv"), steps_csv(&experiment).as_bytes())?;
+    write_atomic(
+        &out.join("auto_alpha.csv"),
+        auto_csv(&experiment).as_bytes(),
+    )?;
+    write_atomic(&out.join("timing.csv"), timing_csv(&experiment).as_bytes())?;
+    let report = out.join("REPORT.md");
+    write_atomic(&report, md.as_bytes())?;
+    Ok(report)
+}
+
+/// Copies `krr/` next to the report when it is elsewhere; returns its `losses.md`.
+fn copy_krr(dirs: &[PathBuf], out: &Path) -> Result<Option<String>> {
+    let Some(source) = dirs
+        .iter()
+        .map(|d| d.join("krr"))
+        .find(|k| k.join("losses.md").is_file())
+    else {
+        return Ok(None);
+    };
+    let target = out.join("krr");
+    let same = std::fs::canonicalize(&source).ok() == std::fs::canonicalize(&target).ok()
+        && target.exists();
+    if !same {
+        copy_dir(&source, &target)?;
+    }
+    Ok(Some(std::fs::read_to_string(target.join("losses.md"))?))
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let path = entry.path();
+        let target = to.join(entry.file_name());
+        if path.is_dir() {
+            copy_dir(&path, &target)?;
+        } else {
+            let bytes =
+                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            write_atomic(&target, &bytes)?;
+        }
+    }
+    Ok(())
+}
+
+fn krr_section(losses_md: &str) -> String {
+    let mut md = String::from("## Kernel ridge regression: the toy example\n\n");
+    // The tables without their own title.
+    for line in losses_md
+        .lines()
+        .skip_while(|l| l.starts_with('#') || l.is_empty())
+    {
+        md += line;
+        md.push('\n');
+    }
+    md += "\nFigures (PNG and SVG) per alpha in `krr/alpha-*/`: the fits \
+           ([alpha = 0](krr/alpha-0/fit.png), [alpha = 0.25](krr/alpha-0.25/fit.png)), the \
+           diagonals of B per step ([alpha = 0](krr/alpha-0/b_diag.png), \
+           [alpha = 0.35](krr/alpha-0.35/b_diag.png)) and their ratios (`ratios.png`); \
+           tables as CSV in `krr/losses.csv`.\n\n";
+    md
+}
+
+fn accuracy_table(experiment: &Experiment, alphas: &[AlphaSpec], best: bool) -> String {
+    let mut md = format!(
+        "| step | {} |\n|---|{}\n",
+        alphas
+            .iter()
+            .map(|a| alpha_title(*a))
+            .collect::<Vec<_>>()
+            .join(" | "),
+        "---:|".repeat(alphas.len())
+    );
+    for step in 0..experiment.steps {
+        let cells: Vec<String> = alphas
+            .iter()
+            .map(|&a| cell(experiment.stats(a, step, best)))
+            .collect();
+        let _ = writeln!(md, "| {step} | {} |", cells.join(" | "));
+    }
+    md
+}
+
+/// The step with the highest mean accuracy (the earliest of ties).
+fn best_step(experiment: &Experiment, alpha: AlphaSpec) -> Option<(usize, Stats)> {
+    (0..experiment.steps)
+        .filter_map(|step| experiment.stats(alpha, step, true).map(|s| (step, s)))
+        .fold(None, |best: Option<(usize, Stats)>, (step, s)| match best {
+            Some((_, b)) if b.mean >= s.mean => best,
+            _ => Some((step, s)),
+        })
+}
+
+fn accuracy_section(experiment: &Experiment, alphas: &[AlphaSpec], out: &Path) -> Result<String> {
+    let mut md = String::from("## Networks: test accuracy per distillation step\n\n");
+    md += &accuracy_table(experiment, alphas, true);
+    let series: Vec<AccuracySeries> = alphas
+        .iter()
+        .map(|&alpha| AccuracySeries {
+            label: alpha_title(alpha),
+            points: (0..experiment.steps)
+                .filter_map(|step| {
+                    experiment
+                        .stats(alpha, step, true)
+                        .map(|s| (step, 100.0 * s.mean, 100.0 * s.std))
+                })
+                .collect(),
+            shade: match alpha {
+                AlphaSpec::Fixed(a) => Some(a),
+                AlphaSpec::Auto => None,
+            },
+        })
+        .collect();
+    write_accuracy_figure(out, "accuracy", &series, "test accuracy (%)")?;
+    md += "\n![Test accuracy against the distillation step, one line per alpha; error bars: one \
+           standard deviation over seeds](accuracy.png)\n\n";
+    md += "Of the final-epoch models (each step's teacher of the next):\n\n";
+    md += &accuracy_table(experiment, alphas, false);
+    md += "\n### Best step per alpha\n\n| alpha | best step | test accuracy | step 0 | gain |\n\
+           |---|---:|---:|---:|---:|\n";
+    for &alpha in alphas {
+        if let (Some((step, best)), Some(first)) = (
+            best_step(experiment, alpha),
+            experiment.stats(alpha, 0, true),
+        ) {
+            let _ = writeln!(
+                md,
+                "| {alpha} | {step} | {} | {} | {:+.2} |",
+                best.percent(),
+                first.percent(),
+                100.0 * (best.mean - first.mean)
+            );
+        }
+    }
+    md.push('\n');
+    Ok(md)
+}
+
+fn auto_section(experiment: &Experiment, alphas: &[AlphaSpec]) -> String {
+    let mut md = String::from(
+        "## Automatic alpha (Algorithm 1)\n\n\
+         At each step k >= 1 an `alpha = 0` student of the step's teacher is trained first (the \
+         probe); with u1 the first fit's softmax outputs on the validation split, u0 the \
+         probe's and r the one-hot labels, alpha_k = <r - u0, u1 - u0> / |u1 - u0|^2, clamped \
+         into [0, 1]; then the step's student is trained with alpha_k. It costs two trainings \
+         per step. The grid's best is the fixed alpha with the highest mean accuracy at that \
+         step.\n\n\
+         | step | alpha_k per seed (unclamped) | auto accuracy | probe (alpha = 0) accuracy | \
+         grid's best alpha | its accuracy |\n|---|---|---:|---:|---:|---:|\n",
+    );
+    for step in 1..experiment.steps {
+        let chosen: Vec<String> = experiment
+            .of(AlphaSpec::Auto)
+            .filter_map(|c| {
+                c.auto
+                    .iter()
+                    .find(|r| r.step == step)
+                    .map(|r| match r.optimal {
+                        Some(o) if (o - r.alpha).abs() > 1e-12 => {
+                            format!("{:.3} ({o:.3}), seed {}", r.alpha, c.record.seed)
+                        }
+                        _ => format!("{:.3}, seed {}", r.alpha, c.record.seed),
+                    })
+            })
+            .collect();
+        let probe = Stats::of(
+            &experiment
+                .of(AlphaSpec::Auto)
+                .filter_map(|c| {
+                    c.auto
+                        .iter()
+                        .find(|r| r.step == step)
+                        .map(|r| r.probe_test_acc_best)
+                })
+                .collect::<Vec<_>>(),
+        );
+        let grid_best = alphas
+            .iter()
+            .filter(|a| matches!(a, AlphaSpec::Fixed(_)))
+            .filter_map(|&a| experiment.stats(a, step, true).map(|s| (a, s)))
+            .fold(
+                None,
+                |best: Option<(AlphaSpec, Stats)>, (a, s)| match best {
+                    Some((_, b)) if b.mean >= s.mean => best,
+                    _ => Some((a, s)),
+                },
+            );
+        let _ = writeln!(
+            md,
+            "| {step} | {} | {} | {} | {} | {} |",
+            if chosen.is_empty() {
+                "-".into()
+            } else {
+                chosen.join("; ")
+            },
+            cell(experiment.stats(AlphaSpec::Auto, step, true)),
+            cell(probe),
+            grid_best.map_or("-".into(), |(a, _)| a.to_string()),
+            cell(grid_best.map(|(_, s)| s)),
+        );
+    }
+    md.push('\n');
+    md
+}
+
+fn missing_section(experiment: &Experiment) -> String {
+    let unfinished: Vec<String> = experiment
+        .chains
+        .iter()
+        .filter(|c| c.tests.len() < experiment.steps)
+        .map(|c| {
+            format!(
+                "- `{}`: {} of {} steps finished",
+                c.dir
+                    .file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into()),
+                c.tests.len(),
+                experiment.steps
+            )
+        })
+        .collect();
+    if unfinished.is_empty() {
+        return String::new();
+    }
+    format!(
+        "## Unfinished chains\n\nThe tables above leave out what these have not trained yet \
+         (rerun the same command to finish them):\n\n{}\n\n",
+        unfinished.join("\n")
+    )
+}
+
+fn run_section(experiment: &Experiment) -> String {
+    let mut md = format!("{RUN_SECTION}\n\n");
+    md += "Wall time per step (training, validation, checkpoints and the test evaluation; an \
+           auto chain's steps also count their probe) and training images per second, per \
+           chain, summed over steps:\n\n| chain | steps | seconds | mean images/s |\n\
+           |---|---:|---:|---:|\n";
+    let mut total = 0.0;
+    for chain in &experiment.chains {
+        let probe: Vec<StepResult> =
+            read_jsonl(&chain.dir.join("probe/test.jsonl")).unwrap_or_default();
+        let seconds: f64 = chain.tests.iter().chain(&probe).map(|r| r.seconds).sum();
+        let speeds: Vec<f64> = chain.metrics.iter().map(|m| m.images_per_s).collect();
+        total += seconds;
+        let _ = writeln!(
+            md,
+            "| {} | {} | {:.0} | {:.0} |",
+            chain
+                .dir
+                .file_name()
+                .map_or_else(String::new, |n| n.to_string_lossy().into()),
+            chain.tests.len(),
+            seconds,
+            Stats::of(&speeds).map_or(0.0, |s| s.mean)
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nIn all {} of training. Per step in `timing.csv`.\n",
+        if total >= 3600.0 {
+            format!("{:.1} hours", total / 3600.0)
+        } else {
+            format!("{:.1} minutes", total / 60.0)
+        }
+    );
+    for (dir, info) in &experiment.infos {
+        let h = &info.hardware;
+        let _ = writeln!(
+            md,
+            "- `{}`{}: commit {}, {} ({} logical CPUs{}), device {}, {}",
+            dir.display(),
+            info.shard
+                .map_or(String::new(), |s| format!(" (shard {s})")),
+            info.git_commit,
+            h.cpu,
+            h.logical_cpus,
+            h.rayon_threads
+                .as_ref()
+                .map_or(String::new(), |t| format!(", RAYON_NUM_THREADS={t}")),
+            h.device,
+            h.os
+        );
+    }
+    let _ = writeln!(
+        md,
+        "\nThe profile as run:\n\n```toml\n{}```",
+        experiment.infos[0].1.profile_toml
+    );
+    md
+}
+
+fn accuracy_csv(experiment: &Experiment, alphas: &[AlphaSpec]) -> String {
+    let mut csv = String::from(
+        "alpha,step,seeds,test_acc_best_mean,test_acc_best_std,test_acc_final_mean,\
+         test_acc_final_std\n",
+    );
+    for &alpha in alphas {
+        for step in 0..experiment.steps {
+            if let (Some(best), Some(last)) = (
+                experiment.stats(alpha, step, true),
+                experiment.stats(alpha, step, false),
+            ) {
+                let _ = writeln!(
+                    csv,
+                    "{alpha},{step},{},{},{},{},{}",
+                    best.n, best.mean, best.std, last.mean, last.std
+                );
+            }
+        }
+    }
+    csv
+}
+
+fn steps_csv(experiment: &Experiment) -> String {
+    let mut csv = String::from(
+        "alpha,seed,step,alpha_used,test_acc_best,test_acc_final,best_epoch,best_val_acc\n",
+    );
+    for chain in &experiment.chains {
+        for r in &chain.tests {
+            let _ = writeln!(
+                csv,
+                "{},{},{},{},{},{},{},{}",
+                chain.record.alpha,
+                chain.record.seed,
+                r.step,
+                r.alpha,
+                r.test_acc_best,
+                r.test_acc_final,
+                r.best_epoch,
+                r.best_val_acc
+            );
+        }
+    }
+    csv
+}
+
+fn auto_csv(experiment: &Experiment) -> String {
+    let mut csv =
+        String::from("seed,step,optimal_alpha,alpha,probe_test_acc_best,probe_test_acc_final\n");
+    for chain in experiment.of(AlphaSpec::Auto) {
+        for r in &chain.auto {
+            let _ = writeln!(
+                csv,
+                "{},{},{},{},{},{}",
+                chain.record.seed,
+                r.step,
+                r.optimal.map_or(String::new(), |o| o.to_string()),
+                r.alpha,
+                r.probe_test_acc_best,
+                r.probe_test_acc_final
+            );
+        }
+    }
+    csv
+}
+
+fn timing_csv(experiment: &Experiment) -> String {
+    let mut csv = String::from("alpha,seed,step,seconds,images_per_s\n");
+    for chain in &experiment.chains {
+        for r in &chain.tests {
+            let speeds: Vec<f64> = chain
+                .metrics
+                .iter()
+                .filter(|m| m.step == r.step)
+                .map(|m| m.images_per_s)
+                .collect();
+            let _ = writeln!(
+                csv,
+                "{},{},{},{:.3},{:.1}",
+                chain.record.alpha,
+                chain.record.seed,
+                r.step,
+                r.seconds,
+                Stats::of(&speeds).map_or(0.0, |s| s.mean)
+            );
+        }
+    }
+    csv
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_use_the_sample_deviation() {
+        let s = Stats::of(&[0.8, 0.9]).unwrap();
+        assert!((s.mean - 0.85).abs() < 1e-12);
+        assert!((s.std - 0.070_710_678).abs() < 1e-6);
+        assert_eq!(s.percent(), "85.00 ± 7.07");
+        assert_eq!(Stats::of(&[0.5]).unwrap().percent(), "50.00");
+        assert_eq!(Stats::of(&[]), None);
+    }
+}
