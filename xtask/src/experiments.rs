@@ -393,6 +393,93 @@ fn difference(a: &ChainRecord, b: &ChainRecord) -> String {
     diffs.join(", ")
 }
 
+/// A chain beside `dir` (in the same `runs/`) with the same seed and settings whose step 0 is
+/// finished. Step 0 fits the ground truth alone, so it is the same network, bit for bit, in
+/// every chain of a seed.
+fn finished_first_fit(record: &ChainRecord, dir: &Path) -> Result<Option<PathBuf>> {
+    let Some(runs) = dir.parent() else {
+        return Ok(None);
+    };
+    let mut siblings: Vec<PathBuf> = match std::fs::read_dir(runs) {
+        Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(_) => return Ok(None),
+    };
+    siblings.sort();
+    for sibling in siblings {
+        if sibling == dir || !sibling.join("step_0/last.safetensors").is_file() {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(sibling.join("chain.json")) else {
+            continue;
+        };
+        let Ok(other) = serde_json::from_str::<ChainRecord>(&text) else {
+            continue;
+        };
+        if other.seed == record.seed
+            && other.settings == record.settings
+            && finished_steps(&sibling)?.contains(&0)
+        {
+            return Ok(Some(sibling));
+        }
+    }
+    Ok(None)
+}
+
+/// Copies the finished step 0 of the chain in `source` into `dir`: its checkpoints (their JSON
+/// sidecars say where they came from), its rows of `metrics.*` and, last, of `test.*`, with a
+/// wall time of 0 (it was not trained here). A copy interrupted halfway is made again.
+fn copy_first_fit(source: &Path, dir: &Path) -> Result<()> {
+    let (from, to) = (source.join("step_0"), dir.join("step_0"));
+    std::fs::create_dir_all(&to).with_context(|| format!("cannot create {}", to.display()))?;
+    for entry in std::fs::read_dir(&from).with_context(|| format!("{}", from.display()))? {
+        let path = entry?.path();
+        let name = path.file_name().expect("a file name");
+        let bytes =
+            std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let bytes = if path.extension().is_some_and(|e| e == "json") {
+            let mut sidecar: serde_json::Value =
+                serde_json::from_slice(&bytes).with_context(|| format!("{}", path.display()))?;
+            sidecar["config"]["out"] = serde_json::json!(dir);
+            sidecar["copied_from"] = serde_json::json!(path);
+            (serde_json::to_string_pretty(&sidecar).expect("serialises") + "\n").into_bytes()
+        } else {
+            bytes
+        };
+        write_atomic(&to.join(name), &bytes)?;
+    }
+    let first_rows = |file: &str| -> Result<String> {
+        let text = std::fs::read_to_string(source.join(file))
+            .with_context(|| format!("cannot read {}", source.join(file).display()))?;
+        let mut lines = text.lines();
+        let header = lines.next().unwrap_or_default();
+        Ok(std::iter::once(header)
+            .chain(lines.filter(|l| l.starts_with("0,")))
+            .map(|l| format!("{l}\n"))
+            .collect())
+    };
+    let metrics: Vec<sd_resnet::train::EpochMetrics> =
+        read_jsonl::<sd_resnet::train::EpochMetrics>(&source.join("metrics.jsonl"))?
+            .into_iter()
+            .filter(|m| m.step == 0)
+            .collect();
+    write_jsonl(&dir.join("metrics.jsonl"), &metrics)?;
+    write_atomic(
+        &dir.join("metrics.csv"),
+        first_rows("metrics.csv")?.as_bytes(),
+    )?;
+    let tests: Vec<StepResult> = read_jsonl::<StepResult>(&source.join("test.jsonl"))?
+        .into_iter()
+        .filter(|r| r.step == 0)
+        .map(|r| StepResult {
+            last_checkpoint: to.join("last.safetensors"),
+            seconds: 0.0,
+            ..r
+        })
+        .collect();
+    write_atomic(&dir.join("test.csv"), first_rows("test.csv")?.as_bytes())?;
+    write_jsonl(&dir.join("test.jsonl"), &tests)
+}
+
 /// How chains are trained: everything but the alpha and seed.
 pub struct Runner<'a> {
     /// The profile.
@@ -458,6 +545,19 @@ impl Runner<'_> {
             if finished_steps(dir)?.contains(&step) {
                 continue;
             }
+            if step == 0
+                && let Some(source) = finished_first_fit(&record, dir)?
+            {
+                copy_first_fit(&source, dir)?;
+                if self.show_progress {
+                    eprintln!(
+                        "{}: step 0 is the first fit of {}, the same for every alpha: copied",
+                        chain.dir_name(),
+                        source.display()
+                    );
+                }
+                continue;
+            }
             let started = Instant::now();
             let teacher_path = |d: &Path| d.join(format!("step_{}/last.safetensors", step - 1));
             let alpha = match chain.alpha {
@@ -479,11 +579,13 @@ impl Runner<'_> {
                 0 => None,
                 _ => Some(self.load(model, &teacher_path(dir))?),
             };
-            eprintln!(
-                "{}: step {step} of {}, alpha {alpha}",
-                chain.dir_name(),
-                self.profile.steps - 1
-            );
+            if self.show_progress {
+                eprintln!(
+                    "{}: step {step} of {}, alpha {alpha}",
+                    chain.dir_name(),
+                    self.profile.steps - 1
+                );
+            }
             run_chain(
                 &self.config(model, chain.seed, alpha, step, dir),
                 &data,
@@ -537,10 +639,12 @@ impl Runner<'_> {
                 model,
                 &dir.join(format!("step_{}/last.safetensors", step - 1)),
             )?;
-            eprintln!(
-                "{}: step {step}, the alpha = 0 probe of Algorithm 1",
-                chain.dir_name()
-            );
+            if self.show_progress {
+                eprintln!(
+                    "{}: step {step}, the alpha = 0 probe of Algorithm 1",
+                    chain.dir_name()
+                );
+            }
             run_chain(
                 &self.config(model, chain.seed, 0.0, step, &probe_dir),
                 data,

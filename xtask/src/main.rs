@@ -32,7 +32,7 @@ use crate::report::{ExperimentInfo, Hardware};
     arg_required_else_help = true
 )]
 struct Xtask {
-    /// Only errors on stderr (no progress bars or step lines)
+    /// Only errors on stderr (no progress bars, step lines or logs)
     #[arg(short, long, global = true)]
     quiet: bool,
     #[command(subcommand)]
@@ -171,7 +171,9 @@ fn run_experiment(
 
     if profile.krr {
         let tables = krr::krr_part(&out.join("krr"))?;
-        eprintln!("kernel ridge regression: {}", tables.display());
+        if show_progress {
+            eprintln!("kernel ridge regression: {}", tables.display());
+        }
     }
     let chains = experiments::select(&experiments::chains(profile), shard);
     let runner = Runner {
@@ -183,26 +185,30 @@ fn run_experiment(
     let started = Instant::now();
     for (index, chain) in chains.iter().enumerate() {
         let dir = out.join("runs").join(chain.dir_name());
-        eprintln!(
-            "chain {} of {}{}: {}",
-            index + 1,
-            chains.len(),
-            shard.map_or(String::new(), |s| format!(" (shard {s})")),
-            dir.display()
-        );
+        if show_progress {
+            eprintln!(
+                "chain {} of {}{}: {}",
+                index + 1,
+                chains.len(),
+                shard.map_or(String::new(), |s| format!(" (shard {s})")),
+                dir.display()
+            );
+        }
         let trained = runner.run(*chain, &dir)?;
-        if trained == 0 {
-            eprintln!("  already finished");
+        if trained == 0 && show_progress {
+            eprintln!("  nothing left to train");
         }
         // The report after each chain: an interrupted experiment still has one.
         report::write(&[out.to_path_buf()], out)?;
     }
     let report = report::write(&[out.to_path_buf()], out)?;
-    eprintln!(
-        "{} chains in {:.1} minutes",
-        chains.len(),
-        started.elapsed().as_secs_f64() / 60.0
-    );
+    if show_progress {
+        eprintln!(
+            "{} chains in {:.1} minutes",
+            chains.len(),
+            started.elapsed().as_secs_f64() / 60.0
+        );
+    }
     Ok(report)
 }
 
@@ -315,6 +321,12 @@ mod tests {
         assert_same(whole.path(), resumed.path());
         let untouched = std::fs::metadata(&first_fit).unwrap().modified().unwrap();
         assert_eq!(trained_at, untouched, "a finished step was trained again");
+        // The auto chain's first fit was copied from the alpha = 0.5 chain's, not trained again.
+        let copied = resumed
+            .path()
+            .join("runs/alpha-auto_seed-0/step_0/last.json");
+        let sidecar = std::fs::read_to_string(copied).unwrap();
+        assert!(sidecar.contains("copied_from"), "{sidecar}");
         // Another setting is refused, not mixed in.
         let other = tiny(&["steps=3", "alphas=[0.5, \"auto\"]", "krr=false", "lr=0.01"]);
         let error = run_experiment(&other, resumed.path(), None, false).unwrap_err();

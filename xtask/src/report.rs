@@ -577,8 +577,9 @@ fn missing_section(experiment: &Experiment) -> String {
 fn run_section(experiment: &Experiment) -> String {
     let mut md = format!("{RUN_SECTION}\n\n");
     md += "Wall time per step (training, validation, checkpoints and the test evaluation; an \
-           auto chain's steps also count their probe) and training images per second, per \
-           chain, summed over steps:\n\n| chain | steps | seconds | mean images/s |\n\
+           auto chain's steps also count their probe; a step 0 copied from another chain of the \
+           same seed, where it is the same network, counts 0) and training images per second, \
+           per chain, summed over steps:\n\n| chain | steps | seconds | mean images/s |\n\
            |---|---:|---:|---:|\n";
     let mut total = 0.0;
     for chain in &experiment.chains {
@@ -608,12 +609,13 @@ fn run_section(experiment: &Experiment) -> String {
             format!("{:.1} minutes", total / 60.0)
         }
     );
+    let here = std::env::current_dir().unwrap_or_default();
     for (dir, info) in &experiment.infos {
         let h = &info.hardware;
         let _ = writeln!(
             md,
             "- `{}`{}: commit {}, {} ({} logical CPUs{}), device {}, {}",
-            dir.display(),
+            dir.strip_prefix(&here).unwrap_or(dir).display(),
             info.shard
                 .map_or(String::new(), |s| format!(" (shard {s})")),
             info.git_commit,
