@@ -122,18 +122,27 @@ pub fn chains(profile: &Profile) -> Vec<ChainSpec> {
         .collect()
 }
 
-/// The chains of `shard`: every `count`-th from the `index`-th, so each shard gets a mix of
-/// alphas and seeds.
-pub fn select(chains: &[ChainSpec], shard: Option<Shard>) -> Vec<ChainSpec> {
-    match shard {
-        None => chains.to_vec(),
-        Some(shard) => chains
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| i % shard.count == shard.index - 1)
-            .map(|(_, c)| *c)
-            .collect(),
-    }
+/// The chains of `shard`, in running order (seed by seed). Shards are dealt round-robin over the
+/// chains listed alpha by alpha, so that each shard gets a mix of alphas and seeds: with as many
+/// shards as alphas (the `paper` profile on 7 GPUs), each gets one chain of each seed, and the
+/// costlier auto chains land on different shards.
+pub fn select(profile: &Profile, shard: Option<Shard>) -> Vec<ChainSpec> {
+    let all = chains(profile);
+    let Some(shard) = shard else {
+        return all;
+    };
+    let seeds = profile.seeds.len();
+    all.into_iter()
+        .enumerate()
+        .filter(|(running, _)| {
+            let (seed, alpha) = (
+                running / profile.alphas.len(),
+                running % profile.alphas.len(),
+            );
+            (alpha * seeds + seed) % shard.count == shard.index - 1
+        })
+        .map(|(_, c)| c)
+        .collect()
 }
 
 /// What determines a chain's numbers, besides its alpha and seed. A chain directory trained with
@@ -689,9 +698,11 @@ mod tests {
             crate::profile::load(&crate::profile::locate("fmnist").unwrap(), &[]).unwrap();
         let all = chains(&profile);
         assert_eq!(all.len(), 12);
+        assert_eq!(all[5].dir_name(), "alpha-auto_seed-0");
+        assert_eq!(all[6].dir_name(), "alpha-0_seed-1");
         let mut seen = Vec::new();
         for index in 1..=5 {
-            let part = select(&all, Some(Shard { index, count: 5 }));
+            let part = select(&profile, Some(Shard { index, count: 5 }));
             assert!(part.len() == 2 || part.len() == 3, "{part:?}");
             seen.extend(part);
         }
@@ -699,8 +710,21 @@ mod tests {
         for chain in &all {
             assert_eq!(seen.iter().filter(|c| *c == chain).count(), 1);
         }
-        assert_eq!(all[5].dir_name(), "alpha-auto_seed-0");
-        assert_eq!(all[6].dir_name(), "alpha-0_seed-1");
+        // The paper on 7 GPUs: each shard trains 3 different alphas, one chain per seed.
+        let paper = crate::profile::load(&crate::profile::locate("paper").unwrap(), &[]).unwrap();
+        let mut autos = 0;
+        for index in 1..=7 {
+            let part = select(&paper, Some(Shard { index, count: 7 }));
+            assert_eq!(part.len(), 3);
+            let seeds: BTreeSet<u64> = part.iter().map(|c| c.seed).collect();
+            assert_eq!(seeds.len(), 3, "{part:?}");
+            let autos_here = part.iter().filter(|c| c.alpha == AlphaSpec::Auto).count();
+            assert!(autos_here <= 1, "{part:?}");
+            autos += autos_here;
+            // Running order: seed by seed.
+            assert!(part.windows(2).all(|w| w[0].seed <= w[1].seed), "{part:?}");
+        }
+        assert_eq!(autos, 3);
     }
 
     #[test]

@@ -153,6 +153,15 @@ fn run_experiment(
     show_progress: bool,
 ) -> Result<PathBuf> {
     // Everything that can fail before training fails now: the device, the data.
+    if profile.device.starts_with("cuda") && !candle_core::utils::cuda_is_available() {
+        anyhow::bail!(
+            "profile '{}' trains on {}, but this xtask was built without CUDA: build it with \
+             `cargo build --release -p xtask --features cuda` (needs nvcc) and run \
+             target/release/xtask, or give --set device=cpu",
+            profile.name,
+            profile.device
+        );
+    }
     let device = sd_cli::resnet::device(&profile.device)?;
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let data_path = experiments::data_path(profile, out)?;
@@ -167,7 +176,7 @@ fn run_experiment(
         hardware: Hardware::here(&profile.device),
     };
     let text = serde_json::to_string_pretty(&info).expect("serialises") + "\n";
-    write_atomic(&out.join("experiment.json"), text.as_bytes())?;
+    write_atomic(&out.join(report::info_file_name(shard)), text.as_bytes())?;
 
     if profile.krr {
         let tables = krr::krr_part(&out.join("krr"))?;
@@ -175,7 +184,7 @@ fn run_experiment(
             eprintln!("kernel ridge regression: {}", tables.display());
         }
     }
-    let chains = experiments::select(&experiments::chains(profile), shard);
+    let chains = experiments::select(profile, shard);
     let runner = Runner {
         profile,
         dataset: &dataset,
@@ -293,6 +302,37 @@ mod tests {
     }
 
     #[test]
+    fn every_flag_and_profile_field_is_documented() {
+        let docs = std::fs::read_to_string(workspace_root().join("docs/experiments.md")).unwrap();
+        let command = <Xtask as clap::CommandFactory>::command();
+        let mut flags: Vec<String> = command
+            .get_arguments()
+            .filter_map(|a| a.get_long().map(str::to_string))
+            .collect();
+        for sub in command.get_subcommands() {
+            assert!(docs.contains(&format!("cargo xtask {}", sub.get_name())));
+            flags.extend(
+                sub.get_arguments()
+                    .filter_map(|a| a.get_long().map(str::to_string)),
+            );
+        }
+        assert!(flags.len() >= 6, "{flags:?}");
+        for flag in flags {
+            assert!(
+                docs.contains(&format!("`--{flag}")),
+                "--{flag} is not in docs/experiments.md"
+            );
+        }
+        let fields: toml::Table = toml::from_str(&tiny(&[]).to_toml()).unwrap();
+        for field in fields.keys() {
+            assert!(
+                docs.contains(&format!("`{field}`")),
+                "profile field {field} is not in docs/experiments.md"
+            );
+        }
+    }
+
+    #[test]
     fn a_resumed_experiment_reports_what_an_uninterrupted_one_does() {
         let profile = tiny(&["steps=3", "alphas=[0.5, \"auto\"]", "krr=false"]);
         let whole = tempfile::tempdir().unwrap();
@@ -346,10 +386,19 @@ mod tests {
             tempfile::tempdir().unwrap(),
             tempfile::tempdir().unwrap(),
         );
-        run_experiment(&profile, one.path(), Some("1/2".parse().unwrap()), false).unwrap();
-        run_experiment(&profile, two.path(), Some("2/2".parse().unwrap()), false).unwrap();
-        let shard_report = std::fs::read_to_string(one.path().join("REPORT.md")).unwrap();
-        assert!(shard_report.contains("2 chains"), "{shard_report}");
+        // Shards 1 and 2 of 3 share a directory; shard 3 (the seed-0 auto chain) trains its own
+        // first fit, which the whole run copied from the alpha = 0.5 chain.
+        run_experiment(&profile, one.path(), Some("1/3".parse().unwrap()), false).unwrap();
+        run_experiment(&profile, one.path(), Some("2/3".parse().unwrap()), false).unwrap();
+        run_experiment(&profile, two.path(), Some("3/3".parse().unwrap()), false).unwrap();
+        let shard_report = std::fs::read_to_string(two.path().join("REPORT.md")).unwrap();
+        assert!(shard_report.contains("1 chain:"), "{shard_report}");
+        let sidecar = two.path().join("runs/alpha-auto_seed-0/step_0/last.json");
+        assert!(
+            !std::fs::read_to_string(sidecar)
+                .unwrap()
+                .contains("copied_from")
+        );
         report::write(
             &[one.path().to_path_buf(), two.path().to_path_buf()],
             merged.path(),
@@ -357,10 +406,9 @@ mod tests {
         .unwrap();
         assert_same(whole.path(), merged.path());
         let text = std::fs::read_to_string(merged.path().join("REPORT.md")).unwrap();
-        assert!(
-            text.contains("4 chains") && text.contains("(shard 2/2)"),
-            "{text}"
-        );
+        for shard in ["(shard 1/3)", "(shard 2/3)", "(shard 3/3)"] {
+            assert!(text.contains("4 chains") && text.contains(shard), "{text}");
+        }
         assert!(text.contains("± "), "two seeds give a deviation: {text}");
         for file in ["accuracy.png", "accuracy.svg", "krr/alpha-0/fit.png"] {
             assert!(merged.path().join(file).is_file(), "{file}");

@@ -37,6 +37,32 @@ pub struct ExperimentInfo {
     pub hardware: Hardware,
 }
 
+/// The name of a directory's `experiment.json`: one per shard, so that shards sharing a
+/// directory do not overwrite each other's.
+pub fn info_file_name(shard: Option<Shard>) -> String {
+    match shard {
+        None => "experiment.json".into(),
+        Some(s) => format!("experiment.shard-{}-of-{}.json", s.index, s.count),
+    }
+}
+
+fn info_files(dir: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with("experiment") && n.ends_with(".json"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
 /// Where the runs ran.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Hardware {
@@ -129,16 +155,20 @@ impl Experiment {
         let mut infos = Vec::new();
         let mut chains: BTreeMap<(String, u64), Chain> = BTreeMap::new();
         for dir in dirs {
-            let info_path = dir.join("experiment.json");
-            let text = std::fs::read_to_string(&info_path).with_context(|| {
-                format!(
-                    "{} is not an experiment directory (no readable experiment.json)",
+            let found = info_files(dir);
+            if found.is_empty() {
+                bail!(
+                    "{} is not an experiment directory (it has no experiment.json)",
                     dir.display()
-                )
-            })?;
-            let info: ExperimentInfo =
-                serde_json::from_str(&text).with_context(|| format!("{}", info_path.display()))?;
-            infos.push((dir.clone(), info));
+                );
+            }
+            for info_path in found {
+                let text = std::fs::read_to_string(&info_path)
+                    .with_context(|| format!("cannot read {}", info_path.display()))?;
+                let info: ExperimentInfo = serde_json::from_str(&text)
+                    .with_context(|| format!("{}", info_path.display()))?;
+                infos.push((dir.clone(), info));
+            }
             let runs = dir.join("runs");
             let mut chain_dirs: Vec<PathBuf> = match std::fs::read_dir(&runs) {
                 Ok(entries) => entries
@@ -298,13 +328,16 @@ pub fn write(dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
     if let Some(s) = &settings {
         let _ = writeln!(
             md,
-            "{} chains: alpha in {{{}}} x seeds {{{}}}. ResNet-{} ({} stem), {} loss, data `{}`; \
+            "{}: alpha in {{{}}} x seeds {{{}}}. ResNet-{} ({} stem), {} loss, data `{}`; \
              {} epoch(s) per step, {} steps (step 0 is the first fit, on the ground truth only), \
              batch {}, Adam lr {}, reg_coef {}, on {}. Test accuracy in percent: the mean ± \
              sample standard deviation over seeds of each step's best model by validation \
              accuracy, unless a table says otherwise. Regenerate with `cargo xtask paper-report \
              DIR...`.\n",
-            experiment.chains.len(),
+            match experiment.chains.len() {
+                1 => "1 chain".to_string(),
+                n => format!("{n} chains"),
+            },
             alphas
                 .iter()
                 .map(|a| a.to_string())
