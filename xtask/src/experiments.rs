@@ -256,26 +256,31 @@ pub fn data_path(profile: &Profile, out: &Path) -> Result<PathBuf> {
     }
     let path = PathBuf::from(&profile.data);
     if !path.exists() {
-        let how = if profile.data.to_lowercase().contains("fashion") {
-            "install it with `apt-get install -y dataset-fashion-mnist` (it lands in \
-             /usr/share/datasets/fashion-mnist), or point `--set data=DIR` at a directory with \
-             the four IDX files of Fashion-MNIST"
-                .to_string()
-        } else {
-            format!(
-                "download cifar-10-binary.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html \
-                 and put it (or its extracted cifar-10-batches-bin/) into {}, or point \
-                 `--set data=PATH` at it",
-                path.display()
-            )
-        };
         bail!(
-            "profile '{}': the data set {} does not exist: {how}",
+            "profile '{}': the data set {} does not exist: {}",
             profile.name,
-            path.display()
+            path.display(),
+            how_to_get(profile)
         );
     }
     Ok(path)
+}
+
+/// Where the data of `profile` comes from, for the messages of a missing or unreadable data set.
+pub fn how_to_get(profile: &Profile) -> String {
+    if profile.data.to_lowercase().contains("fashion") {
+        "install it with `apt-get install -y dataset-fashion-mnist` (it lands in \
+         /usr/share/datasets/fashion-mnist), or point `--set data=DIR` at a directory with the \
+         four IDX files of Fashion-MNIST"
+            .to_string()
+    } else {
+        format!(
+            "download cifar-10-binary.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html and \
+             put it (or its extracted cifar-10-batches-bin/) into {}, or point `--set data=PATH` \
+             at it",
+            profile.data
+        )
+    }
 }
 
 /// The data splits of one seed (the validation draw depends on the seed, as in `sd-cli resnet`).

@@ -163,10 +163,16 @@ fn run_experiment(
         );
     }
     let device = sd_cli::resnet::device(&profile.device)?;
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let data_path = experiments::data_path(profile, out)?;
-    let dataset = sd_data::Dataset::open(&data_path)
-        .with_context(|| format!("profile '{}': data {}", profile.name, data_path.display()))?;
+    let dataset = sd_data::Dataset::open(&data_path).with_context(|| {
+        format!(
+            "profile '{}': cannot read the data set at {} ({})",
+            profile.name,
+            data_path.display(),
+            experiments::how_to_get(profile)
+        )
+    })?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let info = ExperimentInfo {
         profile: profile.name.clone(),
         description: profile.description.clone(),
