@@ -39,6 +39,65 @@ pub enum Command {
     Data(DataCommand),
     /// Self-distillation of ResNets on CIFAR-10 or Fashion-MNIST (the paper's deep experiments)
     Resnet(Box<ResnetArgs>),
+    /// Measurements: training-step throughput, parity with torchvision (CPU and GPU)
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// `sd-cli bench ...`.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Time one training step (forward, backward, Adam) on random 32x32 images; one JSON line
+    #[command(
+        after_help = "Prints {\"impl\", \"resnet\", \"stem\", \"batch\", \"device\", \"steps\",     \"median_s\", \"images_per_s\", \"peak_rss_mib\", \"threads\"}, as bench/train_step.py does for     PyTorch.\nExample: sd-cli bench train-step --resnet 50 --batch 128 --device cuda"
+    )]
+    TrainStep(TrainStepArgs),
+    /// Compare outputs and gradients with torchvision's (files of bench/torchvision_parity.py),
+    /// on the CPU and on --device
+    #[command(
+        after_help = "DIR holds resnet<L>.safetensors and resnet<L>-io.safetensors, written by     python bench/torchvision_parity.py --depth L --out DIR. Exits with status 1 when ours on     --device differs from ours on the CPU by more than --tolerance."
+    )]
+    Parity(ParityArgs),
+}
+
+/// Arguments of `sd-cli bench train-step`.
+#[derive(Debug, Args)]
+pub struct TrainStepArgs {
+    /// Depth
+    #[arg(long, value_enum, default_value_t = DepthArg::R18)]
+    pub resnet: DepthArg,
+    /// Stem
+    #[arg(long, value_enum, default_value_t = StemArg::Imagenet)]
+    pub stem: StemArg,
+    /// Images per batch
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub batch: u32,
+    /// Timed steps after one warm-up step
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+    pub steps: u32,
+    /// Stop timing after this many seconds (at least 3 steps are timed)
+    #[arg(long, default_value_t = 60.0, value_name = "S")]
+    pub max_seconds: f64,
+    /// cpu, cuda or cuda:N
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+/// Arguments of `sd-cli bench parity`.
+#[derive(Debug, Args)]
+pub struct ParityArgs {
+    /// Directory with the weights and the reference batch
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Depth
+    #[arg(long, value_enum, default_value_t = DepthArg::R18)]
+    pub resnet: DepthArg,
+    /// cpu, cuda or cuda:N: compared with the CPU
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Largest relative difference accepted between --device and the CPU
+    #[arg(long, default_value_t = 1e-4, value_name = "X")]
+    pub tolerance: f64,
 }
 
 /// Network depth on the command line.
@@ -53,6 +112,25 @@ pub enum DepthArg {
     /// ResNet-50
     #[value(name = "50")]
     R50,
+}
+
+impl From<DepthArg> for sd_resnet::Depth {
+    fn from(depth: DepthArg) -> Self {
+        match depth {
+            DepthArg::R18 => sd_resnet::Depth::R18,
+            DepthArg::R34 => sd_resnet::Depth::R34,
+            DepthArg::R50 => sd_resnet::Depth::R50,
+        }
+    }
+}
+
+impl From<StemArg> for sd_resnet::Stem {
+    fn from(stem: StemArg) -> Self {
+        match stem {
+            StemArg::Imagenet => sd_resnet::Stem::Imagenet,
+            StemArg::Cifar => sd_resnet::Stem::Cifar,
+        }
+    }
 }
 
 /// Stem on the command line.
@@ -185,15 +263,8 @@ impl ResnetArgs {
     pub fn run(&self, show_progress: bool) -> Result<crate::resnet::ResnetRun> {
         Ok(crate::resnet::ResnetRun {
             data: self.data.clone(),
-            depth: match self.resnet {
-                DepthArg::R18 => sd_resnet::Depth::R18,
-                DepthArg::R34 => sd_resnet::Depth::R34,
-                DepthArg::R50 => sd_resnet::Depth::R50,
-            },
-            stem: match self.stem {
-                StemArg::Imagenet => sd_resnet::Stem::Imagenet,
-                StemArg::Cifar => sd_resnet::Stem::Cifar,
-            },
+            depth: self.resnet.into(),
+            stem: self.stem.into(),
             loss: match self.loss {
                 LossArg::Mse => sd_resnet::loss::LossKind::SoftmaxMse,
                 LossArg::Ce => sd_resnet::loss::LossKind::CrossEntropy,

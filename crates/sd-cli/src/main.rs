@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::Parser;
 use sd_cli::cli::{Cli, Command, DataCommand, InspectFormat, KrrArgs};
-use sd_cli::{images, krr, output, plot, resnet};
+use sd_cli::{bench, images, krr, output, plot, resnet};
 
 /// Exit status for every error: bad input, bad data, failed writes.
 const FAILURE: u8 = 2;
@@ -79,6 +79,7 @@ fn run(cli: Cli) -> Result<()> {
             stdout.flush()?;
             Ok(())
         }
+        Command::Bench(command) => bench::run(command),
         Command::Data(DataCommand::Fixture(args)) => {
             let spec = sd_data::fixture::FixtureSpec {
                 train: args.train as usize,

@@ -28,6 +28,7 @@
 //! ```
 
 mod batchnorm;
+pub mod bench;
 pub mod checkpoint;
 pub mod conv;
 mod cpu;

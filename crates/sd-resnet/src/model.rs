@@ -30,6 +30,15 @@ impl Depth {
         }
     }
 
+    /// 18, 34 or 50.
+    pub fn layers(self) -> u32 {
+        match self {
+            Depth::R18 => 18,
+            Depth::R34 => 34,
+            Depth::R50 => 50,
+        }
+    }
+
     fn blocks(self) -> [usize; 4] {
         match self {
             Depth::R18 => [2, 2, 2, 2],
