@@ -10,11 +10,29 @@ eval-mode logits, train-mode logits, and the gradient of the original's first-st
 MSE(softmax(logits), onehot) with respect to the input and to conv1.weight (train mode).
 """
 import argparse
+import json
 import os
+import struct
 
 import torch
 import torchvision
-from safetensors.torch import save_file
+
+try:
+    from safetensors.torch import save_file
+except ImportError:  # GPU machines may have torch without safetensors: the format is simple.
+    def save_file(tensors, path):
+        names = {torch.float32: "F32", torch.float64: "F64", torch.int64: "I64"}
+        header, blobs, offset = {}, [], 0
+        for name, tensor in tensors.items():
+            data = tensor.detach().cpu().contiguous().numpy().tobytes()
+            header[name] = {"dtype": names[tensor.dtype], "shape": list(tensor.shape),
+                            "data_offsets": [offset, offset + len(data)]}
+            blobs.append(data)
+            offset += len(data)
+        text = json.dumps(header).encode()
+        text += b" " * (-len(text) % 8)
+        with open(path, "wb") as f:
+            f.write(struct.pack("<Q", len(text)) + text + b"".join(blobs))
 
 
 def main():

@@ -59,10 +59,12 @@ def main():
     median = statistics.median(times)
     print(json.dumps({
         "impl": f"pytorch {torch.__version__}",
-        "resnet": args.depth, "stem": args.stem, "batch": args.batch, "steps": len(times),
+        "resnet": args.depth, "stem": args.stem, "batch": args.batch, "device": device.type,
+        "steps": len(times),
         "median_s": round(median, 4), "images_per_s": round(args.batch / median, 2),
         "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "threads": torch.get_num_threads(),
+        **({"peak_gpu_mib": round(torch.cuda.max_memory_allocated() / 2**20)} if device.type == "cuda" else {}),
     }))
 
 

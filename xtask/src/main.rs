@@ -5,9 +5,12 @@
 //!   shardable, with a report.
 //! - `cargo xtask paper-report DIR...`: the report again, from the files of the runs alone,
 //!   merging the directories of several shards.
+//! - `cargo xtask cuda-build`: a release `sd-cli` with CUDA, on a machine without a GPU or a CUDA
+//!   installation (the toolkit comes from PyPI).
 //!
 //! See docs/experiments.md.
 
+mod cuda;
 mod experiments;
 mod krr;
 mod profile;
@@ -58,6 +61,21 @@ enum Task {
         #[arg(long, value_name = "I/N")]
         shard: Option<Shard>,
     },
+    /// Build a release sd-cli with CUDA on a machine without CUDA (toolkit from PyPI, ~650 MB)
+    CudaBuild {
+        /// Python that creates the toolkit's virtual environment
+        #[arg(long, default_value = "python3", value_name = "PYTHON")]
+        python: String,
+        /// CUDA_COMPUTE_CAP of the target GPU (90: H100, H200)
+        #[arg(long, default_value_t = 90, value_name = "N")]
+        compute_cap: u32,
+        /// The package to build: sd-cli, or xtask for experiments on a GPU
+        #[arg(long, default_value = "sd-cli", value_parser = ["sd-cli", "xtask"], value_name = "NAME")]
+        package: String,
+        /// Also use cuDNN for convolutions (the GPU machine then needs libcudnn)
+        #[arg(long)]
+        cudnn: bool,
+    },
     /// Write REPORT.md again from the runs of one or more output directories (merging shards)
     PaperReport {
         /// Output directories of paper-experiments
@@ -99,6 +117,19 @@ fn main() -> ExitCode {
             out,
             shard,
         } => paper_experiments(&profile, &overrides, out, shard, !xtask.quiet),
+        Task::CudaBuild {
+            python,
+            compute_cap,
+            package,
+            cudnn,
+        } => cuda::build(&cuda::BuildRequest {
+            workspace: workspace_root(),
+            python,
+            compute_cap,
+            package,
+            feature: if cudnn { "cudnn" } else { "cuda" }.into(),
+        })
+        .map(|binary| println!("{}", binary.display())),
         Task::PaperReport { dirs, out } => {
             let out = out.unwrap_or_else(|| dirs[0].clone());
             report::write(&dirs, &out).map(|path| println!("{}", path.display()))
