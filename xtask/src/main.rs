@@ -187,8 +187,8 @@ fn run_experiment(
     if profile.device.starts_with("cuda") && !candle_core::utils::cuda_is_available() {
         anyhow::bail!(
             "profile '{}' trains on {}, but this xtask was built without CUDA: build it with \
-             `cargo build --release -p xtask --features cuda` (needs nvcc) and run \
-             target/release/xtask, or give --set device=cpu",
+             `cargo xtask cuda-build --package xtask` and run target/cuda/release/xtask (see \
+             docs/gpu.md), or give --set device=cpu",
             profile.name,
             profile.device
         );
@@ -340,7 +340,10 @@ mod tests {
 
     #[test]
     fn every_flag_and_profile_field_is_documented() {
-        let docs = std::fs::read_to_string(workspace_root().join("docs/experiments.md")).unwrap();
+        // paper-experiments and paper-report in experiments.md, cuda-build in gpu.md.
+        let docs = ["docs/experiments.md", "docs/gpu.md"]
+            .map(|f| std::fs::read_to_string(workspace_root().join(f)).unwrap())
+            .join("\n");
         let command = <Xtask as clap::CommandFactory>::command();
         let mut flags: Vec<String> = command
             .get_arguments()

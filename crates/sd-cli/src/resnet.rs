@@ -304,8 +304,8 @@ pub fn device(spec: &str) -> Result<Device> {
             };
             if !candle_core::utils::cuda_is_available() {
                 bail!(
-                    "--device {spec}: this sd-cli was built without CUDA (build with `cargo build \
-                     --release -p sd-cli --features cuda`)"
+                    "--device {spec}: this binary was built without CUDA (build one with `cargo \
+                     xtask cuda-build`, see docs/gpu.md)"
                 );
             }
             Ok(Device::new_cuda(ordinal)?)
