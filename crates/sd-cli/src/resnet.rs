@@ -308,7 +308,15 @@ pub fn device(spec: &str) -> Result<Device> {
                      xtask cuda-build`, see docs/gpu.md)"
                 );
             }
-            Ok(Device::new_cuda(ordinal)?)
+            // candle's error carries a backtrace; the first line says what went wrong.
+            Device::new_cuda(ordinal).map_err(|e| {
+                let text = e.to_string();
+                anyhow::anyhow!(
+                    "--device {spec}: cannot open the GPU: {} (is an NVIDIA driver installed, \
+                     and LD_LIBRARY_PATH set as docs/gpu.md says?)",
+                    text.lines().next().unwrap_or_default()
+                )
+            })
         }
         _ => bail!("--device must be cpu, cuda or cuda:N, got '{spec}'"),
     }
