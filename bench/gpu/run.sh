@@ -13,17 +13,18 @@
 #
 # Needs the stripped CUDA build of sd-cli at target/cuda/release/sd-cli (`cargo xtask
 # cuda-build`; SD_CLI=path to use another) and Python with torch and torchvision (PYTHON=...).
-# A part that fails is recorded and the next one runs; the exit status is the number of parts
-# that failed.
+# A check that fails is recorded and the next one runs; the exit status is the number of failed
+# checks (64: no binary, 65: its libraries are missing). Every command has a timeout, and a
+# deadline of SD_GPU_DEADLINE seconds (default 450) over the whole run skips what would not fit.
 #
 # Dry run on a machine without a GPU: SD_GPU_DRY_RUN=1 bench/gpu/run.sh RESULTS_DIR does the same
 # on the CPU, smaller (ResNet-18, batch 16, 3 steps), with target/release/sd-cli.
 set -uo pipefail
 
 results=${1:?usage: bench/gpu/run.sh RESULTS_DIR}
-cd "$(dirname "$0")/../.."
 mkdir -p "$results"
-results=$(cd "$results" && pwd)
+results=$(cd "$results" && pwd) # before the cd: a relative path is the caller's
+cd "$(dirname "$0")/../.."
 exec > >(tee -a "$results/run.log") 2>&1
 
 python=${PYTHON:-python3}
@@ -48,8 +49,18 @@ else
     val=100
 fi
 failed=0
-part() { echo; echo "== $* ($(date -u +%H:%M:%S))"; }
+deadline=$((SECONDS + ${SD_GPU_DEADLINE:-450}))
+part() { echo; echo "== $* ($(date -u +%H:%M:%S), $((deadline - SECONDS)) s left)"; }
 fail() { echo "FAILED: $*"; failed=$((failed + 1)); }
+# limit CAP: a timeout of CAP seconds, or what is left before the deadline; fails when < 10 s.
+limit() {
+    local left=$((deadline - SECONDS))
+    if [ "$left" -lt 10 ]; then
+        echo "SKIPPED (deadline): the rest of this part" >&2
+        return 1
+    fi
+    echo $((left < $1 ? left : $1))
+}
 
 part "1. machine and libraries"
 if [ ! -x "$sd_cli" ]; then
@@ -89,11 +100,11 @@ echo "sd-cli: $sd_cli ($(du -h "$sd_cli" | cut -f1)), device $device"
 
 part "2. parity with torchvision and the CPU"
 for depth in $depths; do
-    if ! timeout 120 "$python" bench/torchvision_parity.py --depth "$depth" --out "$results/parity"; then
+    if ! t=$(limit 120) || ! timeout "$t" "$python" bench/torchvision_parity.py --depth "$depth" --out "$results/parity"; then
         fail "bench/torchvision_parity.py --depth $depth"
         continue
     fi
-    if timeout 120 "$sd_cli" bench parity "$results/parity" --resnet "$depth" --device "$device" \
+    if t=$(limit 120) && timeout "$t" "$sd_cli" bench parity "$results/parity" --resnet "$depth" --device "$device" \
         > "$results/parity-$depth.txt"; then
         cat "$results/parity-$depth.txt"
     else
@@ -107,10 +118,10 @@ part "3. training-step throughput, ours and PyTorch"
 : > "$results/train_step.jsonl"
 for case in $cases; do
     IFS=: read -r depth batch <<< "$case"
-    timeout 120 "$sd_cli" bench train-step --resnet "$depth" --batch "$batch" --device "$device" \
+    t=$(limit 90) && timeout "$t" "$sd_cli" bench train-step --resnet "$depth" --batch "$batch" --device "$device" \
         --steps "$steps" --max-seconds "$seconds" >> "$results/train_step.jsonl" \
         || fail "sd-cli bench train-step --resnet $depth --batch $batch"
-    timeout 120 "$python" bench/train_step.py "$depth" imagenet "$batch" "$steps" "$seconds" \
+    t=$(limit 90) && timeout "$t" "$python" bench/train_step.py "$depth" imagenet "$batch" "$steps" "$seconds" \
         --device "$device" --threads "$(nproc)" >> "$results/train_step.jsonl" \
         || fail "bench/train_step.py $depth imagenet $batch"
 done
@@ -120,7 +131,7 @@ part "4. a distillation chain on fixture data"
 # shellcheck disable=SC2086 # $fixture is two flags
 "$sd_cli" -q data fixture --out "$results/fixture" $fixture > /dev/null \
     || fail "sd-cli data fixture"
-if timeout 240 "$sd_cli" resnet --data "$results/fixture" --alpha 0.5 --max-epochs 1 \
+if t=$(limit 240) && timeout "$t" "$sd_cli" resnet --data "$results/fixture" --alpha 0.5 --max-epochs 1 \
     --distillation-steps 2 --val-size "$val" --batch-size 32 --device "$device" \
     --out "$results/chain" > "$results/chain.txt"; then
     cat "$results/chain.txt"
@@ -154,5 +165,5 @@ if os.path.exists(chain):
     print("\n```\n" + open(chain).read() + "```")
 PY
 echo
-echo "parts failed: $failed; results in $results"
+echo "checks failed: $failed; results in $results"
 exit "$failed"

@@ -43,8 +43,6 @@ pub struct BuildRequest {
     pub compute_cap: u32,
     /// The package to build (`sd-cli`, or `xtask` for experiments on a GPU).
     pub package: String,
-    /// `cuda` or `cudnn`.
-    pub feature: String,
 }
 
 /// The toolkit folder (`.../site-packages/nvidia/cu13`) inside `venv`, if installed.
@@ -290,8 +288,14 @@ pub fn build(request: &BuildRequest) -> Result<PathBuf> {
     let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cargo
         .current_dir(&request.workspace)
-        .args(["build", "--release", "-p", &request.package, "--features"])
-        .arg(&request.feature)
+        .args([
+            "build",
+            "--release",
+            "-p",
+            &request.package,
+            "--features",
+            "cuda",
+        ])
         .arg("--target-dir")
         .arg(&target_dir);
     for (name, value) in build_env(&toolkit, request.compute_cap, std::env::var_os("PATH")) {

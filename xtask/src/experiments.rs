@@ -175,7 +175,7 @@ pub struct Settings {
     pub lr: f64,
     /// Regularizer weight.
     pub reg_coef: f64,
-    /// Device.
+    /// `cpu` or `cuda` (not the GPU's number: a chain can resume on another GPU).
     pub device: String,
 }
 
@@ -201,7 +201,11 @@ impl Settings {
             batch_size: profile.batch_size,
             lr: profile.lr,
             reg_coef: profile.reg_coef,
-            device: profile.device.clone(),
+            device: if profile.device.starts_with("cuda") {
+                "cuda".into()
+            } else {
+                profile.device.clone()
+            },
         }
     }
 }
@@ -241,7 +245,10 @@ pub fn data_path(profile: &Profile, out: &Path) -> Result<PathBuf> {
             "fixture-{}-{}",
             profile.fixture_train, profile.fixture_test
         ));
-        if !dir.join("sd-data-fixture.json").is_file() {
+        if !dir
+            .join("cifar-10-batches-bin/sd-data-fixture.json")
+            .is_file()
+        {
             fixture::write_cifar10(
                 &dir,
                 FixtureSpec {
@@ -448,6 +455,10 @@ fn copy_first_fit(source: &Path, dir: &Path) -> Result<()> {
     for entry in std::fs::read_dir(&from).with_context(|| format!("{}", from.display()))? {
         let path = entry?.path();
         let name = path.file_name().expect("a file name");
+        // Temporary files of an interrupted write start with a dot.
+        if name.to_string_lossy().starts_with('.') || !path.is_file() {
+            continue;
+        }
         let bytes =
             std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
         let bytes = if path.extension().is_some_and(|e| e == "json") {
@@ -543,7 +554,11 @@ impl Runner<'_> {
 
     /// Trains what is missing of `chain` in `dir`: finished steps are skipped, an interrupted
     /// step is trained again from its teacher's checkpoint. Returns the steps trained now.
-    pub fn run(&self, chain: ChainSpec, dir: &Path) -> Result<usize> {
+    ///
+    /// A chain is trained by one process at a time: it holds an advisory lock on
+    /// `<dir>/.lock` (released when the process ends, however it ends); a chain locked by another
+    /// process is skipped, and `Ok(None)` returned.
+    pub fn run(&self, chain: ChainSpec, dir: &Path) -> Result<Option<usize>> {
         let record = ChainRecord {
             alpha: chain.alpha,
             seed: chain.seed,
@@ -551,6 +566,20 @@ impl Runner<'_> {
             settings: Settings::of(self.profile),
         };
         claim(dir, &record)?;
+        let lock_path = dir.join(".lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("cannot open {}", lock_path.display()))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", lock_path.display()));
+            }
+        }
         let (data, model) = chain_data(self.profile, self.dataset, chain.seed)?;
         let mut progress = Progress::new(self.show_progress);
         let mut first_fit: Option<Vec<f32>> = None;
@@ -615,7 +644,8 @@ impl Runner<'_> {
                 "step finished"
             );
         }
-        Ok(trained)
+        drop(lock);
+        Ok(Some(trained))
     }
 
     /// The first fit's (or any checkpoint's) softmax outputs on the validation split.
@@ -674,6 +704,15 @@ impl Runner<'_> {
             &probe_dir.join(format!("step_{step}/last.safetensors")),
         )?;
         let targets = one_hot(&data.val, model.classes);
+        if first_fit.len() != targets.len() || zero_alpha.len() != targets.len() {
+            bail!(
+                "{}: the validation outputs have {} and {} values, the labels {}",
+                dir.display(),
+                first_fit.len(),
+                zero_alpha.len(),
+                targets.len()
+            );
+        }
         let optimal = optimal_alpha(&targets, first_fit, &zero_alpha);
         let alpha = optimal.map_or(1.0, |a| a.clamp(0.0, 1.0));
         let path = dir.join("auto_alpha.jsonl");

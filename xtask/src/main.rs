@@ -72,9 +72,6 @@ enum Task {
         /// The package to build: sd-cli, or xtask for experiments on a GPU
         #[arg(long, default_value = "sd-cli", value_parser = ["sd-cli", "xtask"], value_name = "NAME")]
         package: String,
-        /// Also use cuDNN for convolutions (the GPU machine then needs libcudnn)
-        #[arg(long)]
-        cudnn: bool,
     },
     /// Write REPORT.md again from the runs of one or more output directories (merging shards)
     PaperReport {
@@ -87,11 +84,17 @@ enum Task {
     },
 }
 
+/// The workspace this xtask was built in, or the current directory when the binary runs
+/// elsewhere (a GPU build copied to a cluster).
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    let built_in = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
-        .expect("xtask lives in the workspace root")
-        .to_path_buf()
+        .expect("xtask lives in the workspace root");
+    if built_in.join("Cargo.toml").is_file() {
+        built_in.to_path_buf()
+    } else {
+        std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."))
+    }
 }
 
 fn main() -> ExitCode {
@@ -121,13 +124,11 @@ fn main() -> ExitCode {
             python,
             compute_cap,
             package,
-            cudnn,
         } => cuda::build(&cuda::BuildRequest {
             workspace: workspace_root(),
             python,
             compute_cap,
             package,
-            feature: if cudnn { "cudnn" } else { "cuda" }.into(),
         })
         .map(|binary| println!("{}", binary.display())),
         Task::PaperReport { dirs, out } => {
@@ -240,12 +241,19 @@ fn run_experiment(
                 dir.display()
             );
         }
-        let trained = runner.run(*chain, &dir)?;
-        if trained == 0 && show_progress {
-            eprintln!("  nothing left to train");
+        match runner.run(*chain, &dir)? {
+            Some(0) if show_progress => eprintln!("  nothing left to train"),
+            None => eprintln!(
+                "warning: {} is being trained by another process; skipped",
+                dir.display()
+            ),
+            _ => {}
         }
-        // The report after each chain: an interrupted experiment still has one.
-        report::write(&[out.to_path_buf()], out)?;
+        // The report after each chain: an interrupted experiment still has one. Failing to
+        // write it (another shard's files in flux) must not stop the training.
+        if let Err(err) = report::write(&[out.to_path_buf()], out) {
+            tracing::warn!("the report could not be written yet: {err:#}");
+        }
     }
     let report = report::write(&[out.to_path_buf()], out)?;
     if show_progress {
@@ -417,6 +425,34 @@ mod tests {
     }
 
     #[test]
+    fn a_chain_another_process_trains_is_skipped() {
+        let profile = tiny(&["steps=1", "alphas=[0.5]", "krr=false"]);
+        let out = tempfile::tempdir().unwrap();
+        let dataset =
+            sd_data::Dataset::open(experiments::data_path(&profile, out.path()).unwrap()).unwrap();
+        let runner = Runner {
+            profile: &profile,
+            dataset: &dataset,
+            device: candle_core::Device::Cpu,
+            show_progress: false,
+        };
+        let chain = experiments::chains(&profile)[0];
+        let dir = out.path().join("runs").join(chain.dir_name());
+        std::fs::create_dir_all(&dir).unwrap();
+        let held = std::fs::File::create(dir.join(".lock")).unwrap();
+        held.lock().unwrap();
+        assert_eq!(runner.run(chain, &dir).unwrap(), None);
+        assert!(!dir.join("step_0").exists());
+        drop(held);
+        assert_eq!(runner.run(chain, &dir).unwrap(), Some(1));
+        assert_eq!(
+            runner.run(chain, &dir).unwrap(),
+            Some(0),
+            "finished: nothing to train"
+        );
+    }
+
+    #[test]
     fn merged_shards_report_what_the_whole_run_does() {
         let profile = tiny(&["steps=2", "alphas=[0.5, \"auto\"]", "seeds=[0, 1]"]);
         let whole = tempfile::tempdir().unwrap();
@@ -433,6 +469,10 @@ mod tests {
         run_experiment(&profile, two.path(), Some("3/3".parse().unwrap()), false).unwrap();
         let shard_report = std::fs::read_to_string(two.path().join("REPORT.md")).unwrap();
         assert!(shard_report.contains("1 chain:"), "{shard_report}");
+        assert!(
+            shard_report.contains("`alpha-0.5_seed-1`: not started"),
+            "the other shards' chains are listed: {shard_report}"
+        );
         let sidecar = two.path().join("runs/alpha-auto_seed-0/step_0/last.json");
         assert!(
             !std::fs::read_to_string(sidecar)

@@ -2,7 +2,7 @@
 //! `--set FIELD=VALUE`.
 
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
@@ -139,55 +139,64 @@ fn default_true() -> bool {
     true
 }
 
-/// The profiles shipped in `xtask/profiles/`.
-pub fn profiles_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles")
+/// The profiles of `xtask/profiles/`, built into the binary so that a copied `xtask` (a GPU
+/// build on a cluster) finds them wherever the checkout lies.
+const SHIPPED: [(&str, &str); 3] = [
+    ("fmnist", include_str!("../profiles/fmnist.toml")),
+    ("paper", include_str!("../profiles/paper.toml")),
+    ("smoke", include_str!("../profiles/smoke.toml")),
+];
+
+/// A profile's TOML and where it came from.
+#[derive(Debug, Clone)]
+pub struct ProfileSource {
+    /// The profile's name: a shipped profile's, or the file's stem.
+    pub name: String,
+    /// For messages: the file, or `xtask/profiles/NAME.toml`.
+    pub origin: String,
+    /// The TOML text.
+    pub text: String,
 }
 
 /// The names of the shipped profiles, sorted.
 pub fn shipped() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(profiles_dir())
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok())
-                .filter_map(|e| {
-                    let path = e.path();
-                    (path.extension()? == "toml")
-                        .then(|| path.file_stem()?.to_str().map(str::to_string))?
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
+    SHIPPED.iter().map(|(name, _)| name.to_string()).collect()
 }
 
 /// `NAME` (a shipped profile) or the path of a TOML file.
-pub fn locate(name_or_path: &str) -> Result<PathBuf> {
+pub fn locate(name_or_path: &str) -> Result<ProfileSource> {
     let as_path = Path::new(name_or_path);
     if name_or_path.ends_with(".toml") || as_path.components().count() > 1 {
-        if as_path.is_file() {
-            return Ok(as_path.to_path_buf());
-        }
-        bail!("profile file {name_or_path} does not exist");
+        let text = std::fs::read_to_string(as_path)
+            .with_context(|| format!("cannot read profile file {name_or_path}"))?;
+        return Ok(ProfileSource {
+            name: as_path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            origin: name_or_path.to_string(),
+            text,
+        });
     }
-    let shipped_path = profiles_dir().join(format!("{name_or_path}.toml"));
-    if shipped_path.is_file() {
-        return Ok(shipped_path);
+    match SHIPPED.iter().find(|(name, _)| *name == name_or_path) {
+        Some((name, text)) => Ok(ProfileSource {
+            name: name.to_string(),
+            origin: format!("xtask/profiles/{name}.toml"),
+            text: text.to_string(),
+        }),
+        None => bail!(
+            "no profile named '{name_or_path}'; the profiles are: {} (or give the path of a \
+             .toml file)",
+            shipped().join(", ")
+        ),
     }
-    bail!(
-        "no profile named '{name_or_path}'; the profiles are: {} (or give the path of a .toml file)",
-        shipped().join(", ")
-    )
 }
 
-/// Reads the profile at `path` and applies `overrides` (`FIELD=VALUE`, the value in TOML syntax,
-/// or plain text for a string), then checks it.
-pub fn load(path: &Path, overrides: &[String]) -> Result<Profile> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read profile {}", path.display()))?;
+/// Parses `source` and applies `overrides` (`FIELD=VALUE`, the value in TOML syntax, or plain
+/// text for a string), then checks it.
+pub fn load(source: &ProfileSource, overrides: &[String]) -> Result<Profile> {
     let mut table: toml::Table =
-        toml::from_str(&text).with_context(|| format!("profile {}", path.display()))?;
+        toml::from_str(&source.text).with_context(|| format!("profile {}", source.origin))?;
     for item in overrides {
         let (key, value) = parse_override(item)?;
         table.insert(key, value);
@@ -195,7 +204,7 @@ pub fn load(path: &Path, overrides: &[String]) -> Result<Profile> {
     let mut profile: Profile = table.try_into().with_context(|| {
         format!(
             "profile {}{}",
-            path.display(),
+            source.origin,
             if overrides.is_empty() {
                 String::new()
             } else {
@@ -203,10 +212,7 @@ pub fn load(path: &Path, overrides: &[String]) -> Result<Profile> {
             }
         )
     })?;
-    profile.name = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default();
+    profile.name = source.name.clone();
     profile.check()?;
     Ok(profile)
 }
@@ -293,6 +299,26 @@ impl Profile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_profile_file_is_built_in() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("profiles");
+        let mut files: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+            .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        assert_eq!(files, shipped(), "add new profiles to SHIPPED");
+        // A file given by path loads too.
+        let profile = load(
+            &locate(dir.join("smoke.toml").to_str().unwrap()).unwrap(),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(profile.name, "smoke");
+    }
 
     #[test]
     fn the_shipped_profiles_load() {

@@ -148,6 +148,8 @@ struct Experiment {
     infos: Vec<(PathBuf, ExperimentInfo)>,
     chains: Vec<Chain>,
     steps: usize,
+    /// Chains the profiles ask for that no directory has: `alpha-<a>_seed-<s>`.
+    not_started: Vec<String>,
 }
 
 impl Experiment {
@@ -211,10 +213,26 @@ impl Experiment {
             }
         }
         let steps = chains.iter().map(|c| c.record.steps).max().unwrap_or(0);
+        // What the profiles ask for (every shard's profile lists all chains of the experiment).
+        let mut not_started = Vec::new();
+        for (_, info) in &infos {
+            let Ok(profile) = toml::from_str::<crate::profile::Profile>(&info.profile_toml) else {
+                continue;
+            };
+            for spec in crate::experiments::chains(&profile) {
+                let present = chains
+                    .iter()
+                    .any(|c| (c.record.alpha, c.record.seed) == (spec.alpha, spec.seed));
+                if !present && !not_started.contains(&spec.dir_name()) {
+                    not_started.push(spec.dir_name());
+                }
+            }
+        }
         Ok(Experiment {
             infos,
             chains,
             steps,
+            not_started,
         })
     }
 
@@ -597,6 +615,13 @@ fn missing_section(experiment: &Experiment) -> String {
             )
         })
         .collect();
+    let mut unfinished = unfinished;
+    unfinished.extend(
+        experiment
+            .not_started
+            .iter()
+            .map(|name| format!("- `{name}`: not started (or in a directory not given)")),
+    );
     if unfinished.is_empty() {
         return String::new();
     }

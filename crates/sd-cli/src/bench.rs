@@ -96,11 +96,18 @@ fn parity_command(args: &ParityArgs) -> Result<()> {
     stdout.write_all(parity_table(depth, &args.device, &rows).as_bytes())?;
     writeln!(stdout, "{}", serde_json::to_string(&rows)?)?;
     stdout.flush()?;
+    // NaN counts as the worst: f64::max would drop it.
     let worst = rows
         .iter()
         .filter_map(|r| r.device_vs_cpu)
-        .fold(0.0f64, f64::max);
-    if worst > args.tolerance {
+        .fold(0.0f64, |w, d| {
+            if d.is_nan() || w.is_nan() {
+                f64::NAN
+            } else {
+                w.max(d)
+            }
+        });
+    if worst.is_nan() || worst > args.tolerance {
         bail!(
             "{} differs from the CPU by {worst:.2e}, more than --tolerance {:.0e}",
             args.device,

@@ -55,7 +55,7 @@ pub enum BenchCommand {
     /// Compare outputs and gradients with torchvision's (files of bench/torchvision_parity.py),
     /// on the CPU and on --device
     #[command(
-        after_help = "DIR holds resnet<L>.safetensors and resnet<L>-io.safetensors, written by     python bench/torchvision_parity.py --depth L --out DIR. Exits with status 1 when ours on     --device differs from ours on the CPU by more than --tolerance."
+        after_help = "DIR holds resnet<L>.safetensors and resnet<L>-io.safetensors, written by     python bench/torchvision_parity.py --depth L --out DIR. Exits with status 2 when ours on     --device differs from ours on the CPU by more than --tolerance (or gives NaN)."
     )]
     Parity(ParityArgs),
 }
