@@ -525,13 +525,20 @@ where
         .y_desc(y_label)
         .draw()
         .map_err(boxed)?;
-    for s in series {
+    // Each line is shifted a little sideways so that error bars at one step do not overlap.
+    let dodge = |index: usize| 0.035 * (index as f64 - (series.len() as f64 - 1.0) / 2.0);
+    for (index, s) in series.iter().enumerate() {
         let color = match s.shade {
             Some(t) => viridis(0.9 * t),
             None => RGBColor(214, 39, 40),
         };
         let style = color.stroke_width(3);
-        let points: Vec<(f64, f64)> = s.points.iter().map(|&(x, m, _)| (x as f64, m)).collect();
+        let shift = dodge(index);
+        let points: Vec<(f64, f64)> = s
+            .points
+            .iter()
+            .map(|&(x, m, _)| (x as f64 + shift, m))
+            .collect();
         let drawn = match s.shade {
             Some(_) => chart.draw_series(LineSeries::new(points.clone(), style)),
             None => chart.draw_series(DashedLineSeries::new(points.clone(), 10, 6, style)),
@@ -547,7 +554,7 @@ where
         chart
             .draw_series(s.points.iter().filter(|p| p.2 > 0.0).map(|&(x, m, d)| {
                 PathElement::new(
-                    vec![(x as f64, m - d), (x as f64, m + d)],
+                    vec![(x as f64 + shift, m - d), (x as f64 + shift, m + d)],
                     color.stroke_width(2),
                 )
             }))
