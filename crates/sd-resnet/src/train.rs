@@ -179,6 +179,28 @@ pub fn step_seed(seed: u64, step: usize) -> u64 {
     z ^ (z >> 31)
 }
 
+/// Batches of `subset` in order, without shuffling, for evaluation.
+fn evaluation_loader(
+    subset: &Subset,
+    transform: &Transform,
+    batch_size: usize,
+    workers: usize,
+    device: &Device,
+) -> Result<BatchLoader> {
+    BatchLoader::new(
+        subset.clone(),
+        transform,
+        LoaderConfig {
+            batch_size,
+            shuffle: Shuffle::Off,
+            num_workers: workers,
+            device: device.clone(),
+            ..LoaderConfig::default()
+        },
+    )
+    .map_err(data_error)
+}
+
 /// Loss and accuracy of `model` (evaluation mode) on `subset`, against the labels.
 pub fn evaluate(
     model: &Resnet,
@@ -192,18 +214,7 @@ pub fn evaluate(
     if subset.is_empty() {
         return Ok((f64::NAN, f64::NAN));
     }
-    let loader = BatchLoader::new(
-        subset.clone(),
-        transform,
-        LoaderConfig {
-            batch_size,
-            shuffle: Shuffle::Off,
-            num_workers: workers,
-            device: device.clone(),
-            ..LoaderConfig::default()
-        },
-    )
-    .map_err(data_error)?;
+    let loader = evaluation_loader(subset, transform, batch_size, workers, device)?;
     let (mut loss_sum, mut correct, mut count) = (0.0, 0usize, 0usize);
     for batch in loader.epoch(0) {
         let batch = batch.map_err(data_error)?;
@@ -229,18 +240,7 @@ pub fn predict_proba(
     workers: usize,
     device: &Device,
 ) -> Result<Vec<f32>> {
-    let loader = BatchLoader::new(
-        subset.clone(),
-        transform,
-        LoaderConfig {
-            batch_size,
-            shuffle: Shuffle::Off,
-            num_workers: workers,
-            device: device.clone(),
-            ..LoaderConfig::default()
-        },
-    )
-    .map_err(data_error)?;
+    let loader = evaluation_loader(subset, transform, batch_size, workers, device)?;
     let mut out = Vec::with_capacity(subset.len() * model.config().classes);
     for batch in loader.epoch(0) {
         let batch = batch.map_err(data_error)?;
