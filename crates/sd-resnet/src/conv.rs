@@ -148,23 +148,26 @@ static WORKSPACE: Workspace = Workspace {
 };
 
 impl Workspace {
-    /// A buffer of `len` floats, contents unspecified.
+    /// A buffer of at least `len` floats, contents unspecified: callers use its first `len`.
     fn take(&self, len: usize) -> Vec<f32> {
         let mut free = self.free.lock().expect("workspace lock");
         // Prefer the smallest buffer that is large enough.
         let best = free
             .iter()
             .enumerate()
-            .filter(|(_, b)| b.capacity() >= len)
-            .min_by_key(|(_, b)| b.capacity())
+            .filter(|(_, b)| b.len() >= len)
+            .min_by_key(|(_, b)| b.len())
             .map(|(i, _)| i);
         let mut buffer = match best {
             Some(i) => free.swap_remove(i),
             None => free.pop().unwrap_or_default(),
         };
         drop(free);
-        // Only what grows is written; every caller overwrites what it reads.
-        buffer.resize(len, 0.0);
+        // A buffer never shrinks, so a smaller call followed by a larger one does not refill
+        // it. One too small is replaced, not grown: growing would copy its old contents.
+        if buffer.len() < len {
+            buffer = vec![0.0; len];
+        }
         buffer
     }
 
@@ -546,16 +549,38 @@ fn backward(g: &Geometry, x: &[f32], w: &[f32], dy: &[f32], chunk: usize) -> (Ve
         let _t = profile::scope("conv backward: col2im");
         col2im(g, cols, n0, images, &mut dx);
     }
+    let t = profile::scope("conv backward: dW transpose");
     let mut dw = vec![0f32; o * k];
-    dw.par_chunks_mut(k).enumerate().for_each(|(c, row)| {
-        for (d, s) in row.iter_mut().zip(dw_columns[c..].iter().step_by(o)) {
-            *d = *s;
-        }
-    });
+    // dw_columns is column-major `[O, K]`, i.e. row-major `[K, O]`.
+    transpose(&dw_columns[..o * k], k, o, &mut dw);
+    drop(t);
     for buffer in [cols, dy_rows, dy_positions, dw_columns] {
         WORKSPACE.give(buffer);
     }
     (dx, dw)
+}
+
+/// `dst` (`cols x rows`, row-major) = the transpose of `src` (`rows x cols`, row-major), in
+/// tiles that stay in cache on both sides, tile rows in parallel.
+fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
+    const TILE: usize = 32;
+    assert!(src.len() >= rows * cols && dst.len() >= rows * cols);
+    dst[..rows * cols]
+        .par_chunks_mut(TILE * rows)
+        .enumerate()
+        .for_each(|(tile_row, dst)| {
+            let c0 = tile_row * TILE;
+            let tile_cols = dst.len() / rows;
+            for r0 in (0..rows).step_by(TILE) {
+                let r1 = (r0 + TILE).min(rows);
+                for c in 0..tile_cols {
+                    let dst = &mut dst[c * rows + r0..c * rows + r1];
+                    for (d, r) in dst.iter_mut().zip(r0..r1) {
+                        *d = src[r * cols + c0 + c];
+                    }
+                }
+            }
+        });
 }
 
 fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
@@ -682,6 +707,24 @@ mod tests {
                 prop_assert_eq!(a.len(), b.len());
                 for (a, b) in a.iter().zip(b) {
                     prop_assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "{} vs {}", a, b);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn transpose_matches_the_definition_at_odd_sizes() {
+        for (rows, cols) in [(1, 1), (1, 70), (70, 1), (33, 65), (64, 32), (100, 37)] {
+            let src = values(rows * cols, (rows * 1000 + cols) as u64);
+            let mut dst = vec![f32::NAN; rows * cols];
+            transpose(&src, rows, cols, &mut dst);
+            for r in 0..rows {
+                for c in 0..cols {
+                    assert_eq!(
+                        dst[c * rows + r],
+                        src[r * cols + c],
+                        "{rows} x {cols} at {r}, {c}"
+                    );
                 }
             }
         }
