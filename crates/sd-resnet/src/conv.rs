@@ -11,7 +11,7 @@
 //!
 //! Images are taken in chunks so that one matrix product covers several of them: in ResNet's deep
 //! layers on 32 x 32 inputs `P` is 1 to 16, and a product per image would be a matrix-vector
-//! product that reads all of `W` for a handful of columns. A chunk's `cols` stays under
+//! product that reads all of `W` for a handful of columns. A chunk's `cols` and product stay under
 //! [`WORKSPACE_FLOATS`] floats, and the scratch buffers are kept between calls
 //! ([`Workspace`]) rather than allocated (and page-faulted) at every call.
 //!
@@ -27,7 +27,8 @@ use rayon::prelude::*;
 use crate::error::{ResnetError, Result};
 use crate::profile;
 
-/// The most floats one chunk's `cols` may hold (32 MiB); at least one image is always taken.
+/// The most floats one chunk's `cols` or output product may hold (32 MiB); at least one image is
+/// always taken.
 pub const WORKSPACE_FLOATS: usize = 8 << 20;
 
 /// Stride and zero padding of a convolution, the same along both axes.
@@ -111,9 +112,13 @@ impl Geometry {
         self.height * self.width
     }
 
-    /// Images per chunk.
+    /// Images per chunk: as many as keep both the chunk's `cols` (`K` rows) and its output
+    /// product (`O` rows) under [`WORKSPACE_FLOATS`]. Bounding `cols` alone let a 1 x 1
+    /// convolution to 4 times the channels take a 128 MiB product buffer (ResNet-50's
+    /// bottlenecks).
     fn chunk(&self) -> usize {
-        (WORKSPACE_FLOATS / (self.k() * self.p()).max(1)).clamp(1, self.batch.max(1))
+        let rows = self.k().max(self.out_channels);
+        (WORKSPACE_FLOATS / (rows * self.p()).max(1)).clamp(1, self.batch.max(1))
     }
 
     /// The output positions `o` (of `out` along an axis of `size` inputs) whose input

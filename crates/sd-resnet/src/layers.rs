@@ -140,6 +140,54 @@ impl BatchNorm2d {
         self.forward_composed(x, train)
     }
 
+    /// `relu(self.forward(x, train) + shortcut)`, the end of a ResNet block. In training on the
+    /// CPU it is one op ([`crate::batchnorm::FusedBatchNormAddRelu`]), the shortcut's own
+    /// BatchNorm included, so that neither normalized tensor is made nor kept for the backward
+    /// pass.
+    pub fn forward_add_relu(
+        &self,
+        x: &Tensor,
+        shortcut: Shortcut<'_>,
+        train: bool,
+    ) -> Result<Tensor> {
+        let (residual, residual_bn) = match shortcut {
+            Shortcut::Identity(t) => (t, None),
+            Shortcut::Downsample(t, bn) => (t, Some(bn)),
+        };
+        let fused = self.fused(x, train)
+            && residual_bn.is_none_or(|bn| bn.fused(residual, train))
+            && residual.device().is_cpu()
+            && residual.dtype() == DType::F32
+            && residual.dims() == x.dims();
+        if !fused {
+            let residual = match residual_bn {
+                Some(bn) => bn.forward(residual, train)?,
+                None => residual.clone(),
+            };
+            return add_relu(&self.forward(x, train)?, &residual);
+        }
+        let mut params = vec![self.weight.as_tensor(), self.bias.as_tensor()];
+        if let Some(bn) = residual_bn {
+            params.extend([bn.weight.as_tensor(), bn.bias.as_tensor()]);
+        }
+        let params = Tensor::cat(&params, 0)?;
+        let statistics = crate::batchnorm::Statistics::default();
+        let residual_statistics = residual_bn.map(|_| crate::batchnorm::Statistics::default());
+        let op = crate::batchnorm::FusedBatchNormAddRelu {
+            eps: BN_EPS,
+            statistics: statistics.clone(),
+            residual_statistics: residual_statistics.clone(),
+        };
+        let y = x
+            .contiguous()?
+            .apply_op3(&residual.contiguous()?, &params, op)?;
+        self.update_running_statistics(x, &statistics)?;
+        if let (Some(bn), Some(statistics)) = (residual_bn, residual_statistics) {
+            bn.update_running_statistics(residual, &statistics)?;
+        }
+        Ok(y)
+    }
+
     /// `relu(self.forward(x, train))`; in training on the CPU as one op with the normalization.
     pub fn forward_relu(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         if self.fused(x, train) {
@@ -209,6 +257,17 @@ impl BatchNorm2d {
         let y = x
             .contiguous()?
             .apply_op3(self.weight.as_tensor(), self.bias.as_tensor(), op)?;
+        self.update_running_statistics(x, &statistics)?;
+        Ok(y)
+    }
+
+    /// Moves the running statistics towards the batch statistics a fused op recorded, as
+    /// `torch.nn.BatchNorm2d` does (the variance with Bessel's correction), and counts the batch.
+    fn update_running_statistics(
+        &self,
+        x: &Tensor,
+        statistics: &crate::batchnorm::Statistics,
+    ) -> Result<()> {
         let (mean, var) = statistics
             .lock()
             .expect("statistics lock")
@@ -243,7 +302,7 @@ impl BatchNorm2d {
         let tracked = self.batches.fetch_add(1, Ordering::Relaxed) + 1;
         self.num_batches_tracked
             .set(&Tensor::new(tracked, &candle_core::Device::Cpu)?.to_device(device)?)?;
-        Ok(y)
+        Ok(())
     }
 
     /// Chooses the reference composition of candle ops (`true`) or the fused op (`false`, the
@@ -262,6 +321,16 @@ impl BatchNorm2d {
         self.batches.store(value, Ordering::Relaxed);
         Ok(())
     }
+}
+
+/// What a ResNet block adds to its main path before the last ReLU
+/// ([`BatchNorm2d::forward_add_relu`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Shortcut<'a> {
+    /// The block's input as it is.
+    Identity(&'a Tensor),
+    /// The downsampling convolution's output, to go through its BatchNorm first.
+    Downsample(&'a Tensor, &'a BatchNorm2d),
 }
 
 /// `nn.Linear(in, out)`: `x W^T + b`.

@@ -4,7 +4,7 @@
 use candle_core::{D, DType, Device, Tensor};
 
 use crate::error::{ResnetError, Result};
-use crate::layers::{BatchNorm2d, Builder, Conv2d, Linear};
+use crate::layers::{BatchNorm2d, Builder, Conv2d, Linear, Shortcut};
 use crate::maxpool::{MaxPool2d, max_pool2d};
 use crate::params::{Init, Parameters};
 
@@ -96,21 +96,21 @@ struct Block {
 
 impl Block {
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+        let (last, inner) = self.convs.split_last().expect("a block has convolutions");
         let mut y = x.clone();
-        let last = self.convs.len() - 1;
-        for (i, (conv, bn)) in self.convs.iter().enumerate() {
-            let z = conv.forward(&y)?;
-            y = if i < last {
-                bn.forward_relu(&z, train)?
-            } else {
-                bn.forward(&z, train)?
-            };
+        for (conv, bn) in inner {
+            y = bn.forward_relu(&conv.forward(&y)?, train)?;
         }
-        let identity = match &self.downsample {
-            Some((conv, bn)) => bn.forward(&conv.forward(x)?, train)?,
-            None => x.clone(),
+        let downsampled = match &self.downsample {
+            Some((conv, bn)) => Some((conv.forward(x)?, bn)),
+            None => None,
         };
-        crate::layers::add_relu(&y, &identity)
+        let shortcut = match &downsampled {
+            Some((z, bn)) => Shortcut::Downsample(z, bn),
+            None => Shortcut::Identity(x),
+        };
+        let (conv, bn) = last;
+        bn.forward_add_relu(&conv.forward(&y)?, shortcut, train)
     }
 }
 

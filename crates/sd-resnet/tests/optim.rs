@@ -120,14 +120,18 @@ fn fused_batch_norm_gives_the_reference_training_step() {
             .iter()
             .map(|p| values_of(grads.get(p.as_tensor()).unwrap()))
             .collect();
-        let running = values_of(
-            model
-                .parameters()
-                .get("layer2.0.bn1.running_var")
-                .unwrap()
-                .var
-                .as_tensor(),
-        );
+        // One BatchNorm of each kind: followed by a ReLU, ending the block (with the residual
+        // added), and on the downsampling shortcut (folded into the block's last op).
+        let running: Vec<f32> = [
+            "layer2.0.bn1.running_var",
+            "layer2.0.bn2.running_var",
+            "layer2.0.bn2.running_mean",
+            "layer2.0.downsample.1.running_var",
+            "layer2.0.downsample.1.running_mean",
+        ]
+        .iter()
+        .flat_map(|name| values_of(model.parameters().get(name).unwrap().var.as_tensor()))
+        .collect();
         runs.push((values_of(&logits), grads, running));
     }
     // max |difference| / max |truth|, per tensor.
