@@ -260,9 +260,42 @@ fn zero(values: &mut [f32]) {
 }
 
 /// Adds `cols` (as [`im2col`] lays it out) back onto the images `n0..n0 + images` of `dx`.
-fn col2im(g: &Geometry, cols: &[f32], n0: usize, images: usize, dx: &mut [f32]) {
+///
+/// Parallel over the planes of `dx`. With stride 1 and an output as wide as the input (ResNet's
+/// 3x3 convolutions), each kernel position adds one shifted contiguous range per image, as
+/// [`im2col`] copies one; the values of `cols` that would wrap around a row end belong to padding
+/// and are zeroed first (which is why `cols` is taken mutably). Otherwise it adds row by row.
+fn col2im(g: &Geometry, cols: &mut [f32], n0: usize, images: usize, dx: &mut [f32]) {
     let (p, plane) = (g.p(), g.plane());
     let row_len = images * p;
+    let (pad, out_w) = (g.padding, g.out_w);
+    let shifted = g.stride == 1 && out_w == g.width;
+    if shifted {
+        let kernel = g.kernel_h * g.kernel_w;
+        cols.par_chunks_mut(row_len)
+            .enumerate()
+            .for_each(|(row, values)| {
+                let (ki, kj) = ((row / g.kernel_w) % g.kernel_h, row % g.kernel_w);
+                debug_assert!(row / kernel < g.channels);
+                let (lo, hi) = g.valid_columns(kj);
+                let (top, bottom) = g.valid_rows(ki);
+                if lo == hi || top == bottom || (lo == 0 && hi == out_w) {
+                    return;
+                }
+                for values in values.chunks_exact_mut(p) {
+                    for oh in top..bottom {
+                        let base = oh * out_w;
+                        if oh > top {
+                            zero(&mut values[base..base + lo]);
+                        }
+                        if oh + 1 < bottom {
+                            zero(&mut values[base + hi..base + out_w]);
+                        }
+                    }
+                }
+            });
+    }
+    let cols = &*cols;
     dx[n0 * g.channels * plane..(n0 + images) * g.channels * plane]
         .par_chunks_mut(plane)
         .enumerate()
@@ -274,13 +307,23 @@ fn col2im(g: &Geometry, cols: &[f32], n0: usize, images: usize, dx: &mut [f32]) 
                     let src = &cols[row * row_len + i * p..][..p];
                     let (lo, hi) = g.valid_columns(kj);
                     let (top, bottom) = g.valid_rows(ki);
-                    if lo >= hi {
+                    if lo >= hi || top >= bottom {
+                        continue;
+                    }
+                    if shifted {
+                        let first = top * out_w + lo;
+                        let last = (bottom - 1) * out_w + hi;
+                        let from = (top + ki - pad) * g.width + lo + kj - pad;
+                        let dst = &mut dst[from..from + last - first];
+                        for (d, s) in dst.iter_mut().zip(&src[first..last]) {
+                            *d += *s;
+                        }
                         continue;
                     }
                     for oh in top..bottom {
-                        let src = &src[oh * g.out_w..][..g.out_w];
-                        let ih = oh * g.stride + ki - g.padding;
-                        let first = ih * g.width + lo * g.stride + kj - g.padding;
+                        let src = &src[oh * out_w..][..out_w];
+                        let ih = oh * g.stride + ki - pad;
+                        let first = ih * g.width + lo * g.stride + kj - pad;
                         let src = &src[lo..hi];
                         if g.stride == 1 {
                             let dst = &mut dst[first..first + src.len()];
@@ -506,14 +549,23 @@ fn forward(g: &Geometry, x: &[f32], w: &[f32], chunk: usize) -> Vec<f32> {
     y
 }
 
-/// `(dx, dw)` for output gradient `dy` (`[N, O, H', W']`, contiguous), `chunk` images at a time.
+/// `(dx, dw)` for output gradient `dy` (`[N, O, H', W']`, contiguous), `chunk` images at a time;
+/// `dx` only when `input_gradient` (a network's input images need none: skipping it saves the
+/// first convolution's input-gradient product and col2im).
 ///
 /// The weight gradient is accumulated column-major (`dy` gathered position-major) and the input
 /// gradient's product takes `dy` row-major: the layouts that measured fastest for each.
-fn backward(g: &Geometry, x: &[f32], w: &[f32], dy: &[f32], chunk: usize) -> (Vec<f32>, Vec<f32>) {
+fn backward(
+    g: &Geometry,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    chunk: usize,
+    input_gradient: bool,
+) -> (Option<Vec<f32>>, Vec<f32>) {
     let (k, p, o) = (g.k(), g.p(), g.out_channels);
     let t = profile::scope("conv backward: allocate");
-    let mut dx = vec![0f32; x.len()];
+    let mut dx = input_gradient.then(|| vec![0f32; x.len()]);
     drop(t);
     let mut cols = WORKSPACE.take(chunk * k * p);
     let mut dy_rows = WORKSPACE.take(chunk * o * p);
@@ -525,7 +577,9 @@ fn backward(g: &Geometry, x: &[f32], w: &[f32], dy: &[f32], chunk: usize) -> (Ve
         let cols = &mut cols[..k * columns];
         let t = profile::scope("conv backward: gather");
         let dy = &dy[n0 * o * p..];
-        gather_output(g, dy, Order::RowMajor, images, &mut dy_rows);
+        if dx.is_some() {
+            gather_output(g, dy, Order::RowMajor, images, &mut dy_rows);
+        }
         gather_output(g, dy, Order::ColMajor, images, &mut dy_positions);
         drop(t);
         // dW += dy cols^T: [O, n P] x [n P, K].
@@ -541,6 +595,9 @@ fn backward(g: &Geometry, x: &[f32], w: &[f32], dy: &[f32], chunk: usize) -> (Ve
             n0 > 0,
         );
         drop(t);
+        let Some(dx) = dx.as_mut() else {
+            continue;
+        };
         // dcols = W^T dy: [K, O] x [O, n P], into the same buffer, then back onto the images.
         let t = profile::scope("conv backward: GEMM input");
         matmul(
@@ -552,7 +609,7 @@ fn backward(g: &Geometry, x: &[f32], w: &[f32], dy: &[f32], chunk: usize) -> (Ve
         );
         drop(t);
         let _t = profile::scope("conv backward: col2im");
-        col2im(g, cols, n0, images, &mut dx);
+        col2im(g, cols, n0, images, dx);
     }
     let t = profile::scope("conv backward: dW transpose");
     let mut dw = vec![0f32; o * k];
@@ -639,11 +696,16 @@ impl CustomOp2 for Conv2dOp {
                 f32_slice(ws, wl)?,
                 f32_slice(dys, dyl)?,
                 g.chunk(),
+                // candle would keep the gradient of an input that does not track one, unused.
+                x.track_op(),
             )
         };
-        let dx = Tensor::from_vec(dx, x.shape(), x.device())?;
+        let dx = match dx {
+            Some(dx) => Some(Tensor::from_vec(dx, x.shape(), x.device())?),
+            None => None,
+        };
         let dw = Tensor::from_vec(dw, w.shape(), w.device())?;
-        Ok((Some(dx), Some(dw)))
+        Ok((dx, Some(dw)))
     }
 }
 
@@ -706,9 +768,14 @@ mod tests {
             let x = values(batch * channels * size * size, seed);
             let w = values(out * g.k(), seed ^ 0x9e37);
             let dy = values(batch * out * g.p(), seed ^ 0x7f4a);
-            let single = (forward(&g, &x, &w, 1), backward(&g, &x, &w, &dy, 1));
-            let chunked = (forward(&g, &x, &w, chunk), backward(&g, &x, &w, &dy, chunk));
-            for (a, b) in [(&single.0, &chunked.0), (&single.1.0, &chunked.1.0), (&single.1.1, &chunked.1.1)] {
+            let single = (forward(&g, &x, &w, 1), backward(&g, &x, &w, &dy, 1, true));
+            let chunked = (forward(&g, &x, &w, chunk), backward(&g, &x, &w, &dy, chunk, true));
+            let (single_dx, chunked_dx) = (single.1.0.expect("dx"), chunked.1.0.expect("dx"));
+            // Without the input gradient, the weight gradient is the same bit for bit.
+            let (no_dx, dw) = backward(&g, &x, &w, &dy, chunk, false);
+            prop_assert!(no_dx.is_none());
+            prop_assert_eq!(&dw, &chunked.1.1);
+            for (a, b) in [(&single.0, &chunked.0), (&single_dx, &chunked_dx), (&single.1.1, &chunked.1.1)] {
                 prop_assert_eq!(a.len(), b.len());
                 for (a, b) in a.iter().zip(b) {
                     prop_assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "{} vs {}", a, b);

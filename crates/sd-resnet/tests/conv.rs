@@ -234,3 +234,36 @@ fn shape_errors_are_reported_not_panics() {
     .unwrap_err();
     assert!(error.to_string().contains("input channels"), "{error}");
 }
+
+/// An input that tracks no gradient (a network's images) gets none, and the weight gradient is
+/// the same as when it does.
+#[test]
+fn an_input_without_gradient_gets_none() {
+    let dims = ([4, 3, 9, 9], [5, 3, 3, 3]);
+    let params = Conv2dParams {
+        stride: 1,
+        padding: 1,
+    };
+    let (x, w) = (values(4 * 3 * 81, 3), values(5 * 27, 5));
+    let probe = values(4 * 5 * 81, 9);
+    let [_, _, tracked_dw] = run(&x, &w, &probe, dims, params, DType::F32, false);
+    let x = Tensor::from_vec(x, &dims.0, &Device::Cpu).unwrap();
+    let w = Var::from_tensor(&Tensor::from_vec(w, &dims.1, &Device::Cpu).unwrap()).unwrap();
+    let y = conv2d(&x, w.as_tensor(), params).unwrap();
+    let probe = Tensor::from_vec(probe, y.dims(), &Device::Cpu).unwrap();
+    let grads = (&y * &probe)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    assert!(grads.get(&x).is_none());
+    let dw: Vec<f32> = grads
+        .get(w.as_tensor())
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert_eq!(dw, tracked_dw);
+}
