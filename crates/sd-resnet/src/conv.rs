@@ -31,6 +31,10 @@ use crate::profile;
 /// always taken.
 pub const WORKSPACE_FLOATS: usize = 8 << 20;
 
+/// Smallest plane (`H' W'`) for which a 1 x 1 convolution takes one product per image
+/// ([`Geometry::pointwise`]); below it a per-image product is too thin and images are chunked.
+pub const POINTWISE_MIN_PLANE: usize = 256;
+
 /// Stride and zero padding of a convolution, the same along both axes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Conv2dParams {
@@ -96,6 +100,18 @@ impl Geometry {
                  {padding} does not fit a {height} x {width} input"
             ))),
         }
+    }
+
+    /// A 1 x 1 convolution with stride 1 and no padding on planes of at least
+    /// [`POINTWISE_MIN_PLANE`] positions: each image's `[C, P]` block of `x` is its own `cols`
+    /// matrix and its `[O, P]` block of `y` its own product, so one product per image needs no
+    /// im2col, scatter, gather or col2im.
+    fn pointwise(&self) -> bool {
+        self.kernel_h == 1
+            && self.kernel_w == 1
+            && self.stride == 1
+            && self.padding == 0
+            && self.p() >= POINTWISE_MIN_PLANE
     }
 
     /// `K`: rows of `cols`.
@@ -645,6 +661,67 @@ fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
         });
 }
 
+/// [`forward`] for a [pointwise](Geometry::pointwise) convolution: `y_i = W x_i` per image,
+/// written in place.
+fn forward_pointwise(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
+    let (c, p, o) = (g.channels, g.p(), g.out_channels);
+    let mut y = {
+        let _t = profile::scope("conv forward: allocate");
+        vec![0f32; g.batch * o * p]
+    };
+    let _t = profile::scope("conv forward: GEMM");
+    for (x, y) in x.chunks_exact(c * p).zip(y.chunks_exact_mut(o * p)) {
+        matmul(
+            y,
+            Order::RowMajor,
+            View::row_major(w, o, c),
+            View::row_major(x, c, p),
+            false,
+        );
+    }
+    y
+}
+
+/// [`backward`] for a [pointwise](Geometry::pointwise) convolution, per image:
+/// `dW += dy_i x_i^T` and `dx_i = W^T dy_i`, read and written in place.
+fn backward_pointwise(
+    g: &Geometry,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    input_gradient: bool,
+) -> (Option<Vec<f32>>, Vec<f32>) {
+    let (c, p, o) = (g.channels, g.p(), g.out_channels);
+    let mut dx = input_gradient.then(|| vec![0f32; x.len()]);
+    let mut dw = vec![0f32; o * c];
+    for (i, (x, dy)) in x
+        .chunks_exact(c * p)
+        .zip(dy.chunks_exact(o * p))
+        .enumerate()
+    {
+        let t = profile::scope("conv backward: GEMM weight");
+        matmul(
+            &mut dw,
+            Order::RowMajor,
+            View::row_major(dy, o, p),
+            View::row_major(x, c, p).t(),
+            i > 0,
+        );
+        drop(t);
+        if let Some(dx) = dx.as_mut() {
+            let _t = profile::scope("conv backward: GEMM input");
+            matmul(
+                &mut dx[i * c * p..(i + 1) * c * p],
+                Order::RowMajor,
+                View::row_major(w, o, c).t(),
+                View::row_major(dy, o, p),
+                false,
+            );
+        }
+    }
+    (dx, dw)
+}
+
 fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
     crate::cpu::f32_slice(storage, layout, "the convolution op")
 }
@@ -667,7 +744,12 @@ impl CustomOp2 for Conv2dOp {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let g = Geometry::new(xl.dims(), wl.dims(), self.params)
             .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
-        let y = forward(&g, f32_slice(xs, xl)?, f32_slice(ws, wl)?, g.chunk());
+        let (x, w) = (f32_slice(xs, xl)?, f32_slice(ws, wl)?);
+        let y = if g.pointwise() {
+            forward_pointwise(&g, x, w)
+        } else {
+            forward(&g, x, w, g.chunk())
+        };
         let shape = Shape::from((g.batch, g.out_channels, g.out_h, g.out_w));
         Ok((CpuStorage::F32(y), shape))
     }
@@ -690,15 +772,14 @@ impl CustomOp2 for Conv2dOp {
             else {
                 candle_core::bail!("the convolution op runs on the CPU only")
             };
-            backward(
-                &g,
-                f32_slice(xs, xl)?,
-                f32_slice(ws, wl)?,
-                f32_slice(dys, dyl)?,
-                g.chunk(),
-                // candle would keep the gradient of an input that does not track one, unused.
-                x.track_op(),
-            )
+            let (xv, wv, dyv) = (f32_slice(xs, xl)?, f32_slice(ws, wl)?, f32_slice(dys, dyl)?);
+            // candle would keep the gradient of an input that does not track one, unused.
+            let input_gradient = x.track_op();
+            if g.pointwise() {
+                backward_pointwise(&g, xv, wv, dyv, input_gradient)
+            } else {
+                backward(&g, xv, wv, dyv, g.chunk(), input_gradient)
+            }
         };
         let dx = match dx {
             Some(dx) => Some(Tensor::from_vec(dx, x.shape(), x.device())?),
@@ -779,6 +860,48 @@ mod tests {
                 prop_assert_eq!(a.len(), b.len());
                 for (a, b) in a.iter().zip(b) {
                     prop_assert!((a - b).abs() <= 1e-5 * (1.0 + a.abs()), "{} vs {}", a, b);
+                }
+            }
+        }
+    }
+
+    /// The per-image path of 1 x 1 convolutions gives what the chunked im2col path gives.
+    #[test]
+    fn pointwise_equals_the_chunked_path() {
+        let params = Conv2dParams {
+            stride: 1,
+            padding: 0,
+        };
+        for (batch, channels, side, out) in [(3, 5, 16, 7), (2, 1, 17, 3), (1, 9, 20, 1)] {
+            let Ok(g) = Geometry::new(
+                &[batch, channels, side, side],
+                &[out, channels, 1, 1],
+                params,
+            ) else {
+                panic!("geometry");
+            };
+            assert!(
+                g.pointwise(),
+                "{side} x {side} planes take the per-image path"
+            );
+            let x = values(batch * channels * side * side, side as u64);
+            let w = values(out * channels, 17);
+            let dy = values(batch * out * g.p(), 23);
+            let pairs = [
+                (forward_pointwise(&g, &x, &w), forward(&g, &x, &w, 2)),
+                (
+                    backward_pointwise(&g, &x, &w, &dy, true).0.expect("dx"),
+                    backward(&g, &x, &w, &dy, 2, true).0.expect("dx"),
+                ),
+                (
+                    backward_pointwise(&g, &x, &w, &dy, false).1,
+                    backward(&g, &x, &w, &dy, 2, false).1,
+                ),
+            ];
+            for (a, b) in pairs {
+                assert_eq!(a.len(), b.len());
+                for (a, b) in a.iter().zip(&b) {
+                    assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
                 }
             }
         }

@@ -192,6 +192,14 @@ fn matches_candle_conv2d_on_resnet_shapes() {
                 padding: 1,
             },
         ),
+        // 1 x 1, stride 1, 16 x 16 planes: one product per image, no im2col.
+        (
+            ([3, 64, 16, 16], [256, 64, 1, 1]),
+            Conv2dParams {
+                stride: 1,
+                padding: 0,
+            },
+        ),
         // K P = 576 x 1024 floats per image: 15 images per chunk, so 3 chunks.
         (
             ([33, 64, 32, 32], [8, 64, 3, 3]),
