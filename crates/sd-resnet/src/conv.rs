@@ -31,8 +31,9 @@ use crate::profile;
 /// always taken.
 pub const WORKSPACE_FLOATS: usize = 8 << 20;
 
-/// Smallest plane (`H' W'`) for which a 1 x 1 convolution takes one product per image
-/// ([`Geometry::pointwise`]); below it a per-image product is too thin and images are chunked.
+/// Smallest plane (`H' W'`) for which a 1 x 1 convolution with stride 1 and no padding takes one
+/// product per image, read and written in place; below it a per-image product is too thin and
+/// images are chunked through im2col.
 pub const POINTWISE_MIN_PLANE: usize = 256;
 
 /// Stride and zero padding of a convolution, the same along both axes.

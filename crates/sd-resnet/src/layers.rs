@@ -141,7 +141,7 @@ impl BatchNorm2d {
     }
 
     /// `relu(self.forward(x, train) + shortcut)`, the end of a ResNet block. In training on the
-    /// CPU it is one op ([`crate::batchnorm::FusedBatchNormAddRelu`]), the shortcut's own
+    /// CPU it is one op (the private `batchnorm::FusedBatchNormAddRelu`), the shortcut's own
     /// BatchNorm included, so that neither normalized tensor is made nor kept for the backward
     /// pass.
     pub fn forward_add_relu(
