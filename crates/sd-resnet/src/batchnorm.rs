@@ -291,6 +291,131 @@ impl CustomOp3 for FusedBatchNorm {
     }
 }
 
+/// BatchNorm in evaluation mode as one op: `y = [relu](w (x - mean) / sqrt(var + eps) + b)` with
+/// the running statistics, which are constants here (no gradient reaches them). Backward, with
+/// `dy` masked by the ReLU: `dx = dy w / sqrt(var + eps)`, `dw = sum dy xhat`, `db = sum dy`.
+///
+/// Evaluation mode runs for every evaluation and, in a distillation chain, for the teacher's
+/// predictions; as a composition it was a transpose-free but five-op chain of broadcasts.
+pub(crate) struct FusedBatchNormEval {
+    pub(crate) eps: f64,
+    /// Running mean and running variance per channel.
+    pub(crate) mean: Vec<f64>,
+    pub(crate) var: Vec<f64>,
+    pub(crate) relu: bool,
+}
+
+impl FusedBatchNormEval {
+    /// `scale = w / sqrt(var + eps)` per channel, rounded to f32.
+    fn scale(&self, w: &[f32]) -> Vec<f32> {
+        (0..w.len())
+            .map(|c| (f64::from(w[c]) / (self.var[c] + self.eps).sqrt()) as f32)
+            .collect()
+    }
+
+    /// [`Self::scale`] and `shift = b - mean scale`, per channel, rounded to f32.
+    fn affine(&self, w: &[f32], b: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        let scale = self.scale(w);
+        let shift = (0..w.len())
+            .map(|c| (f64::from(b[c]) - self.mean[c] * f64::from(scale[c])) as f32)
+            .collect();
+        (scale, shift)
+    }
+}
+
+impl CustomOp3 for FusedBatchNormEval {
+    fn name(&self) -> &'static str {
+        "sd-batch-norm-eval"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let _t = crate::profile::scope("batch norm forward (evaluation)");
+        let (x, w, b) = (slice(xs, xl)?, slice(ws, wl)?, slice(bs, bl)?);
+        let dims = xl.dims();
+        if dims.len() != 4 || w.len() != dims[1] || self.mean.len() != dims[1] {
+            candle_core::bail!(
+                "BatchNorm: input {dims:?} does not match {} channels",
+                w.len()
+            )
+        }
+        let (scale, shift) = self.affine(w, b);
+        let y = normalize(x, dims, (&scale, &shift), Residual::None, self.relu);
+        Ok((CpuStorage::F32(y), xl.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (n, channels, h, width) = x.dims4()?;
+        let plane = h * width;
+        let dy = dy.contiguous()?;
+        let (xs, xl) = x.storage_and_layout();
+        let (ys, yl) = y.storage_and_layout();
+        let (dys, dyl) = dy.storage_and_layout();
+        let (Storage::Cpu(xs), Storage::Cpu(ys), Storage::Cpu(dys)) = (&*xs, &*ys, &*dys) else {
+            candle_core::bail!("fused BatchNorm runs on the CPU only")
+        };
+        let (xv, yv, dyv) = (slice(xs, xl)?, slice(ys, yl)?, slice(dys, dyl)?);
+        let weight = w.to_vec1::<f32>()?;
+        let relu = self.relu;
+        let masked = move |dy: f32, y: f32| if relu && y <= 0.0 { 0.0 } else { dy };
+        let invstd: Vec<f64> = self
+            .var
+            .iter()
+            .map(|v| 1.0 / (v + self.eps).sqrt())
+            .collect();
+        let scale = self.scale(&weight);
+        let (db, dw): (Vec<f32>, Vec<f32>) = (0..channels)
+            .into_par_iter()
+            .map(|c| {
+                let (mut db, mut dw) = (0.0, 0.0);
+                for k in 0..n {
+                    let at = (k * channels + c) * plane;
+                    let values = xv[at..at + plane]
+                        .iter()
+                        .zip(&dyv[at..at + plane])
+                        .zip(&yv[at..at + plane]);
+                    for ((&x, &dy), &y) in values {
+                        let dy = f64::from(masked(dy, y));
+                        db += dy;
+                        dw += dy * (f64::from(x) - self.mean[c]) * invstd[c];
+                    }
+                }
+                (db as f32, dw as f32)
+            })
+            .unzip();
+        let mut dx = vec![0f32; xv.len()];
+        dx.par_chunks_mut(plane)
+            .zip(dyv.par_chunks(plane).zip(yv.par_chunks(plane)))
+            .enumerate()
+            .for_each(|(i, (dx, (dy, y)))| {
+                let s = scale[i % channels];
+                for ((dx, &dy), &y) in dx.iter_mut().zip(dy).zip(y) {
+                    *dx = masked(dy, y) * s;
+                }
+            });
+        let device = x.device();
+        Ok((
+            Some(Tensor::from_vec(dx, x.shape(), device)?),
+            Some(Tensor::from_vec(dw, channels, device)?),
+            Some(Tensor::from_vec(db, channels, device)?),
+        ))
+    }
+}
+
 /// `relu(BatchNorm(x) + residual)`, the end of every ResNet block, as one op: the arguments are
 /// `x`, the residual, and the BatchNorm's weight and bias concatenated (`[2 C]`). When the block
 /// has a downsampling branch, its BatchNorm is folded in too (`residual_statistics` is set): the
@@ -474,6 +599,44 @@ mod tests {
             }
             let (mean, _) = statistics.lock().unwrap().clone().unwrap();
             prop_assert_eq!(mean.len(), c);
+        }
+
+        /// Evaluation mode as one op equals the f64 composition with the same running
+        /// statistics, gradients of the input, the weight and the bias included.
+        #[test]
+        fn fused_eval_equals_the_composition(
+            n in 1usize..5, c in 1usize..6, h in 1usize..7, w in 1usize..7,
+            shift in -3f32..3.0, spread in 0.1f32..4.0, relu in any::<bool>(), seed in 0u64..1000,
+        ) {
+            let device = Device::Cpu;
+            let x = Var::from_tensor(&((Tensor::randn(0f32, 1.0, (n, c, h, w), &device).unwrap() * spread as f64).unwrap() + shift as f64).unwrap()).unwrap();
+            let weight = Var::from_tensor(&Tensor::randn(1f32, 0.5, c, &device).unwrap()).unwrap();
+            let bias = Var::from_tensor(&Tensor::randn(0f32, 0.5, c, &device).unwrap()).unwrap();
+            // Running statistics near, not at, the batch's own.
+            let mean: Vec<f64> = (0..c).map(|i| f64::from(shift) + ((i as u64 * 7 + seed) % 5) as f64 * 0.1 - 0.2).collect();
+            let var: Vec<f64> = (0..c).map(|i| f64::from(spread * spread) * (0.5 + ((i as u64 + seed) % 4) as f64 * 0.25)).collect();
+            let probe = Tensor::randn(0f32, 1.0, (n, c, h, w), &device).unwrap();
+            let op = FusedBatchNormEval { eps: 1e-5, mean: mean.clone(), var: var.clone(), relu };
+            let fused = x.as_tensor().apply_op3(weight.as_tensor(), bias.as_tensor(), op).unwrap();
+            let wide = |v: &Var| Var::from_tensor(&v.as_tensor().to_dtype(candle_core::DType::F64).unwrap()).unwrap();
+            let (x64, w64, b64) = (wide(&x), wide(&weight), wide(&bias));
+            let per_channel = |v: Vec<f64>| Tensor::from_vec(v, (1, c, 1, 1), &device).unwrap();
+            let (mean64, std64) = (per_channel(mean), per_channel(var.iter().map(|v| (v + 1e-5).sqrt()).collect()));
+            let mut truth = x64.as_tensor().broadcast_sub(&mean64).unwrap().broadcast_div(&std64).unwrap()
+                .broadcast_mul(&w64.as_tensor().reshape((1, c, 1, 1)).unwrap()).unwrap()
+                .broadcast_add(&b64.as_tensor().reshape((1, c, 1, 1)).unwrap()).unwrap();
+            if relu {
+                truth = truth.relu().unwrap();
+            }
+            prop_assert!(close(&values(&fused), &values(&truth)));
+            let g1 = (fused * &probe).unwrap().sum_all().unwrap().backward().unwrap();
+            let probe64 = probe.to_dtype(candle_core::DType::F64).unwrap();
+            let g2 = (truth * &probe64).unwrap().sum_all().unwrap().backward().unwrap();
+            for (var, var64) in [(&x, &x64), (&weight, &w64), (&bias, &b64)] {
+                let a = values(g1.get(var.as_tensor()).unwrap());
+                let b = values(g2.get(var64.as_tensor()).unwrap());
+                prop_assert!(close(&a, &b), "{:?} vs {:?}", a, b);
+            }
         }
 
         /// `relu(BatchNorm(x) + residual)` as one op, the residual plain or through its own

@@ -137,6 +137,9 @@ impl BatchNorm2d {
         if self.fused(x, train) {
             return self.forward_fused(x, false);
         }
+        if self.fused_kernels(x) {
+            return self.forward_fused_eval(x, false);
+        }
         self.forward_composed(x, train)
     }
 
@@ -193,14 +196,34 @@ impl BatchNorm2d {
         if self.fused(x, train) {
             return self.forward_fused(x, true);
         }
+        if self.fused_kernels(x) {
+            return self.forward_fused_eval(x, true);
+        }
         Ok(self.forward_composed(x, train)?.relu()?)
     }
 
+    /// Whether `x` takes this crate's fused kernels: f32 on the CPU, unless the reference
+    /// composition was chosen.
+    fn fused_kernels(&self, x: &Tensor) -> bool {
+        !self.reference.load(Ordering::Relaxed) && x.device().is_cpu() && x.dtype() == DType::F32
+    }
+
+    /// Whether `x` takes the fused training-mode op.
     fn fused(&self, x: &Tensor, train: bool) -> bool {
-        train
-            && !self.reference.load(Ordering::Relaxed)
-            && x.device().is_cpu()
-            && x.dtype() == DType::F32
+        train && self.fused_kernels(x)
+    }
+
+    /// Evaluation mode through the fused op ([`crate::batchnorm`]), the running statistics as
+    /// constants.
+    fn forward_fused_eval(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
+        let op = crate::batchnorm::FusedBatchNormEval {
+            eps: BN_EPS,
+            mean: self.running_mean.to_dtype(DType::F64)?.to_vec1()?,
+            var: self.running_var.to_dtype(DType::F64)?.to_vec1()?,
+            relu,
+        };
+        Ok(x.contiguous()?
+            .apply_op3(self.weight.as_tensor(), self.bias.as_tensor(), op)?)
     }
 
     /// The composition of candle ops (evaluation mode, other devices, the reference).

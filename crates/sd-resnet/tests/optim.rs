@@ -132,7 +132,14 @@ fn fused_batch_norm_gives_the_reference_training_step() {
         .iter()
         .flat_map(|name| values_of(model.parameters().get(name).unwrap().var.as_tensor()))
         .collect();
-        runs.push((values_of(&logits), grads, running));
+        // Evaluation mode, with the running statistics this step moved.
+        let eval_logits = values_of(&model.forward(&x, false).unwrap());
+        runs.push(Run {
+            logits: values_of(&logits),
+            grads,
+            running,
+            eval_logits,
+        });
     }
     // max |difference| / max |truth|, per tensor.
     let relative = |a: &[f32], b: &[f32]| {
@@ -140,26 +147,39 @@ fn fused_batch_norm_gives_the_reference_training_step() {
         a.iter().zip(b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale.max(1e-30)
     };
     let truth = &runs[2];
-    let error = |run: &(Vec<f32>, Vec<Vec<f32>>, Vec<f32>)| {
+    let error = |run: &Run| {
         let gradients = run
-            .1
+            .grads
             .iter()
-            .zip(&truth.1)
+            .zip(&truth.grads)
             .map(|(a, b)| relative(a, b))
             .fold(0f32, f32::max);
         (
-            relative(&run.0, &truth.0),
+            relative(&run.logits, &truth.logits),
             gradients,
-            relative(&run.2, &truth.2),
+            relative(&run.running, &truth.running),
+            relative(&run.eval_logits, &truth.eval_logits),
         )
     };
     let (fused, reference) = (error(&runs[0]), error(&runs[1]));
     eprintln!(
-        "against f64 (logits, worst gradient, running var): fused {fused:?}, reference {reference:?}"
+        "against f64 (logits, worst gradient, running statistics, eval logits): fused {fused:?}, \
+         reference {reference:?}"
     );
-    assert!(fused.0 < 1e-4 && fused.2 < 1e-5, "{fused:?}");
+    assert!(
+        fused.0 < 1e-4 && fused.2 < 1e-5 && fused.3 < 1e-4,
+        "{fused:?}"
+    );
     // The fused op is no less accurate than the composition it replaces.
     assert!(fused.1 <= 1.5 * reference.1, "{fused:?} vs {reference:?}");
+}
+
+/// What one run of the training-step comparison produced.
+struct Run {
+    logits: Vec<f32>,
+    grads: Vec<Vec<f32>>,
+    running: Vec<f32>,
+    eval_logits: Vec<f32>,
 }
 
 fn values_of(t: &Tensor) -> Vec<f32> {
