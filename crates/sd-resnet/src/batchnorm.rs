@@ -129,6 +129,37 @@ fn normalize(
     y
 }
 
+/// Per channel `db = sum dy` and `dw = sum dy xhat` with `xhat = (x - mean) invstd`, `dy` zeroed
+/// where a folded ReLU cut the output (`relu`, judged by the output `y`); f64 sums. Arguments:
+/// `(x, dy, y)` as `[N, C, plane]`, `(channels, plane)`, `(mean, invstd)` per channel.
+fn gradient_sums(
+    (xv, dyv, yv): (&[f32], &[f32], &[f32]),
+    (channels, plane): (usize, usize),
+    (mean, invstd): (&[f64], &[f64]),
+    relu: bool,
+) -> (Vec<f64>, Vec<f64>) {
+    let n = xv.len() / (channels * plane);
+    (0..channels)
+        .into_par_iter()
+        .map(|c| {
+            let (mut db, mut dw) = (0.0, 0.0);
+            for k in 0..n {
+                let at = (k * channels + c) * plane;
+                let values = xv[at..at + plane]
+                    .iter()
+                    .zip(&dyv[at..at + plane])
+                    .zip(&yv[at..at + plane]);
+                for ((&x, &dy), &y) in values {
+                    let dy = f64::from(if relu && y <= 0.0 { 0.0 } else { dy });
+                    db += dy;
+                    dw += dy * (f64::from(x) - mean[c]) * invstd[c];
+                }
+            }
+            (db, dw)
+        })
+        .unzip()
+}
+
 /// The gradients of one BatchNorm: `dx`, `dw`, `db`, and (when `masked_dy`) the output
 /// gradient with the ReLU's zeros applied, which is the residual's gradient.
 struct Gradients {
@@ -181,25 +212,7 @@ fn backward(
     // The gradient reaching the normalization: dy, or 0 where the ReLU cut the output.
     let masked = move |dy: f32, y: f32| if relu && y <= 0.0 { 0.0 } else { dy };
     let invstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
-    let (db, dw): (Vec<f64>, Vec<f64>) = (0..channels)
-        .into_par_iter()
-        .map(|c| {
-            let (mut db, mut dw) = (0.0, 0.0);
-            for k in 0..n {
-                let at = (k * channels + c) * plane;
-                let values = xv[at..at + plane]
-                    .iter()
-                    .zip(&dyv[at..at + plane])
-                    .zip(&yv[at..at + plane]);
-                for ((&x, &dy), &y) in values {
-                    let dy = f64::from(masked(dy, y));
-                    db += dy;
-                    dw += dy * (f64::from(x) - mean[c]) * invstd[c];
-                }
-            }
-            (db, dw)
-        })
-        .unzip();
+    let (db, dw) = gradient_sums((xv, dyv, yv), (channels, plane), (&mean, &invstd), relu);
     // One plane (image i / channel c) of dx, and of the masked output gradient when asked.
     let plane_gradients = |i: usize, dx: &mut [f32], out: Option<&mut [f32]>| {
         let c = i % channels;
@@ -359,7 +372,7 @@ impl CustomOp3 for FusedBatchNormEval {
         y: &Tensor,
         dy: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (n, channels, h, width) = x.dims4()?;
+        let (_, channels, h, width) = x.dims4()?;
         let plane = h * width;
         let dy = dy.contiguous()?;
         let (xs, xl) = x.storage_and_layout();
@@ -378,25 +391,14 @@ impl CustomOp3 for FusedBatchNormEval {
             .map(|v| 1.0 / (v + self.eps).sqrt())
             .collect();
         let scale = self.scale(&weight);
-        let (db, dw): (Vec<f32>, Vec<f32>) = (0..channels)
-            .into_par_iter()
-            .map(|c| {
-                let (mut db, mut dw) = (0.0, 0.0);
-                for k in 0..n {
-                    let at = (k * channels + c) * plane;
-                    let values = xv[at..at + plane]
-                        .iter()
-                        .zip(&dyv[at..at + plane])
-                        .zip(&yv[at..at + plane]);
-                    for ((&x, &dy), &y) in values {
-                        let dy = f64::from(masked(dy, y));
-                        db += dy;
-                        dw += dy * (f64::from(x) - self.mean[c]) * invstd[c];
-                    }
-                }
-                (db as f32, dw as f32)
-            })
-            .unzip();
+        let (db, dw) = gradient_sums(
+            (xv, dyv, yv),
+            (channels, plane),
+            (&self.mean, &invstd),
+            relu,
+        );
+        let narrow = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<_>>();
+        let (db, dw) = (narrow(db), narrow(dw));
         let mut dx = vec![0f32; xv.len()];
         dx.par_chunks_mut(plane)
             .zip(dyv.par_chunks(plane).zip(yv.par_chunks(plane)))
