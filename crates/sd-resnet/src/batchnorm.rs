@@ -129,6 +129,30 @@ fn normalize(
     y
 }
 
+/// The gradient reaching the normalization: `dy`, or 0 where a folded ReLU cut the output `y`.
+#[inline(always)]
+fn relu_masked(relu: bool, dy: f32, y: f32) -> f32 {
+    if relu && y <= 0.0 { 0.0 } else { dy }
+}
+
+/// Runs `f` on the values of `x`, `y` and `dy` (made contiguous), which must be f32 CPU
+/// tensors: the shared start of the backward passes.
+fn with_cpu_values<R>(
+    x: &Tensor,
+    y: &Tensor,
+    dy: &Tensor,
+    f: impl FnOnce(&[f32], &[f32], &[f32]) -> candle_core::Result<R>,
+) -> candle_core::Result<R> {
+    let dy = dy.contiguous()?;
+    let (xs, xl) = x.storage_and_layout();
+    let (ys, yl) = y.storage_and_layout();
+    let (dys, dyl) = dy.storage_and_layout();
+    let (Storage::Cpu(xs), Storage::Cpu(ys), Storage::Cpu(dys)) = (&*xs, &*ys, &*dys) else {
+        candle_core::bail!("fused BatchNorm runs on the CPU only")
+    };
+    f(slice(xs, xl)?, slice(ys, yl)?, slice(dys, dyl)?)
+}
+
 /// Per channel `db = sum dy` and `dw = sum dy xhat` with `xhat = (x - mean) invstd`, `dy` zeroed
 /// where a folded ReLU cut the output (`relu`, judged by the output `y`); f64 sums. Arguments:
 /// `(x, dy, y)` as `[N, C, plane]`, `(channels, plane)`, `(mean, invstd)` per channel.
@@ -150,7 +174,7 @@ fn gradient_sums(
                     .zip(&dyv[at..at + plane])
                     .zip(&yv[at..at + plane]);
                 for ((&x, &dy), &y) in values {
-                    let dy = f64::from(if relu && y <= 0.0 { 0.0 } else { dy });
+                    let dy = f64::from(relu_masked(relu, dy, y));
                     db += dy;
                     dw += dy * (f64::from(x) - mean[c]) * invstd[c];
                 }
@@ -196,64 +220,57 @@ fn backward(
     let (n, channels, h, width) = x.dims4()?;
     let plane = h * width;
     let count = (n * plane) as f64;
-    let dy = dy.contiguous()?;
-    let (xs, xl) = x.storage_and_layout();
-    let (ys, yl) = y.storage_and_layout();
-    let (dys, dyl) = dy.storage_and_layout();
-    let (Storage::Cpu(xs), Storage::Cpu(ys), Storage::Cpu(dys)) = (&*xs, &*ys, &*dys) else {
-        candle_core::bail!("fused BatchNorm runs on the CPU only")
-    };
-    let (xv, yv, dyv) = (slice(xs, xl)?, slice(ys, yl)?, slice(dys, dyl)?);
-    // Each forward pass makes its own op, so these statistics are this x's.
-    let (mean, var) = match statistics.lock().expect("statistics lock").clone() {
-        Some(saved) => saved,
-        None => self::statistics(xv, channels, plane),
-    };
-    // The gradient reaching the normalization: dy, or 0 where the ReLU cut the output.
-    let masked = move |dy: f32, y: f32| if relu && y <= 0.0 { 0.0 } else { dy };
-    let invstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
-    let (db, dw) = gradient_sums((xv, dyv, yv), (channels, plane), (&mean, &invstd), relu);
-    // One plane (image i / channel c) of dx, and of the masked output gradient when asked.
-    let plane_gradients = |i: usize, dx: &mut [f32], out: Option<&mut [f32]>| {
-        let c = i % channels;
-        let k = f64::from(w[c]) * invstd[c] / count;
-        let range = i * plane..(i + 1) * plane;
-        let (x, dy, y) = (&xv[range.clone()], &dyv[range.clone()], &yv[range]);
-        for (((dx, &x), &dy), &y) in dx.iter_mut().zip(x).zip(dy).zip(y) {
-            let xhat = (f64::from(x) - mean[c]) * invstd[c];
-            let dy = f64::from(masked(dy, y));
-            *dx = (k * (count * dy - db[c] - xhat * dw[c])) as f32;
-        }
-        if let Some(out) = out {
-            for ((o, &dy), &y) in out.iter_mut().zip(dy).zip(y) {
-                *o = masked(dy, y);
+    with_cpu_values(x, y, dy, |xv, yv, dyv| {
+        // Each forward pass makes its own op, so these statistics are this x's.
+        let (mean, var) = match statistics.lock().expect("statistics lock").clone() {
+            Some(saved) => saved,
+            None => self::statistics(xv, channels, plane),
+        };
+        let masked = |dy: f32, y: f32| relu_masked(relu, dy, y);
+        let invstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+        let (db, dw) = gradient_sums((xv, dyv, yv), (channels, plane), (&mean, &invstd), relu);
+        // One plane (image i / channel c) of dx, and of the masked output gradient when asked.
+        let plane_gradients = |i: usize, dx: &mut [f32], out: Option<&mut [f32]>| {
+            let c = i % channels;
+            let k = f64::from(w[c]) * invstd[c] / count;
+            let range = i * plane..(i + 1) * plane;
+            let (x, dy, y) = (&xv[range.clone()], &dyv[range.clone()], &yv[range]);
+            for (((dx, &x), &dy), &y) in dx.iter_mut().zip(x).zip(dy).zip(y) {
+                let xhat = (f64::from(x) - mean[c]) * invstd[c];
+                let dy = f64::from(masked(dy, y));
+                *dx = (k * (count * dy - db[c] - xhat * dw[c])) as f32;
             }
-        }
-    };
-    let mut dx = vec![0f32; xv.len()];
-    let mut masked_out = Vec::new();
-    if masked_dy {
-        masked_out = vec![0f32; xv.len()];
-        dx.par_chunks_mut(plane)
-            .zip(masked_out.par_chunks_mut(plane))
-            .enumerate()
-            .for_each(|(i, (dx, out))| plane_gradients(i, dx, Some(out)));
-    } else {
-        dx.par_chunks_mut(plane)
-            .enumerate()
-            .for_each(|(i, dx)| plane_gradients(i, dx, None));
-    }
-    let device = x.device();
-    let narrow = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<_>>();
-    Ok(Gradients {
-        dx: Tensor::from_vec(dx, x.shape(), device)?,
-        dw: narrow(dw),
-        db: narrow(db),
-        masked_dy: if masked_dy {
-            Some(Tensor::from_vec(masked_out, x.shape(), device)?)
+            if let Some(out) = out {
+                for ((o, &dy), &y) in out.iter_mut().zip(dy).zip(y) {
+                    *o = masked(dy, y);
+                }
+            }
+        };
+        let mut dx = vec![0f32; xv.len()];
+        let mut masked_out = Vec::new();
+        if masked_dy {
+            masked_out = vec![0f32; xv.len()];
+            dx.par_chunks_mut(plane)
+                .zip(masked_out.par_chunks_mut(plane))
+                .enumerate()
+                .for_each(|(i, (dx, out))| plane_gradients(i, dx, Some(out)));
         } else {
-            None
-        },
+            dx.par_chunks_mut(plane)
+                .enumerate()
+                .for_each(|(i, dx)| plane_gradients(i, dx, None));
+        }
+        let device = x.device();
+        let narrow = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<_>>();
+        Ok(Gradients {
+            dx: Tensor::from_vec(dx, x.shape(), device)?,
+            dw: narrow(dw),
+            db: narrow(db),
+            masked_dy: if masked_dy {
+                Some(Tensor::from_vec(masked_out, x.shape(), device)?)
+            } else {
+                None
+            },
+        })
     })
 }
 
@@ -374,47 +391,41 @@ impl CustomOp3 for FusedBatchNormEval {
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (_, channels, h, width) = x.dims4()?;
         let plane = h * width;
-        let dy = dy.contiguous()?;
-        let (xs, xl) = x.storage_and_layout();
-        let (ys, yl) = y.storage_and_layout();
-        let (dys, dyl) = dy.storage_and_layout();
-        let (Storage::Cpu(xs), Storage::Cpu(ys), Storage::Cpu(dys)) = (&*xs, &*ys, &*dys) else {
-            candle_core::bail!("fused BatchNorm runs on the CPU only")
-        };
-        let (xv, yv, dyv) = (slice(xs, xl)?, slice(ys, yl)?, slice(dys, dyl)?);
-        let weight = w.to_vec1::<f32>()?;
-        let relu = self.relu;
-        let masked = move |dy: f32, y: f32| if relu && y <= 0.0 { 0.0 } else { dy };
-        let invstd: Vec<f64> = self
-            .var
-            .iter()
-            .map(|v| 1.0 / (v + self.eps).sqrt())
-            .collect();
-        let scale = self.scale(&weight);
-        let (db, dw) = gradient_sums(
-            (xv, dyv, yv),
-            (channels, plane),
-            (&self.mean, &invstd),
-            relu,
-        );
-        let narrow = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<_>>();
-        let (db, dw) = (narrow(db), narrow(dw));
-        let mut dx = vec![0f32; xv.len()];
-        dx.par_chunks_mut(plane)
-            .zip(dyv.par_chunks(plane).zip(yv.par_chunks(plane)))
-            .enumerate()
-            .for_each(|(i, (dx, (dy, y)))| {
-                let s = scale[i % channels];
-                for ((dx, &dy), &y) in dx.iter_mut().zip(dy).zip(y) {
-                    *dx = masked(dy, y) * s;
-                }
-            });
-        let device = x.device();
-        Ok((
-            Some(Tensor::from_vec(dx, x.shape(), device)?),
-            Some(Tensor::from_vec(dw, channels, device)?),
-            Some(Tensor::from_vec(db, channels, device)?),
-        ))
+        with_cpu_values(x, y, dy, |xv, yv, dyv| {
+            let weight = w.to_vec1::<f32>()?;
+            let relu = self.relu;
+            let masked = |dy: f32, y: f32| relu_masked(relu, dy, y);
+            let invstd: Vec<f64> = self
+                .var
+                .iter()
+                .map(|v| 1.0 / (v + self.eps).sqrt())
+                .collect();
+            let scale = self.scale(&weight);
+            let (db, dw) = gradient_sums(
+                (xv, dyv, yv),
+                (channels, plane),
+                (&self.mean, &invstd),
+                relu,
+            );
+            let narrow = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<_>>();
+            let (db, dw) = (narrow(db), narrow(dw));
+            let mut dx = vec![0f32; xv.len()];
+            dx.par_chunks_mut(plane)
+                .zip(dyv.par_chunks(plane).zip(yv.par_chunks(plane)))
+                .enumerate()
+                .for_each(|(i, (dx, (dy, y)))| {
+                    let s = scale[i % channels];
+                    for ((dx, &dy), &y) in dx.iter_mut().zip(dy).zip(y) {
+                        *dx = masked(dy, y) * s;
+                    }
+                });
+            let device = x.device();
+            Ok((
+                Some(Tensor::from_vec(dx, x.shape(), device)?),
+                Some(Tensor::from_vec(dw, channels, device)?),
+                Some(Tensor::from_vec(db, channels, device)?),
+            ))
+        })
     }
 }
 
