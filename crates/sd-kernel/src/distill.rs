@@ -56,8 +56,9 @@ pub const EIGEN_BREAK_EVEN_RIDGES: usize = 15;
 pub enum Schedule {
     /// The same `alpha` in `[0, 1]` at every step.
     Constant(f64),
-    /// `alphas[t - 1]` at step `t`; at least as many entries as steps. `alphas[0]` belongs to step
-    /// 1, which has no teacher and so no use for it (it is still checked to lie in `[0, 1]`).
+    /// `alphas[t]` at step `t`; at least as many entries as steps. `alphas[0]` belongs to step
+    /// 0, the first fit, which has no teacher and so no use for it (it is still checked to lie in
+    /// `[0, 1]`).
     PerStep(Vec<f64>),
     /// The optimal alpha of each step against reference targets (Algorithm 1 of the paper's NeurIPS
     /// version), chosen greedily, step after step.
@@ -79,10 +80,11 @@ pub struct OptimalAlpha {
 /// One distillation step's result.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
-    /// 1-based step number; step 1 is plain kernel ridge regression.
+    /// The step, from 0 (the workspace's numbering, see `sd_alpha`): step 0 is plain kernel ridge
+    /// regression, the first fit; step `t >= 1` the `t`-th distillation step.
     pub step: usize,
     /// The ground-truth weight of this step's targets `alpha * y + (1 - alpha) * yhat(t-1)`;
-    /// `None` at step 1, which fits `y` alone.
+    /// `None` at step 0, which fits `y` alone.
     pub alpha: Option<f64>,
     /// The unclamped optimum when the schedule is [`Schedule::Optimal`] (equal to `alpha` unless
     /// clamping changed it).
@@ -125,7 +127,7 @@ impl Solver {
 /// of distillation runs, limits and predictions.
 ///
 /// The model: training inputs `X` (`n x d`), targets `Y` (`n x m`), a [`Kernel`], ridge
-/// `lambda > 0`. Step 1 fits `c(1) = (K + lambda I)^-1 Y`; step `t >= 2` fits the same kernel ridge
+/// `lambda > 0`. Step 0 fits `c(0) = (K + lambda I)^-1 Y`; step `t >= 1` fits the same kernel ridge
 /// regression to `alpha_t * Y + (1 - alpha_t) * Yhat(t-1)`, where `Yhat(t-1) = K c(t-1)` are the
 /// previous step's predictions at the training inputs.
 #[derive(Debug)]
@@ -161,22 +163,19 @@ fn check_alpha(alpha: f64, step: Option<usize>) -> Result<f64> {
     }
 }
 
-/// `<r - u0, u1 - u0> / |u1 - u0|^2`, the `alpha` minimising `|r - (alpha u1 + (1 - alpha) u0)|^2`;
-/// 1 when `u1 == u0` (every alpha then gives the same fit, and 1 is the first fit's own).
-pub fn optimal_alpha(r: MatRef<'_, f64>, u1: MatRef<'_, f64>, u0: MatRef<'_, f64>) -> f64 {
-    let (mut numerator, mut denominator) = (0.0, 0.0);
-    for j in 0..r.ncols() {
-        for i in 0..r.nrows() {
-            let direction = u1[(i, j)] - u0[(i, j)];
-            numerator += (r[(i, j)] - u0[(i, j)]) * direction;
-            denominator += direction * direction;
-        }
-    }
-    if denominator > 0.0 {
-        numerator / denominator
-    } else {
-        1.0
-    }
+/// The alpha used where [`optimal_alpha`] has none (the two fits coincide, so every alpha gives
+/// the same fit): 1, the first fit's own.
+pub const DEGENERATE_ALPHA: f64 = 1.0;
+
+/// [`sd_alpha::optimal_alpha`] over every entry of `r`, `u1` and `u0` (points x outputs): the
+/// `alpha` minimising `|r - (alpha u1 + (1 - alpha) u0)|^2`, `<r - u0, u1 - u0> / |u1 - u0|^2`;
+/// `None` when `u1` and `u0` coincide.
+pub fn optimal_alpha(r: MatRef<'_, f64>, u1: MatRef<'_, f64>, u0: MatRef<'_, f64>) -> Option<f64> {
+    sd_alpha::optimal_alpha(
+        (0..r.ncols())
+            .flat_map(|j| (0..r.nrows()).map(move |i| (i, j)))
+            .map(|(i, j)| (r[(i, j)], u1[(i, j)], u0[(i, j)])),
+    )
 }
 
 impl<K: Kernel> SelfDistillation<K> {
@@ -282,17 +281,18 @@ impl<K: Kernel> SelfDistillation<K> {
         }
     }
 
-    /// Plain kernel ridge regression on `y`: step 1 of every run.
+    /// Plain kernel ridge regression on `y`: step 0 of every run.
     pub fn first_fit(&self) -> Fit {
         self.solver.fit(self.y.as_ref())
     }
 
-    /// Runs `steps` distillation steps with the given schedule.
+    /// Runs steps `0..steps` with the given schedule (`steps` counts the first fit).
     ///
-    /// Step 1 is [`Self::first_fit`]. With [`Schedule::Optimal`], step `t >= 2` trains the
+    /// Step 0 is [`Self::first_fit`]. With [`Schedule::Optimal`], step `t >= 1` trains the
     /// `alpha = 0` student `f0(t)` of the step `t - 1` teacher; since a fit is linear in its
-    /// targets, the step-`t` fit is `alpha * f(1) + (1 - alpha) * f0(t)` and the best `alpha` against
-    /// the reference is [`optimal_alpha`] of the two evaluated at the reference inputs.
+    /// targets, the step-`t` fit is `alpha * f(0) + (1 - alpha) * f0(t)` and the best `alpha` against
+    /// the reference is [`optimal_alpha`] of the two evaluated at the reference inputs (1 when
+    /// they coincide).
     pub fn distill(&self, schedule: &Schedule, steps: usize) -> Result<Vec<Step>> {
         if steps == 0 {
             return Err(Error::ZeroSteps);
@@ -310,7 +310,7 @@ impl<K: Kernel> SelfDistillation<K> {
                     });
                 }
                 for (index, &alpha) in alphas.iter().take(steps).enumerate() {
-                    check_alpha(alpha, Some(index + 1))?;
+                    check_alpha(alpha, Some(index))?;
                 }
                 alphas[..steps].to_vec()
             }
@@ -341,18 +341,18 @@ impl<K: Kernel> SelfDistillation<K> {
         let (n, m) = (self.n_train(), self.n_outputs());
         let (shrinkage, first) = self.first_step();
         let mut chains: Vec<Vec<Step>> = vec![vec![first]; schedules.len()];
-        for step in 2..=steps {
+        for step in 1..steps {
             // Targets alpha y + (1 - alpha) yhat(t-1) of every chain, side by side.
             let targets = Mat::from_fn(n, m * chains.len(), |i, column| {
                 let (chain, j) = (column / m, column % m);
-                let alpha = schedules[chain][step - 1];
-                let fitted = &chains[chain][step - 2].fit.fitted;
+                let alpha = schedules[chain][step];
+                let fitted = &chains[chain][step - 1].fit.fitted;
                 alpha * self.y[(i, j)] + (1.0 - alpha) * fitted[(i, j)]
             });
             let all = self.solver.fit(targets.as_ref());
             for (chain, steps_so_far) in chains.iter_mut().enumerate() {
-                let alpha = schedules[chain][step - 1];
-                let previous = steps_so_far.last().expect("step 1 is always there");
+                let alpha = schedules[chain][step];
+                let previous = steps_so_far.last().expect("step 0 is always there");
                 let b_diag = next_b_diag(shrinkage.as_deref(), previous, alpha);
                 steps_so_far.push(Step {
                     step,
@@ -369,14 +369,14 @@ impl<K: Kernel> SelfDistillation<K> {
         chains
     }
 
-    /// Step 1 of every run, with the shrinkage `A` of the eigen route (the `B(t)` recursion's
+    /// Step 0 of every run, with the shrinkage `A` of the eigen route (the `B(t)` recursion's
     /// factor).
     fn first_step(&self) -> (Option<Vec<f64>>, Step) {
         let shrinkage = self
             .eigenvalues()
             .map(|d| spectral::shrinkage(d, self.lambda));
         let first = Step {
-            step: 1,
+            step: 0,
             alpha: None,
             optimal_alpha: None,
             b_diag: shrinkage.clone(),
@@ -393,11 +393,12 @@ impl<K: Kernel> SelfDistillation<K> {
         // The first fit at the reference inputs: u1 of every step.
         let u1 = evaluator.predict(first.dual_coef.as_ref());
         let mut result = vec![first_step];
-        for step in 2..=steps {
-            let previous = result.last().expect("step 1 is always there");
+        for step in 1..steps {
+            let previous = result.last().expect("step 0 is always there");
             let student = self.solver.fit(previous.fit.fitted.as_ref());
             let u0 = evaluator.predict(student.dual_coef.as_ref());
-            let best = optimal_alpha(targets.as_ref(), u1.as_ref(), u0.as_ref());
+            let best = optimal_alpha(targets.as_ref(), u1.as_ref(), u0.as_ref())
+                .unwrap_or(DEGENERATE_ALPHA);
             let alpha = if optimal.clamp {
                 best.clamp(0.0, 1.0)
             } else {

@@ -15,7 +15,7 @@ pub enum Error {
     InvalidAlpha {
         /// The offending value.
         alpha: f64,
-        /// The 1-based distillation step it was meant for; `None` for a limit.
+        /// The step it was meant for (from 0, the first fit); `None` for a limit.
         step: Option<usize>,
     },
     /// A kernel parameter that is out of range.

@@ -2,7 +2,7 @@
 //!
 //! This crate implements the kernel half of Borup & Andersen, "Even your Teacher Needs Guidance:
 //! Ground-Truth Targets Dampen Regularization Imposed by Self-Distillation" (NeurIPS 2021).
-//! Step 1 is kernel ridge regression on the targets `y`; each later step `t` refits it to
+//! Step 0 (the first fit) is kernel ridge regression on the targets `y`; each later step `t` refits it to
 //! `alpha * y + (1 - alpha) * yhat(t-1)`, the previous step's predictions mixed with the ground
 //! truth. Everything comes from one factorisation of the kernel matrix `K`:
 //!
@@ -61,8 +61,8 @@ pub mod toy;
 
 pub use dense::DenseMatrix;
 pub use distill::{
-    EIGEN_BREAK_EVEN_RIDGES, Evaluator, Limit, OptimalAlpha, Route, Schedule, SelfDistillation,
-    Step, mean_squared_error, optimal_alpha,
+    DEGENERATE_ALPHA, EIGEN_BREAK_EVEN_RIDGES, Evaluator, Limit, OptimalAlpha, Route, Schedule,
+    SelfDistillation, Step, mean_squared_error, optimal_alpha,
 };
 pub use error::{Error, Result};
 pub use factor::{EIGENVALUE_TOLERANCE, Fit};

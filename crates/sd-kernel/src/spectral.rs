@@ -4,8 +4,11 @@
 //! distillation step's fitted values are `V B(t) V^T y` for a diagonal `B(t)`:
 //!
 //! - `A = D (D + lambda I)^-1`, entrywise `a_k = d_k / (d_k + lambda)`;
-//! - `B(1) = A` (plain kernel ridge regression);
-//! - `B(t) = A (alpha_t I + (1 - alpha_t) B(t-1))` for `t >= 2`;
+//! - `B(0) = A` (step 0, plain kernel ridge regression);
+//! - `B(t) = A (alpha_t I + (1 - alpha_t) B(t-1))` for `t >= 1`.
+//!
+//! Steps count from 0, as everywhere in this workspace; the paper counts the same iterates from
+//! 1, so its `B(t)` is `B(t - 1)` here.
 //! - for a constant `alpha > 0` the iterates converge to `B(inf) = D (D + (lambda / alpha) I)^-1`,
 //!   kernel ridge regression with ridge `lambda / alpha`; at `alpha = 0` to zero.
 //!
@@ -26,8 +29,8 @@ pub fn next_b_diag(a: &[f64], previous: &[f64], alpha: f64) -> Vec<f64> {
         .collect()
 }
 
-/// The diagonals of `B(1), ..., B(T)` for `T = alphas.len()` steps, where `alphas[t - 1]` is the
-/// ground-truth weight of step `t` (`alphas[0]` has no effect: `B(1) = A` whatever it is).
+/// The diagonals of `B(0), ..., B(T - 1)` for `T = alphas.len()` steps, where `alphas[t]` is the
+/// ground-truth weight of step `t` (`alphas[0]` has no effect: `B(0) = A` whatever it is).
 pub fn b_diagonals(eigenvalues: &[f64], lambda: f64, alphas: &[f64]) -> Vec<Vec<f64>> {
     let a = shrinkage(eigenvalues, lambda);
     let mut diagonals: Vec<Vec<f64>> = Vec::with_capacity(alphas.len());
@@ -64,16 +67,16 @@ mod tests {
 
     #[test]
     fn recursion_matches_its_closed_form() {
-        // B(t) = alpha sum_(i=1..t-1) (1 - alpha)^(i-1) A^i + (1 - alpha)^(t-1) A^t
+        // B(t) = alpha sum_(i=1..t) (1 - alpha)^(i-1) A^i + (1 - alpha)^t A^(t+1)
         let eigenvalues = [5.0, 2.0, 0.7, 0.01, 0.0];
         let (lambda, alpha) = (0.3, 0.35);
         let diagonals = b_diagonals(&eigenvalues, lambda, &[alpha; 12]);
         let a = shrinkage(&eigenvalues, lambda);
-        for (index, b) in diagonals.iter().enumerate() {
-            let t = index as i32 + 1;
+        for (t, b) in diagonals.iter().enumerate() {
+            let t = t as i32;
             for k in 0..eigenvalues.len() {
-                let mut closed = (1.0 - alpha).powi(t - 1) * a[k].powi(t);
-                for i in 1..t {
+                let mut closed = (1.0 - alpha).powi(t) * a[k].powi(t + 1);
+                for i in 1..=t {
                     closed += alpha * (1.0 - alpha).powi(i - 1) * a[k].powi(i);
                 }
                 assert!((b[k] - closed).abs() <= 1e-15, "t={t} k={k}");

@@ -37,7 +37,7 @@ fn five_decimals(values: &[f64]) -> Vec<String> {
 
 #[test]
 fn reproduces_the_original_tables() {
-    // The original notebook's printed losses (steps 1-6, then the limit). The original README
+    // The original notebook's printed losses (its rows 1-6 are steps 0-5; then the limit). The original README
     // labels its second column alpha = 0.25, but it holds the alpha = 0.35 run.
     let original = [
         (
@@ -138,7 +138,7 @@ fn the_spectrum_shows_sparsification() {
         // R_k >= 1: B is ordered like the eigenvalues.
         assert!(ratios.iter().flatten().all(|&r| r >= 1.0));
         if alpha == 0.0 {
-            // R_k(t) = (a_k / a_(k+1))^t: every ratio grows with each step (Mobahi et al.).
+            // R_k(t) = (a_k / a_(k+1))^(t+1): every ratio grows with each step (Mobahi et al.).
             for pair in ratios.windows(2) {
                 assert!(
                     pair[0]
@@ -173,7 +173,7 @@ fn optimal_alpha_against_the_true_function_beats_every_constant() {
         mean_squared_error(evaluator.predict(coef.as_ref()).as_ref(), truth.as_ref())
     };
     let auto_loss = loss(&steps[1].fit.dual_coef);
-    // Greedy: at step 2 no constant alpha does better than the chosen one.
+    // Greedy: at step 1 no constant alpha does better than the chosen one.
     for k in 0..=100 {
         let alpha = k as f64 / 100.0;
         let constant = problem.distill(&Schedule::Constant(alpha), 2).unwrap();
