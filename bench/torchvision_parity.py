@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Writes a torchvision ResNet's weights and a reference forward pass as safetensors, for
-`cargo run --release -p sd-resnet --example torchvision_parity` to compare against.
+`cargo run --release -p sd-train --example torchvision_parity` (and sd-resnet's
+`torchvision_weights` example) to compare against.
 
   python bench/torchvision_parity.py --depth 18 --out target/parity   # needs torch, torchvision, safetensors
 

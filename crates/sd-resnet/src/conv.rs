@@ -66,16 +66,20 @@ impl Geometry {
         let (&[batch, channels, height, width], &[out_channels, in_channels, kernel_h, kernel_w]) =
             (x, w)
         else {
-            return Err(ResnetError::InvalidConfig(format!(
-                "convolution takes [N, C, H, W] inputs and [O, C, kh, kw] weights, got {x:?} and \
-                 {w:?}"
-            )));
+            let got = if x.len() == 4 { w } else { x };
+            return Err(ResnetError::Rank {
+                op: "convolution",
+                expected: "[N, C, H, W] inputs and [O, C, kh, kw] weight",
+                got: got.to_vec(),
+            });
         };
         if in_channels != channels {
-            return Err(ResnetError::InvalidConfig(format!(
-                "convolution weight {w:?} expects {in_channels} input channels, the input {x:?} \
-                 has {channels}"
-            )));
+            return Err(ResnetError::Channels {
+                weight: w.to_vec(),
+                input: x.to_vec(),
+                expected: in_channels,
+                found: channels,
+            });
         }
         let Conv2dParams { stride, padding } = params;
         let out = |size: usize, kernel: usize| {
@@ -96,10 +100,15 @@ impl Geometry {
                 out_h,
                 out_w,
             }),
-            _ => Err(ResnetError::InvalidConfig(format!(
-                "convolution kernel {kernel_h} x {kernel_w} with stride {stride} and padding \
-                 {padding} does not fit a {height} x {width} input"
-            ))),
+            _ => Err(ResnetError::Window {
+                op: "convolution",
+                kernel: kernel_h,
+                kernel_w,
+                stride,
+                padding,
+                height,
+                width,
+            }),
         }
     }
 

@@ -1,48 +1,160 @@
 //! The error type of this crate.
 
-/// Everything that can go wrong when building or running a network.
+use std::path::PathBuf;
+
+/// Everything that can go wrong when building, running, loading or optimizing a network.
+///
+/// Functions that implement candle's traits (`ModuleT::forward_t`, `Optimizer::step`) return
+/// candle's error; `?` turns a `ResnetError` into one ([`From`] below), so the two mix in a
+/// candle program.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ResnetError {
     /// A tensor operation failed (shapes, devices, dtypes).
     #[error(transparent)]
     Tensor(#[from] candle_core::Error),
-    /// A checkpoint that cannot be written or does not fit the model.
+    /// A network without input channels or classes.
+    #[error(
+        "a ResNet needs at least one input channel and one class, got {in_channels} and {classes}"
+    )]
+    EmptyNetwork {
+        /// Input channels asked for.
+        in_channels: usize,
+        /// Classes asked for.
+        classes: usize,
+    },
+    /// An op got a tensor of a rank it does not take.
+    #[error("{op} takes {expected} tensors, got {got:?}")]
+    Rank {
+        /// The op: `convolution`, `max-pool`.
+        op: &'static str,
+        /// What it takes, e.g. `[N, C, H, W]`.
+        expected: &'static str,
+        /// The dimensions it got.
+        got: Vec<usize>,
+    },
+    /// A convolution whose weight does not match its input's channels.
+    #[error(
+        "convolution weight {weight:?} expects {expected} input channels, the input {input:?} has \
+         {found}"
+    )]
+    Channels {
+        /// The weight's dimensions `[O, C, kh, kw]`.
+        weight: Vec<usize>,
+        /// The input's dimensions `[N, C, H, W]`.
+        input: Vec<usize>,
+        /// The weight's `C`.
+        expected: usize,
+        /// The input's `C`.
+        found: usize,
+    },
+    /// A window (convolution kernel or pool) that does not fit the padded input, or a pool
+    /// whose kernel, stride or padding cannot work.
+    #[error(
+        "{op} kernel {kernel} x {kernel_w} with stride {stride} and padding {padding} does not fit \
+         a {height} x {width} input (kernel and stride must be > 0, a pool's padding at most half \
+         its kernel)"
+    )]
+    Window {
+        /// The op.
+        op: &'static str,
+        /// Kernel height.
+        kernel: usize,
+        /// Kernel width.
+        kernel_w: usize,
+        /// Stride.
+        stride: usize,
+        /// Zero (or `-inf`) border on each side.
+        padding: usize,
+        /// Input height.
+        height: usize,
+        /// Input width.
+        width: usize,
+    },
+    /// A loss whose logits and targets differ in shape.
+    #[error("logits {logits:?} and targets {targets:?} differ in shape")]
+    LossShapes {
+        /// The logits' dimensions.
+        logits: Vec<usize>,
+        /// The targets' dimensions.
+        targets: Vec<usize>,
+    },
+    /// A ground-truth weight outside `[0, 1]`.
+    #[error("alpha must lie in [0, 1], got {alpha}")]
+    Alpha {
+        /// The weight given.
+        alpha: f64,
+    },
+    /// The regularizer of an empty list of tensors.
+    #[error("no parameters to regularize")]
+    NoParameters,
+    /// A learning rate that is not a finite number above 0.
+    #[error("the learning rate must be finite and > 0, got {lr}")]
+    LearningRate {
+        /// The rate given.
+        lr: f64,
+    },
+    /// Text that names no depth, stem or loss.
+    #[error("'{text}' is not a {what}: expected {expected}")]
+    Parse {
+        /// `depth`, `stem`, `loss`.
+        what: &'static str,
+        /// The text given.
+        text: String,
+        /// The accepted spellings.
+        expected: &'static str,
+    },
+    /// A checkpoint file that is missing or not a readable safetensors file.
     #[error("checkpoint {}: {detail}", path.display())]
-    Checkpoint {
+    CheckpointUnreadable {
         /// The file.
-        path: std::path::PathBuf,
-        /// What is wrong.
+        path: PathBuf,
+        /// What is wrong (`no such file`, the reader's message).
         detail: String,
     },
-    /// The training loss became NaN or infinite: the step stops; earlier checkpoints stay.
+    /// A checkpoint without a tensor the model needs.
+    #[error("checkpoint {}: missing tensor {name}", path.display())]
+    CheckpointMissing {
+        /// The file.
+        path: PathBuf,
+        /// The tensor's name.
+        name: String,
+    },
+    /// A checkpoint tensor of another shape than the model's.
     #[error(
-        "the training loss became {value} at step {step}, epoch {epoch}, batch {batch}: stopped \
-         (lower --lr or --reg-coef; the last good checkpoints are kept)"
+        "checkpoint {}: tensor {name} has shape {found:?}, the model needs {expected:?}",
+        path.display()
     )]
-    NonFinite {
-        /// Distillation step.
-        step: usize,
-        /// Epoch.
-        epoch: usize,
-        /// Batch within the epoch.
-        batch: usize,
-        /// The loss.
-        value: f64,
+    CheckpointShape {
+        /// The file.
+        path: PathBuf,
+        /// The tensor's name.
+        name: String,
+        /// Its shape in the file.
+        found: Vec<usize>,
+        /// The model's.
+        expected: Vec<usize>,
     },
-    /// A file could not be written or a directory created.
-    #[error("cannot write {}: {source}", path.display())]
-    Io {
-        /// The path.
-        path: std::path::PathBuf,
-        /// The error.
-        #[source]
-        source: std::io::Error,
+    /// A checkpoint with tensors the model does not have (another architecture).
+    #[error("checkpoint {}: tensors the model does not have: {}", path.display(), names.join(", "))]
+    CheckpointExtra {
+        /// The file.
+        path: PathBuf,
+        /// Their names, sorted.
+        names: Vec<String>,
     },
-    /// A configuration that cannot work.
-    #[error("{0}")]
-    InvalidConfig(String),
 }
 
 /// The result type of this crate.
 pub type Result<T, E = ResnetError> = std::result::Result<T, E>;
+
+impl From<ResnetError> for candle_core::Error {
+    /// candle's own errors come back as they were; ours are wrapped (recover them with
+    /// `downcast_ref` on the wrapped error).
+    fn from(error: ResnetError) -> Self {
+        match error {
+            ResnetError::Tensor(inner) => inner,
+            other => candle_core::Error::wrap(other),
+        }
+    }
+}

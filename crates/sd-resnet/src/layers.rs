@@ -1,90 +1,29 @@
-//! Convolution, batch normalization and the linear head, registered under torchvision's names.
+//! Convolution, batch normalization and the linear head, built from a [`VarBuilder`] under
+//! torchvision's names, each a candle [`Module`] or [`ModuleT`].
 
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 
-use candle_core::{D, DType, Tensor, Var};
+use candle_core::{D, DType, Module, ModuleT, Tensor, Var};
+use candle_nn::{Init, VarBuilder};
 
 use crate::conv::{Conv2dParams, conv2d, conv2d_reference};
 use crate::error::Result;
-use crate::params::{Init, ParamKind, Parameters};
+use crate::params::{ParamKind, Parameters};
 
-/// Registers tensors under a dotted prefix.
-pub(crate) struct Builder<'a> {
-    pub(crate) params: &'a mut Parameters,
-    pub(crate) init: &'a mut Init,
+/// A tensor of `vb` as a [`Var`] this layer can update in place: the builder's own variable
+/// when it made one (a `VarMap`, [`crate::init::seeded`]), so training updates what the builder
+/// holds; a copy of a constant (weights read from a file), so those are trainable too.
+fn variable(
+    vb: &VarBuilder<'_>,
+    shape: impl Into<candle_core::Shape>,
+    name: &str,
+    init: Init,
+) -> Result<Var> {
+    Ok(Var::from_tensor(&vb.get_with_hints(shape, name, init)?)?)
 }
 
-impl Builder<'_> {
-    fn name(prefix: &str, leaf: &str) -> String {
-        if prefix.is_empty() {
-            leaf.to_string()
-        } else {
-            format!("{prefix}.{leaf}")
-        }
-    }
-
-    pub(crate) fn conv(
-        &mut self,
-        prefix: &str,
-        input: usize,
-        out: usize,
-        kernel: usize,
-        stride: usize,
-        padding: usize,
-    ) -> Result<Conv2d> {
-        let weight = self.init.conv(out, input, kernel)?;
-        let weight = self
-            .params
-            .push(Self::name(prefix, "weight"), weight, ParamKind::Trainable);
-        Ok(Conv2d {
-            weight,
-            params: Conv2dParams { stride, padding },
-            reference: AtomicBool::new(false),
-        })
-    }
-
-    pub(crate) fn batch_norm(&mut self, prefix: &str, channels: usize) -> Result<BatchNorm2d> {
-        let mut push = |leaf: &str, value: f64, kind| -> Result<Var> {
-            let var = self.init.constant(value, &[channels])?;
-            Ok(self.params.push(Self::name(prefix, leaf), var, kind))
-        };
-        let weight = push("weight", 1.0, ParamKind::Trainable)?;
-        let bias = push("bias", 0.0, ParamKind::Trainable)?;
-        let running_mean = push("running_mean", 0.0, ParamKind::Buffer)?;
-        let running_var = push("running_var", 1.0, ParamKind::Buffer)?;
-        // A scalar i64, as torchvision's; kept as a Var so checkpoints see it.
-        let tracked = Var::from_tensor(
-            &Tensor::new(0i64, &candle_core::Device::Cpu)?.to_device(self.init.device())?,
-        )?;
-        let num_batches_tracked = self.params.push(
-            Self::name(prefix, "num_batches_tracked"),
-            tracked,
-            ParamKind::Buffer,
-        );
-        Ok(BatchNorm2d {
-            weight,
-            bias,
-            running_mean,
-            running_var,
-            num_batches_tracked,
-            batches: AtomicI64::new(0),
-            reference: AtomicBool::new(false),
-        })
-    }
-
-    pub(crate) fn linear(&mut self, prefix: &str, input: usize, out: usize) -> Result<Linear> {
-        let (weight, bias) = self.init.linear(out, input)?;
-        let weight = self
-            .params
-            .push(Self::name(prefix, "weight"), weight, ParamKind::Trainable);
-        let bias = self
-            .params
-            .push(Self::name(prefix, "bias"), bias, ParamKind::Trainable);
-        Ok(Linear { weight, bias })
-    }
-}
-
-/// A bias-free 2-D convolution (all of ResNet's are).
+/// A bias-free 2-D convolution (all of ResNet's are): `nn.Conv2d(input, out, kernel, stride,
+/// padding, bias=False)`, its weight `[out, input, kernel, kernel]` named `weight`.
 #[derive(Debug)]
 pub struct Conv2d {
     weight: Var,
@@ -93,9 +32,37 @@ pub struct Conv2d {
 }
 
 impl Conv2d {
+    /// Takes `weight` from `vb`; where `vb` creates it, as torchvision's ResNet initializes it
+    /// ([`crate::init::CONV`]: Kaiming normal, fan_out).
+    pub fn new(
+        vb: VarBuilder<'_>,
+        input: usize,
+        out: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Self> {
+        let weight = variable(
+            &vb,
+            (out, input, kernel, kernel),
+            "weight",
+            crate::init::CONV,
+        )?;
+        Ok(Conv2d {
+            weight,
+            params: Conv2dParams { stride, padding },
+            reference: AtomicBool::new(false),
+        })
+    }
+
+    /// The weight, `[out, input, kernel, kernel]`.
+    pub fn weight(&self) -> &Var {
+        &self.weight
+    }
+
     /// `[N, C_in, H, W] -> [N, C_out, H', W']`, through [`crate::conv::conv2d`] (im2col + GEMM
     /// with its own backward) or, when [`Conv2d::set_reference`] asked for it, candle's `conv2d`.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    fn apply(&self, x: &Tensor) -> Result<Tensor> {
         if self.reference.load(Ordering::Relaxed) {
             conv2d_reference(x, self.weight.as_tensor(), self.params)
         } else {
@@ -107,6 +74,20 @@ impl Conv2d {
     pub fn set_reference(&self, reference: bool) {
         self.reference.store(reference, Ordering::Relaxed);
     }
+
+    pub(crate) fn register(&self, prefix: &str, params: &mut Parameters) {
+        params.push(
+            format!("{prefix}.weight"),
+            &self.weight,
+            ParamKind::Trainable,
+        );
+    }
+}
+
+impl Module for Conv2d {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        Ok(self.apply(x)?)
+    }
 }
 
 /// `nn.BatchNorm2d(C)` with torchvision's defaults: momentum 0.1, eps 1e-5, affine.
@@ -115,6 +96,10 @@ impl Conv2d {
 /// `running_mean <- 0.9 running_mean + 0.1 mean` and `running_var <- 0.9 running_var + 0.1
 /// var_unbiased` (variance with `n - 1`, `n = N H W`), `num_batches_tracked += 1`, all outside
 /// the gradient. Evaluation: normalizes with the running statistics.
+///
+/// Its tensors are `weight` and `bias` (trainable; 1 and 0 where the builder creates them), and
+/// the buffers `running_mean`, `running_var` (0 and 1) and `num_batches_tracked` (an `i64`
+/// scalar, 0; taken as 0 when a file lacks it, as PyTorch does for old checkpoints).
 #[derive(Debug)]
 pub struct BatchNorm2d {
     weight: Var,
@@ -132,6 +117,77 @@ pub const BN_MOMENTUM: f64 = 0.1;
 pub const BN_EPS: f64 = 1e-5;
 
 impl BatchNorm2d {
+    /// Takes its tensors from `vb` (see the type's documentation).
+    pub fn new(vb: VarBuilder<'_>, channels: usize) -> Result<Self> {
+        let weight = variable(&vb, channels, "weight", Init::Const(1.0))?;
+        let bias = variable(&vb, channels, "bias", Init::Const(0.0))?;
+        let running_mean = variable(&vb, channels, "running_mean", Init::Const(0.0))?;
+        let running_var = variable(&vb, channels, "running_var", Init::Const(1.0))?;
+        let tracked = match vb.get_with_hints_dtype(
+            (),
+            "num_batches_tracked",
+            Init::Const(0.0),
+            DType::I64,
+        ) {
+            Ok(tensor) => tensor,
+            Err(_)
+                if !vb.contains_tensor("num_batches_tracked")
+                    && vb.contains_tensor("running_mean") =>
+            {
+                Tensor::zeros((), DType::I64, vb.device())?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let num_batches_tracked = Var::from_tensor(&tracked)?;
+        let batches = AtomicI64::new(num_batches_tracked.as_tensor().to_scalar::<i64>()?);
+        Ok(BatchNorm2d {
+            weight,
+            bias,
+            running_mean,
+            running_var,
+            num_batches_tracked,
+            batches,
+            reference: AtomicBool::new(false),
+        })
+    }
+
+    /// The scale `gamma`, `[C]`.
+    pub fn weight(&self) -> &Var {
+        &self.weight
+    }
+
+    /// The shift `beta`, `[C]`.
+    pub fn bias(&self) -> &Var {
+        &self.bias
+    }
+
+    /// The running mean, `[C]` (a buffer).
+    pub fn running_mean(&self) -> &Var {
+        &self.running_mean
+    }
+
+    /// The running (unbiased) variance, `[C]` (a buffer).
+    pub fn running_var(&self) -> &Var {
+        &self.running_var
+    }
+
+    pub(crate) fn register(&self, prefix: &str, params: &mut Parameters) {
+        let buffers = [
+            ("weight", &self.weight, ParamKind::Trainable),
+            ("bias", &self.bias, ParamKind::Trainable),
+            ("running_mean", &self.running_mean, ParamKind::Buffer),
+            ("running_var", &self.running_var, ParamKind::Buffer),
+            (
+                "num_batches_tracked",
+                &self.num_batches_tracked,
+                ParamKind::Buffer,
+            ),
+        ];
+        for (leaf, var, kind) in buffers {
+            params.push(format!("{prefix}.{leaf}"), var, kind);
+        }
+    }
+
     /// Normalizes `[N, C, H, W]`.
     pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         if self.fused(x, train) {
@@ -356,7 +412,7 @@ pub enum Shortcut<'a> {
     Downsample(&'a Tensor, &'a BatchNorm2d),
 }
 
-/// `nn.Linear(in, out)`: `x W^T + b`.
+/// `nn.Linear(in, out)`: `x W^T + b`, with `weight` `[out, in]` and `bias` `[out]`.
 #[derive(Debug)]
 pub struct Linear {
     weight: Var,
@@ -364,10 +420,37 @@ pub struct Linear {
 }
 
 impl Linear {
+    /// Takes `weight` and `bias` from `vb`; where `vb` creates them, uniform in
+    /// `±1 / sqrt(in)` as `nn.Linear` initializes ([`crate::init::linear`]).
+    pub fn new(vb: VarBuilder<'_>, input: usize, out: usize) -> Result<Self> {
+        let init = crate::init::linear(input);
+        Ok(Linear {
+            weight: variable(&vb, (out, input), "weight", init)?,
+            bias: variable(&vb, out, "bias", init)?,
+        })
+    }
+
+    pub(crate) fn register(&self, prefix: &str, params: &mut Parameters) {
+        params.push(
+            format!("{prefix}.weight"),
+            &self.weight,
+            ParamKind::Trainable,
+        );
+        params.push(format!("{prefix}.bias"), &self.bias, ParamKind::Trainable);
+    }
+}
+
+impl Module for Linear {
     /// `[N, in] -> [N, out]`.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(x.matmul(&self.weight.as_tensor().t()?)?
-            .broadcast_add(self.bias.as_tensor())?)
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        x.matmul(&self.weight.as_tensor().t()?)?
+            .broadcast_add(self.bias.as_tensor())
+    }
+}
+
+impl ModuleT for BatchNorm2d {
+    fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        Ok(self.forward(x, train)?)
     }
 }
 

@@ -10,14 +10,52 @@ use candle_core::{D, Tensor, Var};
 use crate::error::{ResnetError, Result};
 
 /// Which loss compares the student's outputs with its targets.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+///
+/// Text form ([`std::str::FromStr`], [`std::fmt::Display`], and serde with the `serde` feature):
+/// `mse` or `ce`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum LossKind {
     /// Mean squared error between probabilities: the original code's (default).
     #[default]
+    #[cfg_attr(feature = "serde", serde(rename = "mse"))]
     SoftmaxMse,
     /// Cross-entropy against soft targets, `-mean_b sum_c t_bc log softmax(z)_bc`: what most
     /// distillation libraries use.
+    #[cfg_attr(feature = "serde", serde(rename = "ce"))]
     CrossEntropy,
+}
+
+impl LossKind {
+    /// `mse` or `ce`.
+    pub fn name(self) -> &'static str {
+        match self {
+            LossKind::SoftmaxMse => "mse",
+            LossKind::CrossEntropy => "ce",
+        }
+    }
+}
+
+impl std::fmt::Display for LossKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for LossKind {
+    type Err = ResnetError;
+
+    fn from_str(text: &str) -> Result<Self> {
+        match text {
+            "mse" => Ok(LossKind::SoftmaxMse),
+            "ce" => Ok(LossKind::CrossEntropy),
+            _ => Err(ResnetError::Parse {
+                what: "loss",
+                text: text.to_string(),
+                expected: "mse or ce",
+            }),
+        }
+    }
 }
 
 /// `softmax(z)` over the last dimension, differentiable (max-shifted for stability).
@@ -37,11 +75,10 @@ pub fn log_softmax(logits: &Tensor) -> Result<Tensor> {
 /// The loss of `logits` against probability `targets` (both `[B, C]`).
 pub fn against(kind: LossKind, logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
     if logits.dims() != targets.dims() {
-        return Err(ResnetError::InvalidConfig(format!(
-            "logits {:?} and targets {:?} differ in shape",
-            logits.dims(),
-            targets.dims()
-        )));
+        return Err(ResnetError::LossShapes {
+            logits: logits.dims().to_vec(),
+            targets: targets.dims().to_vec(),
+        });
     }
     Ok(match kind {
         LossKind::SoftmaxMse => (softmax(logits)? - targets)?.sqr()?.mean_all()?,
@@ -66,9 +103,7 @@ pub fn distillation(
         None => Ok(truth),
         Some(teacher) => {
             if !(0.0..=1.0).contains(&alpha) {
-                return Err(ResnetError::InvalidConfig(format!(
-                    "alpha must lie in [0, 1], got {alpha}"
-                )));
+                return Err(ResnetError::Alpha { alpha });
             }
             let soft = softmax(&teacher.detach())?.detach();
             let distilled = against(kind, logits, &soft)?;
@@ -118,7 +153,7 @@ fn sum_norms(params: &[Var], norm: impl Fn(&Tensor) -> Result<Tensor>) -> Result
             Some(t) => (t + norm)?,
         });
     }
-    total.ok_or_else(|| ResnetError::InvalidConfig("no parameters to regularize".into()))
+    total.ok_or(ResnetError::NoParameters)
 }
 
 /// `sqrt(sum p^2 + 1e-24)` as one op (sum in f64); backward `grad * p / norm`.

@@ -42,24 +42,26 @@ impl MaxPool2d {
     }
 
     fn check(&self, dims: &[usize]) -> Result<(usize, usize, usize, usize)> {
-        if self.kernel == 0 || self.stride == 0 || self.padding > self.kernel / 2 {
-            return Err(ResnetError::InvalidConfig(format!(
-                "max-pool kernel {} stride {} padding {}: kernel and stride must be > 0 and \
-                 padding at most half the kernel",
-                self.kernel, self.stride, self.padding
-            )));
-        }
-        let [_, _, h, w] = dims else {
-            return Err(ResnetError::InvalidConfig(format!(
-                "max-pool takes [N, C, H, W] tensors, got {dims:?}"
-            )));
+        let &[_, _, h, w] = dims else {
+            return Err(ResnetError::Rank {
+                op: "max-pool",
+                expected: "[N, C, H, W]",
+                got: dims.to_vec(),
+            });
         };
-        match (self.output_size(*h), self.output_size(*w)) {
-            (Some(oh), Some(ow)) => Ok((*h, *w, oh, ow)),
-            _ => Err(ResnetError::InvalidConfig(format!(
-                "max-pool kernel {} does not fit a {h} x {w} input with padding {}",
-                self.kernel, self.padding
-            ))),
+        let valid = self.kernel > 0 && self.stride > 0 && self.padding <= self.kernel / 2;
+        let sizes = valid.then(|| (self.output_size(h), self.output_size(w)));
+        match sizes {
+            Some((Some(oh), Some(ow))) => Ok((h, w, oh, ow)),
+            _ => Err(ResnetError::Window {
+                op: "max-pool",
+                kernel: self.kernel,
+                kernel_w: self.kernel,
+                stride: self.stride,
+                padding: self.padding,
+                height: h,
+                width: w,
+            }),
         }
     }
 }

@@ -1,15 +1,27 @@
 //! torchvision's ResNet-18, -34 and -50 (He et al. 2016, torchvision's "v1.5": the Bottleneck
 //! strides in its 3x3 convolution).
 
-use candle_core::{D, DType, Device, Tensor};
+use std::fmt;
+use std::str::FromStr;
+
+use candle_core::{D, DType, Device, ModuleT, Tensor};
+use candle_nn::{Module, VarBuilder};
 
 use crate::error::{ResnetError, Result};
-use crate::layers::{BatchNorm2d, Builder, Conv2d, Linear, Shortcut};
+use crate::layers::{BatchNorm2d, Conv2d, Linear, Shortcut};
 use crate::maxpool::{MaxPool2d, max_pool2d};
-use crate::params::{Init, Parameters};
+use crate::params::Parameters;
 
 /// Network depth.
+///
+/// Text form ([`FromStr`], [`fmt::Display`]): `18`, `34`, `50` (also `resnet18`, `ResNet-18`);
+/// serde (the `serde` feature): the number, `18`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(try_from = "u32", into = "u32")
+)]
 pub enum Depth {
     /// BasicBlock, [2, 2, 2, 2].
     R18,
@@ -39,6 +51,15 @@ impl Depth {
         }
     }
 
+    /// `ResNet-18`, `ResNet-34` or `ResNet-50`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Depth::R18 => "ResNet-18",
+            Depth::R34 => "ResNet-34",
+            Depth::R50 => "ResNet-50",
+        }
+    }
+
     fn blocks(self) -> [usize; 4] {
         match self {
             Depth::R18 => [2, 2, 2, 2],
@@ -51,8 +72,58 @@ impl Depth {
     }
 }
 
+impl fmt::Display for Depth {
+    /// `18`, `34` or `50`, as flags and files spell it ([`Depth::name`] for `ResNet-18`).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.layers())
+    }
+}
+
+impl FromStr for Depth {
+    type Err = ResnetError;
+
+    fn from_str(text: &str) -> Result<Self> {
+        let lower = text.trim().to_ascii_lowercase();
+        let digits = lower
+            .strip_prefix("resnet-")
+            .or_else(|| lower.strip_prefix("resnet"))
+            .unwrap_or(&lower);
+        digits
+            .parse()
+            .ok()
+            .and_then(Depth::from_layers)
+            .ok_or_else(|| ResnetError::Parse {
+                what: "ResNet depth",
+                text: text.to_string(),
+                expected: "18, 34 or 50",
+            })
+    }
+}
+
+impl TryFrom<u32> for Depth {
+    type Error = ResnetError;
+
+    fn try_from(layers: u32) -> Result<Self> {
+        layers.to_string().parse()
+    }
+}
+
+impl From<Depth> for u32 {
+    fn from(depth: Depth) -> u32 {
+        depth.layers()
+    }
+}
+
 /// The first layers.
+///
+/// Text form ([`FromStr`], [`fmt::Display`], serde with the `serde` feature): `imagenet`,
+/// `cifar`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "lowercase")
+)]
 pub enum Stem {
     /// torchvision's: 7x7 stride-2 convolution, BN, ReLU, 3x3 stride-2 max-pool with padding 1.
     /// What the original code trained on 32x32 CIFAR images (the default).
@@ -60,6 +131,38 @@ pub enum Stem {
     Imagenet,
     /// The common CIFAR variant: 3x3 stride-1 convolution, BN, ReLU, no max-pool.
     Cifar,
+}
+
+impl Stem {
+    /// `imagenet` or `cifar`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stem::Imagenet => "imagenet",
+            Stem::Cifar => "cifar",
+        }
+    }
+}
+
+impl fmt::Display for Stem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Stem {
+    type Err = ResnetError;
+
+    fn from_str(text: &str) -> Result<Self> {
+        match text {
+            "imagenet" => Ok(Stem::Imagenet),
+            "cifar" => Ok(Stem::Cifar),
+            _ => Err(ResnetError::Parse {
+                what: "stem",
+                text: text.to_string(),
+                expected: "imagenet or cifar",
+            }),
+        }
+    }
 }
 
 /// What to build.
@@ -88,13 +191,94 @@ impl ResnetConfig {
     }
 }
 
+/// A residual block: torchvision's `BasicBlock` (two 3x3 convolutions) or `Bottleneck` (1x1,
+/// 3x3 carrying the stride, 1x1 to four times the planes), each convolution followed by its
+/// BatchNorm, and a `downsample` (1x1 convolution and BatchNorm) on the shortcut where the shape
+/// changes: `relu(bn_last(conv_last(...)) + shortcut(x))`.
 #[derive(Debug)]
-struct Block {
+pub struct Block {
     convs: Vec<(Conv2d, BatchNorm2d)>,
     downsample: Option<(Conv2d, BatchNorm2d)>,
 }
 
 impl Block {
+    /// torchvision's `BasicBlock(in_planes, planes, stride)` under `vb` (`conv1`, `bn1`, `conv2`,
+    /// `bn2`, `downsample.0`, `downsample.1`).
+    pub fn basic(
+        vb: VarBuilder<'_>,
+        in_planes: usize,
+        planes: usize,
+        stride: usize,
+    ) -> Result<Self> {
+        let convs = vec![
+            (
+                Conv2d::new(vb.pp("conv1"), in_planes, planes, 3, stride, 1)?,
+                BatchNorm2d::new(vb.pp("bn1"), planes)?,
+            ),
+            (
+                Conv2d::new(vb.pp("conv2"), planes, planes, 3, 1, 1)?,
+                BatchNorm2d::new(vb.pp("bn2"), planes)?,
+            ),
+        ];
+        Self::with_shortcut(vb, convs, in_planes, planes, stride)
+    }
+
+    /// torchvision's `Bottleneck(in_planes, planes, stride)` under `vb`: its output has
+    /// `4 * planes` channels.
+    pub fn bottleneck(
+        vb: VarBuilder<'_>,
+        in_planes: usize,
+        planes: usize,
+        stride: usize,
+    ) -> Result<Self> {
+        let specs = [
+            (in_planes, planes, 1, 1, 0),
+            (planes, planes, 3, stride, 1),
+            (planes, planes * 4, 1, 1, 0),
+        ];
+        let mut convs = Vec::new();
+        for (i, (input, out, kernel, s, pad)) in specs.into_iter().enumerate() {
+            convs.push((
+                Conv2d::new(vb.pp(format!("conv{}", i + 1)), input, out, kernel, s, pad)?,
+                BatchNorm2d::new(vb.pp(format!("bn{}", i + 1)), out)?,
+            ));
+        }
+        Self::with_shortcut(vb, convs, in_planes, planes * 4, stride)
+    }
+
+    fn with_shortcut(
+        vb: VarBuilder<'_>,
+        convs: Vec<(Conv2d, BatchNorm2d)>,
+        in_planes: usize,
+        out_planes: usize,
+        stride: usize,
+    ) -> Result<Self> {
+        let downsample = if stride != 1 || in_planes != out_planes {
+            Some((
+                Conv2d::new(vb.pp("downsample.0"), in_planes, out_planes, 1, stride, 0)?,
+                BatchNorm2d::new(vb.pp("downsample.1"), out_planes)?,
+            ))
+        } else {
+            None
+        };
+        Ok(Block { convs, downsample })
+    }
+
+    fn layers(&self) -> impl Iterator<Item = &(Conv2d, BatchNorm2d)> {
+        self.convs.iter().chain(&self.downsample)
+    }
+
+    fn register(&self, prefix: &str, params: &mut Parameters) {
+        for (i, (conv, bn)) in self.convs.iter().enumerate() {
+            conv.register(&format!("{prefix}.conv{}", i + 1), params);
+            bn.register(&format!("{prefix}.bn{}", i + 1), params);
+        }
+        if let Some((conv, bn)) = &self.downsample {
+            conv.register(&format!("{prefix}.downsample.0"), params);
+            bn.register(&format!("{prefix}.downsample.1"), params);
+        }
+    }
+
     fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let (last, inner) = self.convs.split_last().expect("a block has convolutions");
         let mut y = x.clone();
@@ -114,7 +298,14 @@ impl Block {
     }
 }
 
-/// A ResNet whose tensors carry torchvision's names and shapes.
+impl ModuleT for Block {
+    fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        Ok(self.forward(x, train)?)
+    }
+}
+
+/// A ResNet whose tensors carry torchvision's names and shapes, a candle [`ModuleT`]:
+/// `forward_t(images [N, C, H, W], train) -> logits [N, classes]`.
 #[derive(Debug)]
 pub struct Resnet {
     config: ResnetConfig,
@@ -126,38 +317,29 @@ pub struct Resnet {
 }
 
 impl Resnet {
-    /// Builds and initializes the network as torchvision does (Kaiming normal, fan_out, for the
-    /// convolutions; BN weight 1 and bias 0; `nn.Linear`'s default for the head), every draw from
-    /// a ChaCha8 stream seeded by `seed`: the same seed gives the same weights.
-    pub fn new(config: ResnetConfig, seed: u64, device: &Device) -> Result<Self> {
-        Self::with_dtype(config, seed, device, DType::F32)
-    }
-
-    /// [`Resnet::new`] with floating-point tensors of `dtype` (f32 for training; f64 for
-    /// reference checks).
-    pub fn with_dtype(
-        config: ResnetConfig,
-        seed: u64,
-        device: &Device,
-        dtype: DType,
-    ) -> Result<Self> {
+    /// Builds the network from `vb`, whose tensors it asks for under torchvision's names
+    /// (`conv1.weight`, `layer2.0.downsample.1.running_var`, `fc.bias`, ...), in the dtype and on
+    /// the device of `vb`:
+    ///
+    /// - a `candle_nn::VarMap` (`VarBuilder::from_varmap`) creates them with torchvision's
+    ///   initialization schemes from candle's random generator, and the model trains the map's
+    ///   variables in place (its running statistics too), so `varmap.save(path)` saves it;
+    /// - [`crate::init::seeded`] creates them the same way from a seed ([`Resnet::seeded`]);
+    /// - a safetensors file with torchvision's names (`VarBuilder::from_buffered_safetensors`,
+    ///   `from_mmaped_safetensors`), such as a `state_dict` saved by `safetensors.torch`, gives
+    ///   torchvision's network (copied into trainable tensors of the model's own).
+    pub fn new(config: ResnetConfig, vb: VarBuilder<'_>) -> Result<Self> {
         if config.in_channels == 0 || config.classes == 0 {
-            return Err(ResnetError::InvalidConfig(format!(
-                "a ResNet needs at least one input channel and one class, got {} and {}",
-                config.in_channels, config.classes
-            )));
+            return Err(ResnetError::EmptyNetwork {
+                in_channels: config.in_channels,
+                classes: config.classes,
+            });
         }
-        let mut params = Parameters::default();
-        let mut init = Init::new(seed, device, dtype);
-        let mut b = Builder {
-            params: &mut params,
-            init: &mut init,
-        };
         let conv1 = match config.stem {
-            Stem::Imagenet => b.conv("conv1", config.in_channels, 64, 7, 2, 3)?,
-            Stem::Cifar => b.conv("conv1", config.in_channels, 64, 3, 1, 1)?,
+            Stem::Imagenet => Conv2d::new(vb.pp("conv1"), config.in_channels, 64, 7, 2, 3)?,
+            Stem::Cifar => Conv2d::new(vb.pp("conv1"), config.in_channels, 64, 3, 1, 1)?,
         };
-        let bn1 = b.batch_norm("bn1", 64)?;
+        let bn1 = BatchNorm2d::new(vb.pp("bn1"), 64)?;
         let expansion = if config.depth.bottleneck() { 4 } else { 1 };
         let mut in_planes = 64;
         let mut layers = Vec::new();
@@ -165,54 +347,27 @@ impl Resnet {
             let planes = 64 << stage;
             for index in 0..count {
                 let stride = if stage > 0 && index == 0 { 2 } else { 1 };
-                let prefix = format!("layer{}.{index}", stage + 1);
-                let mut convs = Vec::new();
-                if config.depth.bottleneck() {
-                    let specs = [
-                        (in_planes, planes, 1, 1, 0),
-                        (planes, planes, 3, stride, 1),
-                        (planes, planes * expansion, 1, 1, 0),
-                    ];
-                    for (i, (input, out, kernel, s, pad)) in specs.into_iter().enumerate() {
-                        let conv = b.conv(
-                            &format!("{prefix}.conv{}", i + 1),
-                            input,
-                            out,
-                            kernel,
-                            s,
-                            pad,
-                        )?;
-                        let bn = b.batch_norm(&format!("{prefix}.bn{}", i + 1), out)?;
-                        convs.push((conv, bn));
-                    }
+                let vb = vb.pp(format!("layer{}.{index}", stage + 1));
+                layers.push(if config.depth.bottleneck() {
+                    Block::bottleneck(vb, in_planes, planes, stride)?
                 } else {
-                    let conv =
-                        b.conv(&format!("{prefix}.conv1"), in_planes, planes, 3, stride, 1)?;
-                    let bn = b.batch_norm(&format!("{prefix}.bn1"), planes)?;
-                    convs.push((conv, bn));
-                    let conv = b.conv(&format!("{prefix}.conv2"), planes, planes, 3, 1, 1)?;
-                    let bn = b.batch_norm(&format!("{prefix}.bn2"), planes)?;
-                    convs.push((conv, bn));
-                }
-                let downsample = if stride != 1 || in_planes != planes * expansion {
-                    let conv = b.conv(
-                        &format!("{prefix}.downsample.0"),
-                        in_planes,
-                        planes * expansion,
-                        1,
-                        stride,
-                        0,
-                    )?;
-                    let bn = b.batch_norm(&format!("{prefix}.downsample.1"), planes * expansion)?;
-                    Some((conv, bn))
-                } else {
-                    None
-                };
-                layers.push(Block { convs, downsample });
+                    Block::basic(vb, in_planes, planes, stride)?
+                });
                 in_planes = planes * expansion;
             }
         }
-        let fc = b.linear("fc", 512 * expansion, config.classes)?;
+        let fc = Linear::new(vb.pp("fc"), 512 * expansion, config.classes)?;
+        let mut params = Parameters::default();
+        conv1.register("conv1", &mut params);
+        bn1.register("bn1", &mut params);
+        let mut index = 0;
+        for (stage, &count) in config.depth.blocks().iter().enumerate() {
+            for block in 0..count {
+                layers[index].register(&format!("layer{}.{block}", stage + 1), &mut params);
+                index += 1;
+            }
+        }
+        fc.register("fc", &mut params);
         Ok(Resnet {
             config,
             params,
@@ -221,6 +376,14 @@ impl Resnet {
             layers,
             fc,
         })
+    }
+
+    /// [`Resnet::new`] from [`crate::init::seeded`]`(seed)` in f32: initialized as torchvision
+    /// does (Kaiming normal, fan_out, for the convolutions; BN weight 1 and bias 0; `nn.Linear`'s
+    /// default for the head), every draw from a ChaCha8 stream seeded by `seed`: the same seed
+    /// gives the same weights.
+    pub fn seeded(config: ResnetConfig, seed: u64, device: &Device) -> Result<Self> {
+        Self::new(config, crate::init::seeded(seed, DType::F32, device))
     }
 
     /// What it was built as.
@@ -235,7 +398,7 @@ impl Resnet {
 
     /// Logits `[N, classes]` for images `[N, C, H, W]`. `train`: BatchNorm uses (and updates)
     /// batch statistics; otherwise it uses its running statistics.
-    pub fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, train: bool) -> Result<Tensor> {
         let mut y = self.bn1.forward_relu(&self.conv1.forward(x)?, train)?;
         if self.config.stem == Stem::Imagenet {
             y = max_pool2d(&y, MaxPool2d::RESNET_STEM)?;
@@ -245,7 +408,7 @@ impl Resnet {
         }
         // Adaptive average pooling to 1x1, then flatten.
         let pooled = y.flatten_from(2)?.mean(D::Minus1)?;
-        self.fc.forward(&pooled)
+        Ok(self.fc.forward(&pooled)?)
     }
 
     /// `true`: every layer with a fast kernel of this crate takes candle's reference instead
@@ -261,7 +424,7 @@ impl Resnet {
     pub fn use_reference_convolutions(&self, reference: bool) {
         self.conv1.set_reference(reference);
         for block in &self.layers {
-            for (conv, _) in block.convs.iter().chain(&block.downsample) {
+            for (conv, _) in block.layers() {
                 conv.set_reference(reference);
             }
         }
@@ -272,31 +435,37 @@ impl Resnet {
     pub fn use_reference_batch_norm(&self, reference: bool) {
         self.bn1.set_reference(reference);
         for block in &self.layers {
-            for (_, bn) in block.convs.iter().chain(&block.downsample) {
+            for (_, bn) in block.layers() {
                 bn.set_reference(reference);
             }
         }
     }
 
-    /// Saves every tensor as safetensors under torchvision's names, atomically.
-    pub fn save(&self, path: &std::path::Path) -> Result<()> {
-        crate::checkpoint::save(&self.params, path)
+    /// Saves every tensor (weights and buffers) to `path` as safetensors under torchvision's
+    /// names, as `VarMap::save` does: the file is written in place. (sd-train writes its
+    /// checkpoints to a temporary file renamed into place, so that none is ever half written.)
+    /// `torchvision.models.resnetNN(num_classes=...).load_state_dict(load_file(path))` loads it.
+    pub fn save(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        crate::checkpoint::save(&self.params, path.as_ref())
     }
 
-    /// Loads a checkpoint (ours, or a torchvision `state_dict` saved as safetensors), strictly.
-    pub fn load(&self, path: &std::path::Path) -> Result<()> {
-        crate::checkpoint::load(&self.params, path)?;
-        self.after_load()
-    }
-
-    /// Re-reads the batch counters after the tensors were replaced (loading a checkpoint).
-    fn after_load(&self) -> Result<()> {
+    /// Loads a checkpoint (ours, or a torchvision `state_dict` saved as safetensors) into this
+    /// network, strictly, as `load_state_dict(strict=True)`: every tensor must be there with its
+    /// shape and nothing else may be; nothing changes unless everything matches.
+    pub fn load(&self, path: impl AsRef<std::path::Path>) -> Result<()> {
+        crate::checkpoint::load(&self.params, path.as_ref())?;
         self.bn1.sync_batches_tracked()?;
         for block in &self.layers {
-            for (_, bn) in block.convs.iter().chain(&block.downsample) {
+            for (_, bn) in block.layers() {
                 bn.sync_batches_tracked()?;
             }
         }
         Ok(())
+    }
+}
+
+impl ModuleT for Resnet {
+    fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        Ok(self.forward(x, train)?)
     }
 }

@@ -1,12 +1,14 @@
-//! Adam (Kingma & Ba 2015) as `torch.optim.Adam` with no weight decay.
+//! Adam (Kingma & Ba 2015) as `torch.optim.Adam` with no weight decay, behind candle-nn's
+//! [`Optimizer`] trait.
 
 use std::cell::RefCell;
 
 use candle_core::backprop::GradStore;
 use candle_core::{CpuStorage, InplaceOp2, Layout, Tensor, Var};
+use candle_nn::Optimizer;
 use rayon::prelude::*;
 
-use crate::error::{ResnetError, Result};
+use crate::error::ResnetError;
 
 /// Adam's hyperparameters; the defaults are PyTorch's and the original code's.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -54,11 +56,28 @@ enum Moments {
     F64(Vec<f64>, Vec<f64>),
 }
 
-/// Adam over a fixed list of tensors.
+/// Adam over a fixed list of tensors, a [`candle_nn::Optimizer`]: build it with
+/// `Optimizer::new(vars, AdamConfig { lr, ..Default::default() })`, step it with
+/// `Optimizer::step(&grads)` or `Optimizer::backward_step(&loss)`.
 ///
 /// With `g` the gradient at step `t`: `m <- b1 m + (1 - b1) g`, `v <- b2 v + (1 - b2) g^2`,
 /// `p <- p - lr (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)`. A tensor without a gradient
-/// is left alone (its moments too), as in PyTorch.
+/// is left alone (its moments too), as in PyTorch, so BatchNorm's running statistics, which never
+/// get one, can be in the list. `Optimizer::new` refuses a learning rate that is not finite and
+/// above 0 ([`ResnetError::LearningRate`], wrapped in candle's error).
+///
+/// ```
+/// use candle_core::{Device, Tensor, Var};
+/// use candle_nn::Optimizer;
+/// use sd_resnet::optim::{Adam, AdamConfig};
+///
+/// let x = Var::new(&[3f64, -2.0], &Device::Cpu)?;
+/// let mut adam = Adam::new(vec![x.clone()], AdamConfig { lr: 0.1, ..AdamConfig::default() })?;
+/// adam.backward_step(&x.as_tensor().sqr()?.sum_all()?)?; // the first step moves each by ~lr
+/// let moved = x.as_tensor().to_vec1::<f64>()?;
+/// assert!((moved[0] - 2.9).abs() < 1e-8 && (moved[1] + 1.9).abs() < 1e-8);
+/// # Ok::<(), candle_core::Error>(())
+/// ```
 #[derive(Debug)]
 pub struct Adam {
     config: AdamConfig,
@@ -69,24 +88,6 @@ pub struct Adam {
 }
 
 impl Adam {
-    /// An optimizer for `params`.
-    pub fn new(params: Vec<Var>, config: AdamConfig) -> Result<Self> {
-        if !(config.lr > 0.0 && config.lr.is_finite()) {
-            return Err(ResnetError::InvalidConfig(format!(
-                "the learning rate must be finite and > 0, got {}",
-                config.lr
-            )));
-        }
-        let moments = params.iter().map(|_| None).collect();
-        Ok(Adam {
-            config,
-            params,
-            moments,
-            step: 0,
-            kernel: AdamKernel::Fused,
-        })
-    }
-
     /// Chooses the kernel (the fused one by default).
     pub fn with_kernel(mut self, kernel: AdamKernel) -> Self {
         self.kernel = kernel;
@@ -98,8 +99,40 @@ impl Adam {
         self.step
     }
 
+    /// Its hyperparameters.
+    pub fn config(&self) -> AdamConfig {
+        self.config
+    }
+}
+
+impl Optimizer for Adam {
+    type Config = AdamConfig;
+
+    /// An optimizer for `vars`.
+    fn new(vars: Vec<Var>, config: AdamConfig) -> candle_core::Result<Self> {
+        if !(config.lr > 0.0 && config.lr.is_finite()) {
+            return Err(ResnetError::LearningRate { lr: config.lr }.into());
+        }
+        let moments = vars.iter().map(|_| None).collect();
+        Ok(Adam {
+            config,
+            params: vars,
+            moments,
+            step: 0,
+            kernel: AdamKernel::Fused,
+        })
+    }
+
+    fn learning_rate(&self) -> f64 {
+        self.config.lr
+    }
+
+    fn set_learning_rate(&mut self, lr: f64) {
+        self.config.lr = lr;
+    }
+
     /// One update from `grads`.
-    pub fn step(&mut self, grads: &GradStore) -> Result<()> {
+    fn step(&mut self, grads: &GradStore) -> candle_core::Result<()> {
         self.step += 1;
         let AdamConfig {
             lr,

@@ -1,12 +1,8 @@
-//! Named parameters and buffers, in torchvision's `state_dict` order, and their seeded
-//! initialization.
+//! Named parameters and buffers, in torchvision's `state_dict` order.
 
-use candle_core::{DType, Device, Tensor, Var};
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
-use rand_distr::{Distribution, Normal, Uniform};
+use std::collections::HashMap;
 
-use crate::error::Result;
+use candle_core::{Tensor, Var};
 
 /// Whether the optimizer sees a tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,13 +31,12 @@ pub struct Parameters {
 }
 
 impl Parameters {
-    pub(crate) fn push(&mut self, name: String, var: Var, kind: ParamKind) -> Var {
+    pub(crate) fn push(&mut self, name: String, var: &Var, kind: ParamKind) {
         self.entries.push(Param {
             name,
             var: var.clone(),
             kind,
         });
-        var
     }
 
     /// Every tensor, in order.
@@ -72,63 +67,23 @@ impl Parameters {
     pub fn get(&self, name: &str) -> Option<&Param> {
         self.entries.iter().find(|p| p.name == name)
     }
-}
 
-/// Seeded initializers, as torchvision's ResNet initializes its layers.
-pub(crate) struct Init {
-    rng: ChaCha8Rng,
-    device: Device,
-    dtype: DType,
-}
-
-impl Init {
-    pub(crate) fn new(seed: u64, device: &Device, dtype: DType) -> Self {
-        Init {
-            rng: ChaCha8Rng::seed_from_u64(seed),
-            device: device.clone(),
-            dtype,
-        }
+    /// Every tensor by name, as `candle_core::safetensors::save` and
+    /// `candle_nn::VarBuilder::from_tensors` take them.
+    pub fn tensors(&self) -> HashMap<String, Tensor> {
+        self.entries
+            .iter()
+            .map(|p| (p.name.clone(), p.var.as_tensor().clone()))
+            .collect()
     }
 
-    fn tensor(&self, values: Vec<f64>, shape: &[usize]) -> Result<Var> {
-        let t = Tensor::from_vec(values, shape, &Device::Cpu)?
-            .to_dtype(self.dtype)?
-            .to_device(&self.device)?;
-        Ok(Var::from_tensor(&t)?)
+    /// How many tensors there are.
+    pub fn len(&self) -> usize {
+        self.entries.len()
     }
 
-    /// `kaiming_normal_(w, mode="fan_out", nonlinearity="relu")`: N(0, 2 / fan_out),
-    /// fan_out = out_channels x kernel height x kernel width.
-    pub(crate) fn conv(&mut self, out: usize, input: usize, kernel: usize) -> Result<Var> {
-        let std = (2.0 / (out * kernel * kernel) as f64).sqrt();
-        let normal = Normal::new(0.0, std).expect("a positive std");
-        let values = (0..out * input * kernel * kernel)
-            .map(|_| normal.sample(&mut self.rng))
-            .collect();
-        self.tensor(values, &[out, input, kernel, kernel])
-    }
-
-    /// `nn.Linear`'s default: weight and bias uniform in `±1 / sqrt(fan_in)` (kaiming_uniform
-    /// with a = sqrt(5) for the weight).
-    pub(crate) fn linear(&mut self, out: usize, input: usize) -> Result<(Var, Var)> {
-        let bound = 1.0 / (input as f64).sqrt();
-        let uniform = Uniform::new_inclusive(-bound, bound).expect("a valid range");
-        let weight = (0..out * input)
-            .map(|_| uniform.sample(&mut self.rng))
-            .collect();
-        let bias = (0..out).map(|_| uniform.sample(&mut self.rng)).collect();
-        Ok((
-            self.tensor(weight, &[out, input])?,
-            self.tensor(bias, &[out])?,
-        ))
-    }
-
-    /// A constant tensor.
-    pub(crate) fn constant(&self, value: f64, shape: &[usize]) -> Result<Var> {
-        self.tensor(vec![value; shape.iter().product()], shape)
-    }
-
-    pub(crate) fn device(&self) -> &Device {
-        &self.device
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
     }
 }

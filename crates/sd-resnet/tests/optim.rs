@@ -1,7 +1,8 @@
 //! The fused Adam step against the reference (candle tensor operations): same parameters after
 //! several steps, on random shapes, and on a whole ResNet-18 training step.
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, ModuleT, Tensor, Var};
+use candle_nn::Optimizer;
 use proptest::prelude::*;
 use sd_resnet::optim::{Adam, AdamConfig, AdamKernel};
 use sd_resnet::{Depth, Resnet, ResnetConfig, loss};
@@ -52,14 +53,14 @@ fn one_resnet_training_step_is_the_same_with_either_kernel() {
     .unwrap();
     let mut after = Vec::new();
     for kernel in [AdamKernel::Fused, AdamKernel::Reference] {
-        let model = Resnet::new(ResnetConfig::cifar10(Depth::R18), 3, &Device::Cpu).unwrap();
+        let model = Resnet::seeded(ResnetConfig::cifar10(Depth::R18), 3, &Device::Cpu).unwrap();
         let params = model.parameters().trainable();
         let mut adam = Adam::new(params.clone(), AdamConfig::default())
             .unwrap()
             .with_kernel(kernel);
         let mut losses = Vec::new();
         for _ in 0..2 {
-            let logits = model.forward(&x, true).unwrap();
+            let logits = model.forward_t(&x, true).unwrap();
             let total =
                 (loss::distillation(loss::LossKind::SoftmaxMse, &logits, &one_hot, None, 1.0)
                     .unwrap()
@@ -106,13 +107,16 @@ fn fused_batch_norm_gives_the_reference_training_step() {
     let mut runs = Vec::new();
     // Fused f32, reference f32, and the f64 composition as the truth.
     for (reference, dtype) in [(false, DType::F32), (true, DType::F32), (true, DType::F64)] {
-        let model =
-            Resnet::with_dtype(ResnetConfig::cifar10(Depth::R18), 4, &Device::Cpu, dtype).unwrap();
+        let model = Resnet::new(
+            ResnetConfig::cifar10(Depth::R18),
+            sd_resnet::init::seeded(4, dtype, &Device::Cpu),
+        )
+        .unwrap();
         model.use_reference_kernels(reference);
         let x = x.to_dtype(dtype).unwrap();
         let one_hot = one_hot.to_dtype(dtype).unwrap();
         let params = model.parameters().trainable();
-        let logits = model.forward(&x, true).unwrap();
+        let logits = model.forward_t(&x, true).unwrap();
         let total =
             loss::distillation(loss::LossKind::SoftmaxMse, &logits, &one_hot, None, 1.0).unwrap();
         let grads = total.backward().unwrap();
@@ -133,7 +137,7 @@ fn fused_batch_norm_gives_the_reference_training_step() {
         .flat_map(|name| values_of(model.parameters().get(name).unwrap().var.as_tensor()))
         .collect();
         // Evaluation mode, with the running statistics this step moved.
-        let eval_logits = values_of(&model.forward(&x, false).unwrap());
+        let eval_logits = values_of(&model.forward_t(&x, false).unwrap());
         runs.push(Run {
             logits: values_of(&logits),
             grads,
