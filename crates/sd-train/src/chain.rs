@@ -1,0 +1,595 @@
+//! The self-distillation chain: step 0 fits the ground truth, step `k >= 1` trains a fresh
+//! network on `alpha` ground truth + `(1 - alpha)` its frozen predecessor's softmax.
+
+use std::path::Path;
+use std::time::Instant;
+
+use candle_core::{DType, Device, ModuleT};
+use candle_nn::Optimizer;
+use sd_alpha::Alpha;
+use sd_data::{
+    BatchLoader, Dataset, LoaderConfig, Shuffle, SplitConfig, Splits, Subset, Transform,
+};
+use sd_resnet::optim::{Adam, AdamConfig};
+use sd_resnet::{Resnet, ResnetConfig, loss};
+
+use crate::dir::ChainDir;
+use crate::error::{Result, TrainError};
+use crate::evaluate::{Feed, correct_predictions, evaluate, one_hot, predict_proba};
+use crate::files::{create_dir, write_atomic_with, write_json};
+use crate::metrics::{AutoAlpha, EpochMetrics, StepResult};
+use crate::record::ChainRecord;
+
+/// The data of a chain: its three splits, their transforms, and the shape the network takes.
+#[derive(Debug, Clone)]
+pub struct ChainData {
+    /// Training images.
+    pub train: Subset,
+    /// Validation images: the best checkpoints are chosen on them, and Algorithm 1's alpha.
+    pub val: Subset,
+    /// Test images (reported).
+    pub test: Subset,
+    /// Augmentation for training.
+    pub train_transform: Transform,
+    /// Transform for evaluation.
+    pub eval_transform: Transform,
+    /// Channels of the images the network sees.
+    pub channels: usize,
+    /// Classes.
+    pub classes: usize,
+}
+
+impl ChainData {
+    /// The splits of `dataset` as `split` says, with the original's augmentation for training
+    /// and the data set's normalization. Grey 28 x 28 images are zero-padded to 32 x 32 (centred),
+    /// the size the networks were designed for.
+    pub fn new(dataset: &Dataset, split: &SplitConfig) -> Result<Self> {
+        let splits = Splits::new(dataset, split)?;
+        let shape = dataset.shape();
+        let pad = (shape.height < 32 || shape.width < 32).then_some((32, 32));
+        let normalization = dataset.normalization();
+        Ok(ChainData {
+            train: splits.train,
+            val: splits.val,
+            test: splits.test,
+            train_transform: Transform::train(normalization.clone()).with_geometry(pad, None),
+            eval_transform: Transform::test(normalization).with_geometry(pad, None),
+            channels: shape.channels,
+            classes: dataset.classes(),
+        })
+    }
+}
+
+/// Where training is within an epoch, after a batch.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchProgress {
+    /// Distillation step.
+    pub step: usize,
+    /// Epoch within the step.
+    pub epoch: usize,
+    /// Batches done in this epoch.
+    pub done: usize,
+    /// Batches in the epoch.
+    pub total: usize,
+    /// Mean training loss so far this epoch.
+    pub loss: f64,
+    /// Training accuracy so far this epoch.
+    pub acc: f64,
+    /// Training images per second so far this epoch.
+    pub images_per_s: f64,
+}
+
+/// A network about to be trained.
+#[derive(Debug, Clone, Copy)]
+pub struct StepStart {
+    /// Its step.
+    pub step: usize,
+    /// The chain's steps, step 0 included.
+    pub steps: usize,
+    /// Its ground-truth weight.
+    pub alpha: f64,
+    /// Whether it is Algorithm 1's `alpha = 0` probe rather than the chain's student.
+    pub probe: bool,
+}
+
+/// What a chain reports as it goes (a progress bar, logs). Every method does nothing by default.
+pub trait Observer {
+    /// Before a network is trained.
+    fn step_started(&mut self, _start: &StepStart) {}
+    /// After each training batch.
+    fn batch(&mut self, _progress: &BatchProgress) {}
+    /// After each epoch.
+    fn epoch(&mut self, _metrics: &EpochMetrics) {}
+    /// After each step's test evaluation.
+    fn step(&mut self, _result: &StepResult) {}
+    /// When step 0 was copied from another chain instead of trained.
+    fn first_fit_copied(&mut self, _from: &Path) {}
+    /// When Algorithm 1 has chosen a step's alpha.
+    fn alpha_chosen(&mut self, _row: &AutoAlpha) {}
+}
+
+/// An observer that does nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Silent;
+impl Observer for Silent {}
+
+/// Derives a step's seed from the chain's seed (SplitMix64 of both), so steps differ and a
+/// resumed chain's step `k` equals the uninterrupted chain's.
+pub fn step_seed(seed: u64, step: usize) -> u64 {
+    let mut z = seed ^ (step as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Where a chain starts ([`Chain::run`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Start<'a> {
+    /// From what the run directory holds: finished steps (those with a row in `test.jsonl`,
+    /// from step 0 on without a gap) are kept, and training starts at the first unfinished one,
+    /// from its teacher's checkpoint. A new directory starts at step 0.
+    Resume,
+    /// As [`Start::Resume`], but an unfinished step 0 is copied from this chain (same seed and
+    /// settings: the same network) instead of trained ([`ChainDir::adopt_first_fit`]).
+    ResumeCopyingFirstFit(&'a ChainDir),
+    /// Train from step `step + 1` on with `teacher` as the step `step` model (loaded with
+    /// [`Chain::load_network`], or any network of the chain's shape; it is only read); whatever
+    /// the directory holds from step `step + 1` on is replaced.
+    Teacher {
+        /// The teacher's step.
+        step: usize,
+        /// The teacher.
+        teacher: &'a Resnet,
+    },
+}
+
+/// A chain to train: what it is ([`ChainRecord`]), its data, and where it runs.
+///
+/// Each step is written to its [`ChainDir`] as it finishes (checkpoints, then the metrics, then
+/// the test row), so a chain killed at any moment continues with [`Start::Resume`]; each
+/// teacher is loaded from its checkpoint even when it was just trained, so a resumed chain and an
+/// uninterrupted one are the same code and give the same numbers.
+#[derive(Debug, Clone)]
+pub struct Chain<'a> {
+    /// Alpha, seed, steps and settings.
+    pub record: ChainRecord,
+    /// The data.
+    pub data: &'a ChainData,
+    /// Where tensors live.
+    pub device: Device,
+    /// Threads making batches.
+    pub num_workers: usize,
+}
+
+impl Chain<'_> {
+    /// The network of every step: the settings' depth and stem, the data's channels and classes.
+    pub fn network(&self) -> ResnetConfig {
+        ResnetConfig {
+            depth: self.record.settings.resnet,
+            stem: self.record.settings.stem,
+            in_channels: self.data.channels,
+            classes: self.data.classes,
+        }
+    }
+
+    /// Refuses settings that cannot train: no steps, epochs or batch size, a learning rate or
+    /// regularizer weight out of range, a fixed alpha outside `[0, 1]`, an empty training or
+    /// validation split.
+    pub fn check(&self) -> Result<()> {
+        let settings = &self.record.settings;
+        for (what, value) in [
+            ("steps", self.record.steps),
+            ("epochs", settings.epochs),
+            ("batch_size", settings.batch_size),
+        ] {
+            if value == 0 {
+                return Err(TrainError::Zero { what });
+            }
+        }
+        if !(settings.lr.is_finite() && settings.lr > 0.0) {
+            return Err(TrainError::Rate {
+                what: "lr",
+                requirement: "> 0",
+                value: settings.lr,
+            });
+        }
+        if !(settings.reg_coef.is_finite() && settings.reg_coef >= 0.0) {
+            return Err(TrainError::Rate {
+                what: "reg_coef",
+                requirement: ">= 0",
+                value: settings.reg_coef,
+            });
+        }
+        if let Alpha::Fixed(alpha) = self.record.alpha
+            && !(0.0..=1.0).contains(&alpha)
+        {
+            return Err(TrainError::Alpha { alpha });
+        }
+        if self.data.train.is_empty() {
+            return Err(TrainError::EmptySplit {
+                split: "training",
+                why: "there is nothing to train on",
+            });
+        }
+        if self.data.val.is_empty() {
+            return Err(TrainError::EmptySplit {
+                split: "validation",
+                why: "each step's best model is chosen on it (hold out some training images, or \
+                      validate on the test set)",
+            });
+        }
+        Ok(())
+    }
+
+    /// Trains the chain in `dir` from `start` to its last step; returns the results of the
+    /// steps trained now (a copied first fit is not among them).
+    ///
+    /// Before anything is trained: the settings are checked, `chain.json` is compared with the
+    /// record (a directory trained with other settings is refused) and the directory's lock
+    /// taken ([`TrainError::Locked`] when another process holds it).
+    pub fn run(
+        &self,
+        dir: &ChainDir,
+        start: Start<'_>,
+        observer: &mut dyn Observer,
+    ) -> Result<Vec<StepResult>> {
+        self.check()?;
+        dir.claim(&self.record)?;
+        let _lock = dir.lock()?;
+        let mut first = match start {
+            Start::Teacher { step, .. } => step + 1,
+            _ => dir.finished_steps()?,
+        };
+        if let Start::ResumeCopyingFirstFit(source) = start
+            && first == 0
+        {
+            dir.adopt_first_fit(source)?;
+            observer.first_fit_copied(source.path());
+            first = 1;
+        }
+        let mut metrics: Vec<EpochMetrics> = dir
+            .read_metrics()?
+            .into_iter()
+            .filter(|m| m.step < first)
+            .collect();
+        let mut tests: Vec<StepResult> = dir
+            .read_tests()?
+            .into_iter()
+            .filter(|r| r.step < first)
+            .collect();
+        let mut auto_rows: Vec<AutoAlpha> = match self.record.alpha {
+            Alpha::Auto => dir
+                .read_auto_alpha()?
+                .into_iter()
+                .filter(|r| r.step < first)
+                .collect(),
+            Alpha::Fixed(_) => Vec::new(),
+        };
+        let mut first_fit = None;
+        let mut trained = Vec::new();
+        for step in first..self.record.steps {
+            let loaded;
+            let teacher = match start {
+                _ if step == 0 => None,
+                Start::Teacher { step: k, teacher } if step == k + 1 => Some(teacher),
+                _ => {
+                    loaded = self.load_teacher(dir, step)?;
+                    Some(&loaded)
+                }
+            };
+            let alpha = match (step, self.record.alpha) {
+                (0, _) => 1.0,
+                (_, Alpha::Fixed(alpha)) => alpha,
+                (_, Alpha::Auto) => {
+                    let teacher = teacher.expect("steps >= 1 have a teacher");
+                    let row = self.auto_alpha(dir, step, teacher, &mut first_fit, observer)?;
+                    auto_rows.push(row.clone());
+                    dir.write_auto_alpha(&auto_rows)?;
+                    observer.alpha_chosen(&row);
+                    row.alpha
+                }
+            };
+            observer.step_started(&StepStart {
+                step,
+                steps: self.record.steps,
+                alpha,
+                probe: false,
+            });
+            let result = self.train_step(dir, step, alpha, teacher, &mut metrics, observer)?;
+            tests.push(result.clone());
+            dir.write_tests(&tests)?;
+            observer.step(&result);
+            trained.push(result);
+        }
+        Ok(trained)
+    }
+
+    fn feed(&self) -> Feed<'_> {
+        Feed {
+            transform: &self.data.eval_transform,
+            batch_size: self.record.settings.batch_size,
+            workers: self.num_workers,
+            device: &self.device,
+        }
+    }
+
+    /// A checkpoint of this chain's network (a teacher for [`Start::Teacher`]), refused with
+    /// [`TrainError::TeacherMismatch`] when it is another network's.
+    pub fn load_network(&self, path: &Path) -> Result<Resnet> {
+        let network = self.network();
+        let model = Resnet::seeded(network, 0, &self.device)?;
+        model
+            .load(path)
+            .map_err(|source| TrainError::TeacherMismatch {
+                path: path.to_path_buf(),
+                network: format!(
+                    "{}, {} stem, {} input channels, {} classes",
+                    network.depth.name(),
+                    network.stem,
+                    network.in_channels,
+                    network.classes
+                ),
+                source: Box::new(source),
+            })?;
+        Ok(model)
+    }
+
+    /// The teacher of `step`: the final checkpoint of step `step - 1` in `dir`.
+    fn load_teacher(&self, dir: &ChainDir, step: usize) -> Result<Resnet> {
+        let path = dir.last_checkpoint(step - 1);
+        if !path.is_file() {
+            return Err(TrainError::MissingTeacher { step, path });
+        }
+        self.load_network(&path)
+    }
+
+    /// Algorithm 1 at `step`: trains (or finds, after a restart) the `alpha = 0` student of the
+    /// step's teacher in `probe/`, and returns the alpha for the step: with `u1` the first fit's
+    /// softmax outputs on the validation split, `u0` the probe's and `r` the one-hot labels,
+    /// [`sd_alpha::optimal_alpha`] clamped into `[0, 1]` (1 when `u1 = u0`).
+    fn auto_alpha(
+        &self,
+        dir: &ChainDir,
+        step: usize,
+        teacher: &Resnet,
+        first_fit: &mut Option<Vec<f32>>,
+        observer: &mut dyn Observer,
+    ) -> Result<AutoAlpha> {
+        let probe = dir.probe();
+        let finished = |probe: &ChainDir| -> Result<Option<StepResult>> {
+            Ok(probe.read_tests()?.into_iter().find(|r| r.step == step))
+        };
+        let probe_result = match finished(&probe)? {
+            Some(result) => result,
+            None => {
+                observer.step_started(&StepStart {
+                    step,
+                    steps: self.record.steps,
+                    alpha: 0.0,
+                    probe: true,
+                });
+                create_dir(probe.path())?;
+                let mut metrics: Vec<EpochMetrics> = probe
+                    .read_metrics()?
+                    .into_iter()
+                    .filter(|m| m.step < step)
+                    .collect();
+                let mut tests: Vec<StepResult> = probe
+                    .read_tests()?
+                    .into_iter()
+                    .filter(|r| r.step < step)
+                    .collect();
+                let result =
+                    self.train_step(&probe, step, 0.0, Some(teacher), &mut metrics, observer)?;
+                tests.push(result.clone());
+                probe.write_tests(&tests)?;
+                result
+            }
+        };
+        let feed = self.feed();
+        let u1 = match first_fit {
+            Some(u1) => u1,
+            None => {
+                let path = dir.last_checkpoint(0);
+                if !path.is_file() {
+                    return Err(TrainError::MissingFirstFit { path });
+                }
+                first_fit.insert(predict_proba(
+                    &self.load_network(&path)?,
+                    &self.data.val,
+                    &feed,
+                )?)
+            }
+        };
+        let u0 = predict_proba(
+            &self.load_network(&probe.last_checkpoint(step))?,
+            &self.data.val,
+            &feed,
+        )?;
+        let targets = one_hot(&self.data.val, self.data.classes);
+        let optimal = sd_alpha::optimal_alpha(
+            targets
+                .iter()
+                .zip(u1.iter())
+                .zip(&u0)
+                .map(|((&r, &a), &b)| (f64::from(r), f64::from(a), f64::from(b))),
+        );
+        Ok(AutoAlpha {
+            step,
+            optimal,
+            alpha: optimal.map_or(1.0, |a| a.clamp(0.0, 1.0)),
+            probe_test_acc_best: probe_result.test_acc_best,
+            probe_test_acc_final: probe_result.test_acc_final,
+        })
+    }
+
+    /// Trains one step into `dir`: a fresh network (seeded by [`step_seed`]) for `epochs` epochs
+    /// with Adam on `alpha` ground truth + `(1 - alpha)` the teacher's softmax (the ground truth
+    /// alone without a teacher), validating every epoch, keeping the last and the two best
+    /// checkpoints, then testing the last and the best.
+    fn train_step(
+        &self,
+        dir: &ChainDir,
+        step: usize,
+        alpha: f64,
+        teacher: Option<&Resnet>,
+        metrics: &mut Vec<EpochMetrics>,
+        observer: &mut dyn Observer,
+    ) -> Result<StepResult> {
+        let step_started = Instant::now();
+        let settings = &self.record.settings;
+        let seed = step_seed(self.record.seed, step);
+        let alpha = if teacher.is_some() { alpha } else { 1.0 };
+        create_dir(&dir.step_dir(step))?;
+        let network = self.network();
+        let model = Resnet::seeded(network, seed, &self.device)?;
+        if let Some(path) = &settings.pretrained {
+            model.load(path)?;
+        }
+        let params = model.parameters().trainable();
+        let mut adam = Adam::new(
+            params.clone(),
+            AdamConfig {
+                lr: settings.lr,
+                ..AdamConfig::default()
+            },
+        )
+        .map_err(sd_resnet::ResnetError::from)?;
+        let loader = BatchLoader::new(
+            self.data.train.clone(),
+            &self.data.train_transform,
+            LoaderConfig {
+                batch_size: settings.batch_size,
+                shuffle: Shuffle::EachEpoch,
+                drop_last: false,
+                num_workers: self.num_workers,
+                prefetch: 2,
+                seed,
+                device: self.device.clone(),
+            },
+        )?;
+        let feed = self.feed();
+        let mut best: Vec<(f64, usize, std::path::PathBuf)> = Vec::new(); // (val_acc, epoch, path)
+        for epoch in 0..settings.epochs {
+            let started = Instant::now();
+            let (mut loss_sum, mut correct, mut seen, mut train_seconds) =
+                (0.0, 0usize, 0usize, 0.0);
+            let total = loader.len();
+            for (done, batch) in loader.epoch(epoch as u64).enumerate() {
+                let batch = batch?;
+                let batch_started = Instant::now();
+                let logits = model.forward_t(&batch.images, true)?;
+                let teacher_logits = match teacher {
+                    Some(t) => Some(t.forward_t(&batch.images, false)?.detach()),
+                    None => None,
+                };
+                let fit = loss::distillation(
+                    settings.loss,
+                    &logits,
+                    &batch.one_hot,
+                    teacher_logits.as_ref(),
+                    alpha,
+                )?;
+                let total_loss = if settings.reg_coef > 0.0 {
+                    (fit + (loss::l2_norms(&params)? * settings.reg_coef)?)?
+                } else {
+                    fit
+                };
+                let value = total_loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+                if !value.is_finite() {
+                    return Err(TrainError::NonFinite {
+                        step,
+                        epoch,
+                        batch: done,
+                        value,
+                    });
+                }
+                adam.backward_step(&total_loss)
+                    .map_err(sd_resnet::ResnetError::from)?;
+                train_seconds += batch_started.elapsed().as_secs_f64();
+                let n = batch.indices.len();
+                loss_sum += value * n as f64;
+                correct += correct_predictions(&logits, &batch.labels)?;
+                seen += n;
+                observer.batch(&BatchProgress {
+                    step,
+                    epoch,
+                    done: done + 1,
+                    total,
+                    loss: loss_sum / seen as f64,
+                    acc: correct as f64 / seen as f64,
+                    images_per_s: seen as f64 / train_seconds,
+                });
+            }
+            let (val_loss, val_acc) = evaluate(&model, &self.data.val, &feed, settings.loss)?;
+            let row = EpochMetrics {
+                step,
+                epoch,
+                alpha,
+                train_loss: loss_sum / seen as f64,
+                train_acc: correct as f64 / seen as f64,
+                val_loss,
+                val_acc,
+                lr: settings.lr,
+                images_per_s: seen as f64 / train_seconds,
+                seconds: started.elapsed().as_secs_f64(),
+            };
+            // Checkpoints: last, and the two best by validation accuracy (earlier epochs win ties).
+            let sidecar = serde_json::json!({
+                "step": step, "epoch": epoch, "seed": self.record.seed, "step_seed": seed,
+                "alpha": alpha, "resnet": network.depth.layers(), "stem": network.stem.name(),
+                "in_channels": network.in_channels, "classes": network.classes,
+                "chain": &self.record, "metrics": &row,
+            });
+            save_checkpoint(&model, &dir.last_checkpoint(step), &sidecar)?;
+            let qualifies = best.len() < 2 || best.iter().any(|(acc, _, _)| val_acc > *acc);
+            if qualifies && val_acc.is_finite() {
+                let path = dir.best_checkpoint(step, epoch, val_acc);
+                save_checkpoint(&model, &path, &sidecar)?;
+                best.push((val_acc, epoch, path));
+                best.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+                for (_, _, dropped) in best.drain(2.min(best.len())..) {
+                    let _ = std::fs::remove_file(&dropped);
+                    let _ = std::fs::remove_file(dropped.with_extension("json"));
+                }
+            }
+            observer.epoch(&row);
+            metrics.push(row);
+            dir.write_metrics(metrics)?;
+        }
+        let test_accuracy = |m: &Resnet| -> Result<f64> {
+            Ok(evaluate(m, &self.data.test, &feed, settings.loss)?.1)
+        };
+        let test_acc_final = test_accuracy(&model)?;
+        let (test_acc_best, best_epoch, best_val_acc) = match best.first() {
+            // The best model is the final one: nothing to evaluate again.
+            Some((acc, epoch, _)) if *epoch + 1 == settings.epochs => {
+                (test_acc_final, *epoch, *acc)
+            }
+            Some((acc, epoch, path)) => {
+                let best_model = Resnet::seeded(network, seed, &self.device)?;
+                best_model.load(path)?;
+                (test_accuracy(&best_model)?, *epoch, *acc)
+            }
+            None => (test_acc_final, settings.epochs - 1, f64::NAN),
+        };
+        Ok(StepResult {
+            step,
+            alpha,
+            test_acc_final,
+            test_acc_best,
+            best_epoch,
+            best_val_acc,
+            last_checkpoint: dir.last_checkpoint(step),
+            seconds: step_started.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+/// Saves `model` to `path` atomically, with its JSON sidecar beside it (`.json`).
+fn save_checkpoint(model: &Resnet, path: &Path, sidecar: &serde_json::Value) -> Result<()> {
+    write_atomic_with(path, |file| {
+        model.save(file.path()).map_err(std::io::Error::other)
+    })?;
+    write_json(&path.with_extension("json"), sidecar)
+}

@@ -1,0 +1,235 @@
+//! [`ChainDir`]: the one place that knows a run directory's layout.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Result, TrainError};
+use crate::files::{
+    create_dir, read_json, read_jsonl, write_atomic, write_csv, write_json, write_jsonl,
+};
+use crate::metrics::{AutoAlpha, EpochMetrics, StepResult};
+use crate::record::ChainRecord;
+
+/// A chain's run directory:
+///
+/// ```text
+/// chain.json                  ChainRecord: alpha, seed, steps, settings
+/// metrics.csv  metrics.jsonl  one EpochMetrics row per step and epoch
+/// test.csv  test.jsonl        one StepResult row per finished step
+/// step_<k>/                   last.safetensors and the two best checkpoints by validation
+///                             accuracy (epoch=NN-val_acc=0.xxxx.safetensors), JSON beside each
+/// auto_alpha.jsonl            alpha = auto: the AutoAlpha of each step
+/// probe/                      alpha = auto: the alpha = 0 students, laid out the same way
+/// .lock                       held by the process training the chain
+/// ```
+///
+/// Every file is written atomically; the JSON-lines files are read strictly (a damaged line is an
+/// error naming the file and line).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainDir {
+    root: PathBuf,
+}
+
+/// The lock on a run directory ([`ChainDir::lock`]), released when dropped or when the process
+/// ends, however it ends.
+#[derive(Debug)]
+pub struct DirLock {
+    _file: std::fs::File,
+}
+
+impl ChainDir {
+    /// The run directory at `root` (nothing is created until something is written).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        ChainDir { root: root.into() }
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.root
+    }
+
+    /// `chain.json`.
+    pub fn record_file(&self) -> PathBuf {
+        self.root.join("chain.json")
+    }
+
+    /// `metrics.jsonl`.
+    pub fn metrics_file(&self) -> PathBuf {
+        self.root.join("metrics.jsonl")
+    }
+
+    /// `test.jsonl`.
+    pub fn test_file(&self) -> PathBuf {
+        self.root.join("test.jsonl")
+    }
+
+    /// `auto_alpha.jsonl`.
+    pub fn auto_alpha_file(&self) -> PathBuf {
+        self.root.join("auto_alpha.jsonl")
+    }
+
+    /// `step_<k>/`.
+    pub fn step_dir(&self, step: usize) -> PathBuf {
+        self.root.join(format!("step_{step}"))
+    }
+
+    /// `step_<k>/last.safetensors`: the step's final-epoch model, the next step's teacher.
+    pub fn last_checkpoint(&self, step: usize) -> PathBuf {
+        self.step_dir(step).join("last.safetensors")
+    }
+
+    /// `step_<k>/epoch=NN-val_acc=0.xxxx.safetensors`.
+    pub fn best_checkpoint(&self, step: usize, epoch: usize, val_acc: f64) -> PathBuf {
+        self.step_dir(step)
+            .join(format!("epoch={epoch:02}-val_acc={val_acc:.4}.safetensors"))
+    }
+
+    /// `probe/`: the `alpha = 0` students of Algorithm 1.
+    pub fn probe(&self) -> ChainDir {
+        ChainDir::new(self.root.join("probe"))
+    }
+
+    /// The record in `chain.json`; `None` when there is none yet.
+    pub fn read_record(&self) -> Result<Option<ChainRecord>> {
+        read_json(&self.record_file())
+    }
+
+    /// Checks `chain.json` against `record`, writing it when there is none (or when `record`
+    /// asks for more steps): a chain trained with another alpha, seed or settings is refused
+    /// with the differences named. Creates the directory.
+    pub fn claim(&self, record: &ChainRecord) -> Result<()> {
+        if let Some(existing) = self.read_record()? {
+            let differences = existing.differences(record);
+            if !differences.is_empty() {
+                return Err(TrainError::OtherSettings {
+                    dir: self.root.clone(),
+                    differences,
+                });
+            }
+            if existing.steps >= record.steps {
+                return Ok(());
+            }
+        }
+        create_dir(&self.root)?;
+        write_json(&self.record_file(), record)
+    }
+
+    /// Takes the directory's lock (creating the directory), or fails with
+    /// [`TrainError::Locked`] when another process holds it.
+    pub fn lock(&self) -> Result<DirLock> {
+        create_dir(&self.root)?;
+        let path = self.root.join(".lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(TrainError::io(&path))?;
+        match file.try_lock() {
+            Ok(()) => Ok(DirLock { _file: file }),
+            Err(std::fs::TryLockError::WouldBlock) => Err(TrainError::Locked {
+                dir: self.root.clone(),
+            }),
+            Err(std::fs::TryLockError::Error(e)) => Err(TrainError::io(&path)(e)),
+        }
+    }
+
+    /// Every row of `metrics.jsonl`.
+    pub fn read_metrics(&self) -> Result<Vec<EpochMetrics>> {
+        read_jsonl(&self.metrics_file())
+    }
+
+    /// Every row of `test.jsonl`, by step.
+    pub fn read_tests(&self) -> Result<Vec<StepResult>> {
+        let mut rows: Vec<StepResult> = read_jsonl(&self.test_file())?;
+        rows.sort_by_key(|r| r.step);
+        Ok(rows)
+    }
+
+    /// Every row of `auto_alpha.jsonl`.
+    pub fn read_auto_alpha(&self) -> Result<Vec<AutoAlpha>> {
+        read_jsonl(&self.auto_alpha_file())
+    }
+
+    /// How many steps are finished from step 0 on without a gap: the first step a resumed chain
+    /// trains.
+    pub fn finished_steps(&self) -> Result<usize> {
+        let tests = self.read_tests()?;
+        Ok((0..)
+            .find(|step| !tests.iter().any(|r| r.step == *step))
+            .expect("a gap"))
+    }
+
+    /// Writes `metrics.jsonl` and `metrics.csv`.
+    pub(crate) fn write_metrics(&self, rows: &[EpochMetrics]) -> Result<()> {
+        write_jsonl(&self.metrics_file(), rows)?;
+        write_csv(
+            &self.root.join("metrics.csv"),
+            &EpochMetrics::CSV_HEADER,
+            rows.iter().map(EpochMetrics::csv_cells),
+        )
+    }
+
+    /// Writes `test.jsonl` and `test.csv`.
+    pub(crate) fn write_tests(&self, rows: &[StepResult]) -> Result<()> {
+        write_jsonl(&self.test_file(), rows)?;
+        write_csv(
+            &self.root.join("test.csv"),
+            &StepResult::CSV_HEADER,
+            rows.iter().map(StepResult::csv_cells),
+        )
+    }
+
+    /// Writes `auto_alpha.jsonl`.
+    pub(crate) fn write_auto_alpha(&self, rows: &[AutoAlpha]) -> Result<()> {
+        write_jsonl(&self.auto_alpha_file(), rows)
+    }
+
+    /// Copies the finished step 0 of `source` (a chain with the same seed and settings, where
+    /// step 0, the first fit on the ground truth alone, is the same network bit for bit) instead
+    /// of training it again: its checkpoints (their JSON sidecars say where they came from), its
+    /// rows of `metrics.*` and, last, of `test.*`, with a wall time of 0. A copy interrupted
+    /// halfway is made again.
+    pub fn adopt_first_fit(&self, source: &ChainDir) -> Result<()> {
+        let (from, to) = (source.step_dir(0), self.step_dir(0));
+        create_dir(&to)?;
+        let entries = std::fs::read_dir(&from).map_err(TrainError::io(&from))?;
+        for entry in entries {
+            let path = entry.map_err(TrainError::io(&from))?.path();
+            let name = path.file_name().expect("a file name").to_owned();
+            // Temporary files of an interrupted write start with a dot.
+            if name.to_string_lossy().starts_with('.') || !path.is_file() {
+                continue;
+            }
+            let bytes = std::fs::read(&path).map_err(TrainError::io(&path))?;
+            if path.extension().is_some_and(|e| e == "json") {
+                let mut sidecar: serde_json::Value =
+                    serde_json::from_slice(&bytes).map_err(|source| TrainError::Json {
+                        path: path.clone(),
+                        line: source.line(),
+                        source,
+                    })?;
+                sidecar["copied_from"] = serde_json::json!(path);
+                write_json(&to.join(&name), &sidecar)?;
+            } else {
+                write_atomic(&to.join(&name), &bytes)?;
+            }
+        }
+        let metrics: Vec<EpochMetrics> = source
+            .read_metrics()?
+            .into_iter()
+            .filter(|m| m.step == 0)
+            .collect();
+        self.write_metrics(&metrics)?;
+        let tests: Vec<StepResult> = source
+            .read_tests()?
+            .into_iter()
+            .filter(|r| r.step == 0)
+            .map(|r| StepResult {
+                last_checkpoint: self.last_checkpoint(0),
+                seconds: 0.0,
+                ..r
+            })
+            .collect();
+        self.write_tests(&tests)
+    }
+}

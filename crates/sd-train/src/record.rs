@@ -1,0 +1,176 @@
+//! `chain.json`: what a chain is and what it was trained with.
+
+use std::path::PathBuf;
+
+use sd_alpha::Alpha;
+use sd_resnet::loss::LossKind;
+use sd_resnet::{Depth, Stem};
+use serde::{Deserialize, Serialize};
+
+/// Everything that determines a chain's numbers besides its alpha and seed. Field names are the
+/// profile fields and command-line flags of the same meaning (`epochs`, `--epochs`); the older
+/// names of files written before (`train_images`, `val_images`, `test_images`) are read too.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// The data set as it was named: a path, or `fixture` for a generated fixture.
+    pub data: String,
+    /// A generated fixture's training and test images.
+    pub fixture: Option<(usize, usize)>,
+    /// Training images kept, balanced across classes (0: all).
+    #[serde(alias = "train_images")]
+    pub train_size: usize,
+    /// Validation images held out of the training set, stratified by class (0 with
+    /// `val_on_test`).
+    #[serde(alias = "val_images")]
+    pub val_size: usize,
+    /// Validation on the test set, as the original code did.
+    pub val_on_test: bool,
+    /// Test images kept, balanced across classes (0: all).
+    #[serde(alias = "test_images")]
+    pub test_size: usize,
+    /// Network depth.
+    pub resnet: Depth,
+    /// First layers.
+    pub stem: Stem,
+    /// Loss.
+    pub loss: LossKind,
+    /// Epochs per step.
+    pub epochs: usize,
+    /// Images per batch.
+    pub batch_size: usize,
+    /// Adam's learning rate.
+    pub lr: f64,
+    /// Weight of the regularizer `sum_p |p|_2`.
+    pub reg_coef: f64,
+    /// `cpu` or `cuda` (not the GPU's number: a chain may resume on another GPU).
+    pub device: String,
+    /// Weights every step starts from instead of a random initialization.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pretrained: Option<PathBuf>,
+}
+
+/// A chain: its ground-truth weight, seed, length and settings. Written to `chain.json` before
+/// anything is trained; a directory whose record differs (other than in `steps`) is never
+/// continued.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChainRecord {
+    /// The ground-truth weight of steps >= 1: a number, or `auto` (Algorithm 1).
+    pub alpha: Alpha,
+    /// The seed of initialization, validation split, shuffles and augmentation.
+    pub seed: u64,
+    /// Steps, the first fit (step 0) included.
+    pub steps: usize,
+    /// The rest of what determines its numbers.
+    pub settings: Settings,
+}
+
+impl ChainRecord {
+    /// `field A there, B now` for every field but `steps` in which `self` (on disk) and `other`
+    /// (asked for) differ, comma-separated; empty when they are the same chain.
+    pub fn differences(&self, other: &ChainRecord) -> String {
+        let flatten = |record: &ChainRecord| -> Vec<(String, String)> {
+            let value = serde_json::to_value(record).expect("a record serialises");
+            let mut fields = Vec::new();
+            for (key, value) in value.as_object().expect("an object") {
+                match value.as_object() {
+                    Some(inner) => fields.extend(
+                        inner
+                            .iter()
+                            .map(|(key, value)| (key.clone(), value.to_string())),
+                    ),
+                    None if key != "steps" => fields.push((key.clone(), value.to_string())),
+                    None => {}
+                }
+            }
+            fields
+        };
+        let (mine, theirs) = (flatten(self), flatten(other));
+        let mut differences = Vec::new();
+        for (key, value) in &mine {
+            let now = theirs
+                .iter()
+                .find(|(k, _)| k == key)
+                .map_or("none", |(_, v)| v.as_str());
+            if now != value {
+                differences.push(format!("{key} {value} there, {now} now"));
+            }
+        }
+        for (key, value) in &theirs {
+            if !mine.iter().any(|(k, _)| k == key) {
+                differences.push(format!("{key} none there, {value} now"));
+            }
+        }
+        differences.join(", ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn settings() -> Settings {
+        Settings {
+            data: "fixture".into(),
+            fixture: Some((400, 100)),
+            train_size: 0,
+            val_size: 100,
+            val_on_test: false,
+            test_size: 0,
+            resnet: Depth::R18,
+            stem: Stem::Imagenet,
+            loss: LossKind::SoftmaxMse,
+            epochs: 1,
+            batch_size: 32,
+            lr: 1e-3,
+            reg_coef: 1e-4,
+            device: "cpu".into(),
+            pretrained: None,
+        }
+    }
+
+    #[test]
+    fn records_of_earlier_versions_still_read() {
+        // A chain.json written before the names were shared with the flags.
+        let old = r#"{"alpha": "auto", "seed": 0, "steps": 2, "settings": {"data": "fixture",
+            "fixture": [400, 100], "train_images": 0, "val_images": 100, "val_on_test": false,
+            "test_images": 0, "resnet": 18, "stem": "imagenet", "loss": "mse", "epochs": 1,
+            "batch_size": 32, "lr": 0.001, "reg_coef": 0.0001, "device": "cpu"}}"#;
+        let record: ChainRecord = serde_json::from_str(old).unwrap();
+        let now = ChainRecord {
+            alpha: Alpha::Auto,
+            seed: 0,
+            steps: 2,
+            settings: settings(),
+        };
+        assert_eq!(record, now);
+        assert_eq!(record.differences(&now), "");
+        let text = serde_json::to_string(&now).unwrap();
+        assert!(
+            text.contains("\"resnet\":18") && text.contains("\"stem\":\"imagenet\""),
+            "{text}"
+        );
+        assert!(!text.contains("pretrained"), "{text}");
+    }
+
+    #[test]
+    fn differences_name_each_field() {
+        let a = ChainRecord {
+            alpha: Alpha::Fixed(0.5),
+            seed: 0,
+            steps: 2,
+            settings: settings(),
+        };
+        let mut b = a.clone();
+        b.steps = 5;
+        assert_eq!(a.differences(&b), "");
+        b.settings.lr = 0.01;
+        b.settings.epochs = 5;
+        b.alpha = Alpha::Auto;
+        b.settings.pretrained = Some("w.safetensors".into());
+        assert_eq!(
+            a.differences(&b),
+            "alpha 0.5 there, \"auto\" now, epochs 1 there, 5 now, lr 0.001 there, 0.01 now, \
+             pretrained none there, \"w.safetensors\" now"
+        );
+    }
+}

@@ -1,0 +1,464 @@
+//! The distillation chain end to end on fixture data: it learns, it is reproducible, a resumed
+//! chain equals the uninterrupted one, the teacher stays frozen, a bad loss stops it, Algorithm 1
+//! chooses its alphas, and run directories are never mixed.
+
+use std::sync::Arc;
+
+use candle_core::Device;
+use sd_alpha::Alpha;
+use sd_data::fixture::{self, FixtureSpec};
+use sd_data::{Normalization, Subset, Transform};
+use sd_resnet::loss::LossKind;
+use sd_resnet::{Depth, Resnet, ResnetConfig, Stem};
+use sd_train::{
+    Chain, ChainData, ChainDir, ChainRecord, EpochMetrics, Settings, Silent, Start, TrainError,
+};
+
+fn data(train: usize, test: usize) -> ChainData {
+    let (train_set, test_set) = fixture::cifar_images(FixtureSpec {
+        train,
+        test,
+        seed: 3,
+    });
+    let train_set = Arc::new(train_set);
+    let test_set = Arc::new(test_set);
+    ChainData {
+        train: Subset::all(train_set),
+        val: Subset::all(test_set.clone()),
+        test: Subset::all(test_set),
+        train_transform: Transform::train(Normalization::cifar10()),
+        eval_transform: Transform::test(Normalization::cifar10()),
+        channels: 3,
+        classes: 10,
+    }
+}
+
+fn record(steps: usize, epochs: usize) -> ChainRecord {
+    ChainRecord {
+        alpha: Alpha::Fixed(0.5),
+        seed: 11,
+        steps,
+        settings: Settings {
+            data: "fixture".into(),
+            fixture: None,
+            train_size: 0,
+            val_size: 0,
+            val_on_test: true,
+            test_size: 0,
+            resnet: Depth::R18,
+            stem: Stem::Imagenet,
+            loss: LossKind::SoftmaxMse,
+            epochs,
+            batch_size: 32,
+            lr: 1e-3,
+            reg_coef: 1e-4,
+            device: "cpu".into(),
+            pretrained: None,
+        },
+    }
+}
+
+fn chain(data: &ChainData, record: ChainRecord) -> Chain<'_> {
+    Chain {
+        record,
+        data,
+        device: Device::Cpu,
+        num_workers: 1,
+    }
+}
+
+fn same_numbers(a: &EpochMetrics, b: &EpochMetrics) -> bool {
+    (a.step, a.epoch) == (b.step, b.epoch)
+        && a.train_loss == b.train_loss
+        && a.train_acc == b.train_acc
+        && a.val_loss.to_bits() == b.val_loss.to_bits()
+        && a.val_acc == b.val_acc
+}
+
+#[test]
+fn a_tiny_chain_learns_and_writes_its_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = ChainDir::new(dir.path());
+    let data = data(256, 100);
+    let results = chain(&data, record(2, 3))
+        .run(&run, Start::Resume, &mut Silent)
+        .unwrap();
+    assert_eq!(results.len(), 2);
+    assert!(
+        results[0].test_acc_final > 0.5,
+        "the first fit: {}",
+        results[0].test_acc_final
+    );
+    for r in &results {
+        eprintln!(
+            "step {}: test accuracy final {:.3}, best {:.3}",
+            r.step, r.test_acc_final, r.test_acc_best
+        );
+        // Chance is 0.1. The exact figures depend on the GEMM kernels the build selects (a
+        // workspace build turns on AVX-512 kernels for candle through faer's features), so the
+        // bar is set well below what either build reaches.
+        assert!(
+            r.test_acc_final > 0.3,
+            "step {}: test accuracy {} (chance 0.1)",
+            r.step,
+            r.test_acc_final
+        );
+    }
+    assert_eq!(
+        results[0].alpha, 1.0,
+        "the first fit sees only the ground truth"
+    );
+    assert_eq!(results[1].alpha, 0.5);
+    assert_eq!(run.read_metrics().unwrap().len(), 6);
+    for step in 0..2 {
+        let files: Vec<String> = std::fs::read_dir(run.step_dir(step))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            files.contains(&"last.safetensors".to_string())
+                && files.contains(&"last.json".to_string()),
+            "{files:?}"
+        );
+        let best = files
+            .iter()
+            .filter(|f| f.starts_with("epoch=") && f.ends_with(".safetensors"))
+            .count();
+        assert_eq!(best, 2, "{files:?}");
+        assert!(!files.iter().any(|f| f.starts_with('.')), "{files:?}");
+    }
+    let csv = std::fs::read_to_string(dir.path().join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 7);
+    let test = std::fs::read_to_string(dir.path().join("test.csv")).unwrap();
+    assert!(test.starts_with("step,alpha,test_acc_final,test_acc_best"));
+    let sidecar = std::fs::read_to_string(run.step_dir(1).join("last.json")).unwrap();
+    assert!(
+        sidecar.contains("\"resnet\": 18") && sidecar.contains("\"stem\": \"imagenet\""),
+        "{sidecar}"
+    );
+    assert_eq!(run.read_record().unwrap(), Some(record(2, 3)));
+}
+
+#[test]
+fn the_same_seed_gives_identical_metrics_and_a_resumed_chain_equals_the_whole() {
+    let data = data(64, 32);
+    let whole = tempfile::tempdir().unwrap();
+    let whole = ChainDir::new(whole.path());
+    chain(&data, record(3, 1))
+        .run(&whole, Start::Resume, &mut Silent)
+        .unwrap();
+    let again = tempfile::tempdir().unwrap();
+    let again = ChainDir::new(again.path());
+    chain(&data, record(3, 1))
+        .run(&again, Start::Resume, &mut Silent)
+        .unwrap();
+    let (a, b) = (whole.read_metrics().unwrap(), again.read_metrics().unwrap());
+    assert!(
+        a.iter().zip(&b).all(|(x, y)| same_numbers(x, y)),
+        "{a:?}\n{b:?}"
+    );
+
+    // Killed during step 1: its checkpoint is there, its test row is not; the same command
+    // trains step 1 again from step 0's checkpoint, then step 2.
+    let resumed = tempfile::tempdir().unwrap();
+    let resumed = ChainDir::new(resumed.path());
+    chain(&data, record(2, 1))
+        .run(&resumed, Start::Resume, &mut Silent)
+        .unwrap();
+    let tests = resumed.read_tests().unwrap();
+    let kept: String = std::fs::read_to_string(resumed.test_file())
+        .unwrap()
+        .lines()
+        .take(1)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(resumed.test_file(), kept).unwrap();
+    assert_eq!(resumed.finished_steps().unwrap(), 1);
+    let trained = chain(&data, record(3, 1))
+        .run(&resumed, Start::Resume, &mut Silent)
+        .unwrap();
+    assert_eq!(trained.iter().map(|r| r.step).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(trained[0].test_acc_final, tests[1].test_acc_final);
+    let c = resumed.read_metrics().unwrap();
+    assert_eq!(c.len(), 3);
+    assert!(
+        a.iter().zip(&c).all(|(x, y)| same_numbers(x, y)),
+        "{a:?}\n{c:?}"
+    );
+
+    // From an outside teacher: step 0's checkpoint teaches step 1 in a new directory.
+    let outside = tempfile::tempdir().unwrap();
+    let outside = ChainDir::new(outside.path());
+    let outside_chain = chain(&data, record(2, 1));
+    let teacher = outside_chain
+        .load_network(&whole.last_checkpoint(0))
+        .unwrap();
+    let trained = outside_chain
+        .run(
+            &outside,
+            Start::Teacher {
+                step: 0,
+                teacher: &teacher,
+            },
+            &mut Silent,
+        )
+        .unwrap();
+    assert_eq!(trained.len(), 1);
+    assert!(same_numbers(&a[1], &outside.read_metrics().unwrap()[0]));
+}
+
+#[test]
+fn the_teacher_is_frozen() {
+    let data = data(64, 32);
+    let dir = tempfile::tempdir().unwrap();
+    let teacher = Resnet::seeded(ResnetConfig::cifar10(Depth::R18), 5, &Device::Cpu).unwrap();
+    // `Var`s share their storage: these handles see whatever the chain does to the teacher.
+    let handles = teacher.parameters().clone();
+    let snapshot = |params: &sd_resnet::Parameters| -> Vec<Vec<f64>> {
+        params
+            .iter()
+            .map(|p| {
+                p.var
+                    .flatten_all()
+                    .unwrap()
+                    .to_dtype(candle_core::DType::F64)
+                    .unwrap()
+                    .to_vec1::<f64>()
+                    .unwrap()
+            })
+            .collect()
+    };
+    let before = snapshot(&handles);
+    chain(&data, record(2, 1))
+        .run(
+            &ChainDir::new(dir.path()),
+            Start::Teacher {
+                step: 0,
+                teacher: &teacher,
+            },
+            &mut Silent,
+        )
+        .unwrap();
+    assert_eq!(
+        before,
+        snapshot(&handles),
+        "weights, running statistics and batch counts unchanged"
+    );
+}
+
+#[test]
+fn a_non_finite_loss_stops_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bad = record(1, 1);
+    // Finite in f64, infinite once the regularizer is scaled in f32.
+    bad.settings.reg_coef = 1e300;
+    let data = data(64, 32);
+    let err = chain(&data, bad)
+        .run(&ChainDir::new(dir.path()), Start::Resume, &mut Silent)
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TrainError::NonFinite {
+                step: 0,
+                epoch: 0,
+                batch: 0,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string().contains("step 0, epoch 0, batch 0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_settings_and_other_settings_are_refused_before_training() {
+    let data = data(64, 32);
+    let dir = tempfile::tempdir().unwrap();
+    let run = ChainDir::new(dir.path().join("run"));
+    for (change, message) in [
+        (
+            (|r: &mut ChainRecord| r.steps = 0) as fn(&mut ChainRecord),
+            "steps must be at least 1",
+        ),
+        (|r| r.settings.epochs = 0, "epochs must be at least 1"),
+        (
+            |r| r.settings.lr = f64::NAN,
+            "lr must be a finite number > 0",
+        ),
+        (
+            |r| r.settings.reg_coef = -1.0,
+            "reg_coef must be a finite number >= 0",
+        ),
+        (|r| r.alpha = Alpha::Fixed(1.5), "alpha must lie in [0, 1]"),
+    ] {
+        let mut bad = record(1, 1);
+        change(&mut bad);
+        let err = chain(&data, bad)
+            .run(&run, Start::Resume, &mut Silent)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(message), "{err}");
+        assert!(!run.path().exists(), "nothing written for a refused chain");
+    }
+    let mut empty = data.clone();
+    empty.val = Subset::new(empty.val.images().clone(), Vec::new()).unwrap();
+    let err = chain(&empty, record(1, 1))
+        .run(&run, Start::Resume, &mut Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("validation split is empty"), "{err}");
+
+    chain(&data, record(1, 1))
+        .run(&run, Start::Resume, &mut Silent)
+        .unwrap();
+    let mut other = record(2, 1);
+    other.settings.lr = 0.01;
+    other.alpha = Alpha::Fixed(0.1);
+    let err = chain(&data, other)
+        .run(&run, Start::Resume, &mut Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("alpha 0.5 there, 0.1 now") && err.contains("lr 0.001 there, 0.01 now"),
+        "{err}"
+    );
+    assert_eq!(run.read_tests().unwrap().len(), 1, "nothing mixed in");
+
+    // A teacher of another network is refused, naming the network.
+    let mut r34 = record(2, 1);
+    r34.settings.resnet = Depth::R34;
+    let err = chain(&data, r34)
+        .load_network(&run.last_checkpoint(0))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("does not fit") && err.contains("ResNet-34"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_locked_directory_is_left_alone_and_damaged_files_are_named() {
+    let data = data(64, 32);
+    let dir = tempfile::tempdir().unwrap();
+    let run = ChainDir::new(dir.path());
+    let held = run.lock().unwrap();
+    let err = chain(&data, record(1, 1))
+        .run(&run, Start::Resume, &mut Silent)
+        .unwrap_err();
+    assert!(matches!(err, TrainError::Locked { .. }), "{err}");
+    assert!(!run.step_dir(0).exists());
+    drop(held);
+    chain(&data, record(1, 1))
+        .run(&run, Start::Resume, &mut Silent)
+        .unwrap();
+    let text = std::fs::read_to_string(run.test_file()).unwrap();
+    std::fs::write(run.test_file(), &text[..text.len() / 2]).unwrap();
+    let err = chain(&data, record(2, 1))
+        .run(&run, Start::Resume, &mut Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("test.jsonl, line 1"), "{err}");
+}
+
+#[test]
+fn algorithm_1_chooses_each_alpha_from_a_probe_and_resumes_the_same() {
+    let data = data(64, 32);
+    let mut auto = record(3, 1);
+    auto.alpha = Alpha::Auto;
+    let whole = tempfile::tempdir().unwrap();
+    let whole = ChainDir::new(whole.path());
+    let trained = chain(&data, auto.clone())
+        .run(&whole, Start::Resume, &mut Silent)
+        .unwrap();
+    let chosen = whole.read_auto_alpha().unwrap();
+    assert_eq!(chosen.iter().map(|r| r.step).collect::<Vec<_>>(), [1, 2]);
+    for (row, result) in chosen.iter().zip(&trained[1..]) {
+        assert!((0.0..=1.0).contains(&row.alpha), "{row:?}");
+        assert_eq!(row.alpha, result.alpha);
+        if let Some(optimal) = row.optimal {
+            assert_eq!(row.alpha, optimal.clamp(0.0, 1.0));
+        }
+    }
+    let probes = whole.probe().read_tests().unwrap();
+    assert_eq!(
+        probes.iter().map(|r| (r.step, r.alpha)).collect::<Vec<_>>(),
+        [(1, 0.0), (2, 0.0)]
+    );
+
+    // Killed after step 2's probe, before step 2 finished: the probe is not trained again, and
+    // the chain ends where the uninterrupted one did.
+    let resumed = tempfile::tempdir().unwrap();
+    let resumed = ChainDir::new(resumed.path());
+    chain(&data, auto.clone())
+        .run(&resumed, Start::Resume, &mut Silent)
+        .unwrap();
+    let keep = |path: std::path::PathBuf, below: u64| {
+        let kept: String = std::fs::read_to_string(&path)
+            .unwrap()
+            .lines()
+            .filter(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["step"].as_u64() < Some(below)
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(path, kept).unwrap();
+    };
+    keep(resumed.test_file(), 2);
+    keep(resumed.auto_alpha_file(), 2);
+    let probe_trained = std::fs::metadata(resumed.probe().last_checkpoint(2))
+        .unwrap()
+        .modified()
+        .unwrap();
+    let again = chain(&data, auto)
+        .run(&resumed, Start::Resume, &mut Silent)
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].test_acc_final, trained[2].test_acc_final);
+    assert_eq!(resumed.read_auto_alpha().unwrap(), chosen);
+    let untouched = std::fs::metadata(resumed.probe().last_checkpoint(2))
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(probe_trained, untouched, "the probe was trained again");
+}
+
+#[test]
+fn a_first_fit_is_copied_not_trained_again() {
+    let data = data(64, 32);
+    let dir = tempfile::tempdir().unwrap();
+    let source = ChainDir::new(dir.path().join("a"));
+    chain(&data, record(1, 1))
+        .run(&source, Start::Resume, &mut Silent)
+        .unwrap();
+    let copy = ChainDir::new(dir.path().join("b"));
+    let mut other_alpha = record(2, 1);
+    other_alpha.alpha = Alpha::Fixed(0.0);
+    let trained = chain(&data, other_alpha)
+        .run(&copy, Start::ResumeCopyingFirstFit(&source), &mut Silent)
+        .unwrap();
+    assert_eq!(trained.iter().map(|r| r.step).collect::<Vec<_>>(), [1]);
+    let (a, b) = (source.read_tests().unwrap(), copy.read_tests().unwrap());
+    assert_eq!(a[0].test_acc_best, b[0].test_acc_best);
+    assert_eq!(b[0].seconds, 0.0);
+    assert_eq!(b[0].last_checkpoint, copy.last_checkpoint(0));
+    assert_eq!(
+        std::fs::read(source.last_checkpoint(0)).unwrap(),
+        std::fs::read(copy.last_checkpoint(0)).unwrap()
+    );
+    let sidecar = std::fs::read_to_string(copy.step_dir(0).join("last.json")).unwrap();
+    assert!(sidecar.contains("copied_from"), "{sidecar}");
+    assert_eq!(
+        std::fs::read_to_string(source.path().join("metrics.csv")).unwrap(),
+        std::fs::read_to_string(copy.path().join("metrics.csv"))
+            .unwrap()
+            .lines()
+            .take(2)
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+    );
+}
