@@ -7,14 +7,14 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
-use sd_cli::files::write_atomic;
-use sd_cli::plot::{AccuracySeries, write_accuracy_figure};
-use sd_resnet::train::{EpochMetrics, StepResult};
+use sd_alpha::Alpha;
+use sd_train::files::{create_dir, write_atomic, write_csv};
+use sd_train::{AutoAlpha, ChainDir, ChainRecord, EpochMetrics, StepResult};
 use serde::{Deserialize, Serialize};
 
-use crate::experiments::{AutoAlpha, ChainRecord, Shard, read_jsonl};
-use crate::profile::AlphaSpec;
+use crate::error::{Error, Result};
+use crate::experiment::Shard;
+use crate::plot::{AccuracySeries, write_accuracy_figure};
 
 /// The heading after which the report holds what differs between two runs of the same
 /// experiment (times, machine, directories); everything above it depends only on the results.
@@ -108,23 +108,23 @@ struct Chain {
     tests: Vec<StepResult>,
     metrics: Vec<EpochMetrics>,
     auto: Vec<AutoAlpha>,
+    probe: Vec<StepResult>,
 }
 
 impl Chain {
     fn read(dir: &Path) -> Result<Chain> {
-        let path = dir.join("chain.json");
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let record: ChainRecord =
-            serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
-        let mut tests: Vec<StepResult> = read_jsonl(&dir.join("test.jsonl"))?;
-        tests.sort_by_key(|r| r.step);
+        let files = ChainDir::new(dir);
+        let record = files.read_record()?.ok_or_else(|| Error::Io {
+            path: files.record_file(),
+            source: std::io::ErrorKind::NotFound.into(),
+        })?;
         Ok(Chain {
             record,
             dir: dir.to_path_buf(),
-            tests,
-            metrics: read_jsonl(&dir.join("metrics.jsonl"))?,
-            auto: read_jsonl(&dir.join("auto_alpha.jsonl"))?,
+            tests: files.read_tests()?,
+            metrics: files.read_metrics()?,
+            auto: files.read_auto_alpha()?,
+            probe: files.probe().read_tests()?,
         })
     }
 
@@ -159,16 +159,11 @@ impl Experiment {
         for dir in dirs {
             let found = info_files(dir);
             if found.is_empty() {
-                bail!(
-                    "{} is not an experiment directory (it has no experiment.json)",
-                    dir.display()
-                );
+                return Err(Error::NotAnExperiment(dir.clone()));
             }
             for info_path in found {
-                let text = std::fs::read_to_string(&info_path)
-                    .with_context(|| format!("cannot read {}", info_path.display()))?;
-                let info: ExperimentInfo = serde_json::from_str(&text)
-                    .with_context(|| format!("{}", info_path.display()))?;
+                let info: ExperimentInfo =
+                    sd_train::files::read_json(&info_path)?.expect("listed by read_dir");
                 infos.push((dir.clone(), info));
             }
             let runs = dir.join("runs");
@@ -203,12 +198,10 @@ impl Experiment {
         if let Some(first) = chains.first() {
             for chain in &chains {
                 if chain.record.settings != first.record.settings {
-                    bail!(
-                        "{} and {} were trained with different settings: they are not one \
-                         experiment",
-                        first.dir.display(),
-                        chain.dir.display()
-                    );
+                    return Err(Error::NotOneExperiment {
+                        first: first.dir.clone(),
+                        second: chain.dir.clone(),
+                    });
                 }
             }
         }
@@ -219,7 +212,7 @@ impl Experiment {
             let Ok(profile) = toml::from_str::<crate::profile::Profile>(&info.profile_toml) else {
                 continue;
             };
-            for spec in crate::experiments::chains(&profile) {
+            for spec in crate::experiment::chains(&profile) {
                 let present = chains
                     .iter()
                     .any(|c| (c.record.alpha, c.record.seed) == (spec.alpha, spec.seed));
@@ -237,20 +230,20 @@ impl Experiment {
     }
 
     /// The alphas present: numbers ascending, then auto.
-    fn alphas(&self) -> Vec<AlphaSpec> {
+    fn alphas(&self) -> Vec<Alpha> {
         let mut fixed: Vec<f64> = Vec::new();
         let mut auto = false;
         for chain in &self.chains {
             match chain.record.alpha {
-                AlphaSpec::Fixed(a) if !fixed.contains(&a) => fixed.push(a),
-                AlphaSpec::Fixed(_) => {}
-                AlphaSpec::Auto => auto = true,
+                Alpha::Fixed(a) if !fixed.contains(&a) => fixed.push(a),
+                Alpha::Fixed(_) => {}
+                Alpha::Auto => auto = true,
             }
         }
         fixed.sort_by(f64::total_cmp);
-        let mut alphas: Vec<AlphaSpec> = fixed.into_iter().map(AlphaSpec::Fixed).collect();
+        let mut alphas: Vec<Alpha> = fixed.into_iter().map(Alpha::Fixed).collect();
         if auto {
-            alphas.push(AlphaSpec::Auto);
+            alphas.push(Alpha::Auto);
         }
         alphas
     }
@@ -262,12 +255,12 @@ impl Experiment {
         seeds
     }
 
-    fn of(&self, alpha: AlphaSpec) -> impl Iterator<Item = &Chain> {
+    fn of(&self, alpha: Alpha) -> impl Iterator<Item = &Chain> {
         self.chains.iter().filter(move |c| c.record.alpha == alpha)
     }
 
     /// Mean and sample standard deviation over seeds of the accuracy at `step`, and how many.
-    fn stats(&self, alpha: AlphaSpec, step: usize, best: bool) -> Option<Stats> {
+    fn stats(&self, alpha: Alpha, step: usize, best: bool) -> Option<Stats> {
         Stats::of(
             &self
                 .of(alpha)
@@ -314,7 +307,7 @@ impl Stats {
     }
 }
 
-fn alpha_title(alpha: AlphaSpec) -> String {
+fn alpha_title(alpha: Alpha) -> String {
     format!("α = {alpha}")
 }
 
@@ -328,10 +321,13 @@ fn cell(stats: Option<Stats>) -> String {
 /// Returns the path of `REPORT.md`.
 pub fn write(dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
     if dirs.is_empty() {
-        bail!("no experiment directory given");
+        return Err(Error::setting(
+            "directories",
+            "must name at least one experiment directory",
+        ));
     }
     let experiment = Experiment::read(dirs)?;
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    create_dir(out)?;
     let krr = copy_krr(dirs, out)?;
     let mut md = String::new();
     let (_, info) = &experiment.infos[0];
@@ -383,22 +379,16 @@ pub fn write(dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
     }
     if !experiment.chains.is_empty() {
         md += &accuracy_section(&experiment, &alphas, out)?;
-        if alphas.contains(&AlphaSpec::Auto) {
+        if alphas.contains(&Alpha::Auto) {
             md += &auto_section(&experiment, &alphas);
         }
     }
     md += &missing_section(&experiment);
     md += &run_section(&experiment);
-    write_atomic(
-        &out.join("accuracy.csv"),
-        accuracy_csv(&experiment, &alphas).as_bytes(),
-    )?;
-    write_atomic(&out.join("steps.csv"), steps_csv(&experiment).as_bytes())?;
-    write_atomic(
-        &out.join("auto_alpha.csv"),
-        auto_csv(&experiment).as_bytes(),
-    )?;
-    write_atomic(&out.join("timing.csv"), timing_csv(&experiment).as_bytes())?;
+    write_accuracy_csv(&out.join("accuracy.csv"), &experiment, &alphas)?;
+    write_steps_csv(&out.join("steps.csv"), &experiment)?;
+    write_auto_csv(&out.join("auto_alpha.csv"), &experiment)?;
+    write_timing_csv(&out.join("timing.csv"), &experiment)?;
     let report = out.join("REPORT.md");
     write_atomic(&report, md.as_bytes())?;
     Ok(report)
@@ -419,20 +409,21 @@ fn copy_krr(dirs: &[PathBuf], out: &Path) -> Result<Option<String>> {
     if !same {
         copy_dir(&source, &target)?;
     }
-    Ok(Some(std::fs::read_to_string(target.join("losses.md"))?))
+    let losses = target.join("losses.md");
+    Ok(Some(
+        std::fs::read_to_string(&losses).map_err(Error::io(&losses))?,
+    ))
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to).with_context(|| format!("cannot create {}", to.display()))?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let path = entry.path();
-        let target = to.join(entry.file_name());
+    create_dir(to)?;
+    for entry in std::fs::read_dir(from).map_err(Error::io(from))? {
+        let path = entry.map_err(Error::io(from))?.path();
+        let target = to.join(path.file_name().expect("an entry has a name"));
         if path.is_dir() {
             copy_dir(&path, &target)?;
         } else {
-            let bytes =
-                std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+            let bytes = std::fs::read(&path).map_err(Error::io(&path))?;
             write_atomic(&target, &bytes)?;
         }
     }
@@ -457,7 +448,7 @@ fn krr_section(losses_md: &str) -> String {
     md
 }
 
-fn accuracy_table(experiment: &Experiment, alphas: &[AlphaSpec], best: bool) -> String {
+fn accuracy_table(experiment: &Experiment, alphas: &[Alpha], best: bool) -> String {
     let mut md = format!(
         "| step | {} |\n|---|{}\n",
         alphas
@@ -478,7 +469,7 @@ fn accuracy_table(experiment: &Experiment, alphas: &[AlphaSpec], best: bool) -> 
 }
 
 /// The step with the highest mean accuracy (the earliest of ties).
-fn best_step(experiment: &Experiment, alpha: AlphaSpec) -> Option<(usize, Stats)> {
+fn best_step(experiment: &Experiment, alpha: Alpha) -> Option<(usize, Stats)> {
     (0..experiment.steps)
         .filter_map(|step| experiment.stats(alpha, step, true).map(|s| (step, s)))
         .fold(None, |best: Option<(usize, Stats)>, (step, s)| match best {
@@ -487,7 +478,7 @@ fn best_step(experiment: &Experiment, alpha: AlphaSpec) -> Option<(usize, Stats)
         })
 }
 
-fn accuracy_section(experiment: &Experiment, alphas: &[AlphaSpec], out: &Path) -> Result<String> {
+fn accuracy_section(experiment: &Experiment, alphas: &[Alpha], out: &Path) -> Result<String> {
     let mut md = String::from("## Networks: test accuracy per distillation step\n\n");
     md += &accuracy_table(experiment, alphas, true);
     let series: Vec<AccuracySeries> = alphas
@@ -502,8 +493,8 @@ fn accuracy_section(experiment: &Experiment, alphas: &[AlphaSpec], out: &Path) -
                 })
                 .collect(),
             shade: match alpha {
-                AlphaSpec::Fixed(a) => Some(a),
-                AlphaSpec::Auto => None,
+                Alpha::Fixed(a) => Some(a),
+                Alpha::Auto => None,
             },
         })
         .collect();
@@ -532,7 +523,7 @@ fn accuracy_section(experiment: &Experiment, alphas: &[AlphaSpec], out: &Path) -
     Ok(md)
 }
 
-fn auto_section(experiment: &Experiment, alphas: &[AlphaSpec]) -> String {
+fn auto_section(experiment: &Experiment, alphas: &[Alpha]) -> String {
     let mut md = String::from(
         "## Automatic alpha (Algorithm 1)\n\n\
          At each step k >= 1 an `alpha = 0` student of the step's teacher is trained first (the \
@@ -546,7 +537,7 @@ fn auto_section(experiment: &Experiment, alphas: &[AlphaSpec]) -> String {
     );
     for step in 1..experiment.steps {
         let chosen: Vec<String> = experiment
-            .of(AlphaSpec::Auto)
+            .of(Alpha::Auto)
             .filter_map(|c| {
                 c.auto
                     .iter()
@@ -561,7 +552,7 @@ fn auto_section(experiment: &Experiment, alphas: &[AlphaSpec]) -> String {
             .collect();
         let probe = Stats::of(
             &experiment
-                .of(AlphaSpec::Auto)
+                .of(Alpha::Auto)
                 .filter_map(|c| {
                     c.auto
                         .iter()
@@ -572,15 +563,12 @@ fn auto_section(experiment: &Experiment, alphas: &[AlphaSpec]) -> String {
         );
         let grid_best = alphas
             .iter()
-            .filter(|a| matches!(a, AlphaSpec::Fixed(_)))
+            .filter(|a| matches!(a, Alpha::Fixed(_)))
             .filter_map(|&a| experiment.stats(a, step, true).map(|s| (a, s)))
-            .fold(
-                None,
-                |best: Option<(AlphaSpec, Stats)>, (a, s)| match best {
-                    Some((_, b)) if b.mean >= s.mean => best,
-                    _ => Some((a, s)),
-                },
-            );
+            .fold(None, |best: Option<(Alpha, Stats)>, (a, s)| match best {
+                Some((_, b)) if b.mean >= s.mean => best,
+                _ => Some((a, s)),
+            });
         let _ = writeln!(
             md,
             "| {step} | {} | {} | {} | {} | {} |",
@@ -589,7 +577,7 @@ fn auto_section(experiment: &Experiment, alphas: &[AlphaSpec]) -> String {
             } else {
                 chosen.join("; ")
             },
-            cell(experiment.stats(AlphaSpec::Auto, step, true)),
+            cell(experiment.stats(Alpha::Auto, step, true)),
             cell(probe),
             grid_best.map_or("-".into(), |(a, _)| a.to_string()),
             cell(grid_best.map(|(_, s)| s)),
@@ -641,9 +629,12 @@ fn run_section(experiment: &Experiment) -> String {
            |---|---:|---:|---:|\n";
     let mut total = 0.0;
     for chain in &experiment.chains {
-        let probe: Vec<StepResult> =
-            read_jsonl(&chain.dir.join("probe/test.jsonl")).unwrap_or_default();
-        let seconds: f64 = chain.tests.iter().chain(&probe).map(|r| r.seconds).sum();
+        let seconds: f64 = chain
+            .tests
+            .iter()
+            .chain(&chain.probe)
+            .map(|r| r.seconds)
+            .sum();
         let speeds: Vec<f64> = chain.metrics.iter().map(|m| m.images_per_s).collect();
         total += seconds;
         let _ = writeln!(
@@ -694,73 +685,94 @@ fn run_section(experiment: &Experiment) -> String {
     md
 }
 
-fn accuracy_csv(experiment: &Experiment, alphas: &[AlphaSpec]) -> String {
-    let mut csv = String::from(
-        "alpha,step,seeds,test_acc_best_mean,test_acc_best_std,test_acc_final_mean,\
-         test_acc_final_std\n",
-    );
+fn write_accuracy_csv(path: &Path, experiment: &Experiment, alphas: &[Alpha]) -> Result<()> {
+    let mut rows = Vec::new();
     for &alpha in alphas {
         for step in 0..experiment.steps {
             if let (Some(best), Some(last)) = (
                 experiment.stats(alpha, step, true),
                 experiment.stats(alpha, step, false),
             ) {
-                let _ = writeln!(
-                    csv,
-                    "{alpha},{step},{},{},{},{},{}",
-                    best.n, best.mean, best.std, last.mean, last.std
-                );
+                rows.push([
+                    alpha.to_string(),
+                    step.to_string(),
+                    best.n.to_string(),
+                    best.mean.to_string(),
+                    best.std.to_string(),
+                    last.mean.to_string(),
+                    last.std.to_string(),
+                ]);
             }
         }
     }
-    csv
+    let header = [
+        "alpha",
+        "step",
+        "seeds",
+        "test_acc_best_mean",
+        "test_acc_best_std",
+        "test_acc_final_mean",
+        "test_acc_final_std",
+    ];
+    Ok(write_csv(path, &header, rows)?)
 }
 
-fn steps_csv(experiment: &Experiment) -> String {
-    let mut csv = String::from(
-        "alpha,seed,step,alpha_used,test_acc_best,test_acc_final,best_epoch,best_val_acc\n",
-    );
+fn write_steps_csv(path: &Path, experiment: &Experiment) -> Result<()> {
+    let mut rows = Vec::new();
     for chain in &experiment.chains {
         for r in &chain.tests {
-            let _ = writeln!(
-                csv,
-                "{},{},{},{},{},{},{},{}",
-                chain.record.alpha,
-                chain.record.seed,
-                r.step,
-                r.alpha,
-                r.test_acc_best,
-                r.test_acc_final,
-                r.best_epoch,
-                r.best_val_acc
-            );
+            rows.push([
+                chain.record.alpha.to_string(),
+                chain.record.seed.to_string(),
+                r.step.to_string(),
+                r.alpha.to_string(),
+                r.test_acc_best.to_string(),
+                r.test_acc_final.to_string(),
+                r.best_epoch.to_string(),
+                r.best_val_acc.to_string(),
+            ]);
         }
     }
-    csv
+    let header = [
+        "alpha",
+        "seed",
+        "step",
+        "alpha_used",
+        "test_acc_best",
+        "test_acc_final",
+        "best_epoch",
+        "best_val_acc",
+    ];
+    Ok(write_csv(path, &header, rows)?)
 }
 
-fn auto_csv(experiment: &Experiment) -> String {
-    let mut csv =
-        String::from("seed,step,optimal_alpha,alpha,probe_test_acc_best,probe_test_acc_final\n");
-    for chain in experiment.of(AlphaSpec::Auto) {
+fn write_auto_csv(path: &Path, experiment: &Experiment) -> Result<()> {
+    let mut rows = Vec::new();
+    for chain in experiment.of(Alpha::Auto) {
         for r in &chain.auto {
-            let _ = writeln!(
-                csv,
-                "{},{},{},{},{},{}",
-                chain.record.seed,
-                r.step,
+            rows.push([
+                chain.record.seed.to_string(),
+                r.step.to_string(),
                 r.optimal.map_or(String::new(), |o| o.to_string()),
-                r.alpha,
-                r.probe_test_acc_best,
-                r.probe_test_acc_final
-            );
+                r.alpha.to_string(),
+                r.probe_test_acc_best.to_string(),
+                r.probe_test_acc_final.to_string(),
+            ]);
         }
     }
-    csv
+    let header = [
+        "seed",
+        "step",
+        "optimal_alpha",
+        "alpha",
+        "probe_test_acc_best",
+        "probe_test_acc_final",
+    ];
+    Ok(write_csv(path, &header, rows)?)
 }
 
-fn timing_csv(experiment: &Experiment) -> String {
-    let mut csv = String::from("alpha,seed,step,seconds,images_per_s\n");
+fn write_timing_csv(path: &Path, experiment: &Experiment) -> Result<()> {
+    let mut rows = Vec::new();
     for chain in &experiment.chains {
         for r in &chain.tests {
             let speeds: Vec<f64> = chain
@@ -769,18 +781,17 @@ fn timing_csv(experiment: &Experiment) -> String {
                 .filter(|m| m.step == r.step)
                 .map(|m| m.images_per_s)
                 .collect();
-            let _ = writeln!(
-                csv,
-                "{},{},{},{:.3},{:.1}",
-                chain.record.alpha,
-                chain.record.seed,
-                r.step,
-                r.seconds,
-                Stats::of(&speeds).map_or(0.0, |s| s.mean)
-            );
+            rows.push([
+                chain.record.alpha.to_string(),
+                chain.record.seed.to_string(),
+                r.step.to_string(),
+                format!("{:.3}", r.seconds),
+                format!("{:.1}", Stats::of(&speeds).map_or(0.0, |s| s.mean)),
+            ]);
         }
     }
-    csv
+    let header = ["alpha", "seed", "step", "seconds", "images_per_s"];
+    Ok(write_csv(path, &header, rows)?)
 }
 
 #[cfg(test)]

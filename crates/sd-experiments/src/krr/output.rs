@@ -2,14 +2,19 @@
 //!
 //! The JSON object is a stable interface (docs/cli.md documents every field).
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
+use std::str::FromStr;
 
+use sd_alpha::Alpha;
 use serde::Serialize;
 
-use crate::krr::{AlphaChoice, KernelChoice, KrrReport, LimitReport, StepReport};
+use crate::error::{Error, Result};
+use crate::krr::{KernelChoice, KrrReport, LimitReport, StepReport};
 
-/// Output format of `sd-cli krr`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+/// How a report is printed.
+///
+/// Text form ([`FromStr`], [`fmt::Display`]): `table`, `json`, `csv`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Format {
     /// A table for people, like the original notebook's.
     #[default]
@@ -20,17 +25,50 @@ pub enum Format {
     Csv,
 }
 
-/// `alpha` in JSON: a number, or the string `"auto"`.
-#[derive(Serialize)]
-#[serde(untagged)]
-enum JsonAlpha {
-    Fixed(f64),
-    Auto(&'static str),
+impl Format {
+    /// `table`, `json` or `csv`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Format::Table => "table",
+            Format::Json => "json",
+            Format::Csv => "csv",
+        }
+    }
+}
+
+impl fmt::Display for Format {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Format {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        [Format::Table, Format::Json, Format::Csv]
+            .into_iter()
+            .find(|f| f.name() == text)
+            .ok_or_else(|| {
+                Error::setting(
+                    "format",
+                    format!("must be table, json or csv, got '{text}'"),
+                )
+            })
+    }
+}
+
+/// `0.25`, `auto`, or `auto (clamped to [0, 1])`.
+fn alpha_text(report: &KrrReport) -> String {
+    match (report.alpha, report.clamp) {
+        (Alpha::Auto, true) => "auto (clamped to [0, 1])".into(),
+        (alpha, _) => alpha.to_string(),
+    }
 }
 
 #[derive(Serialize)]
 struct JsonReport<'a> {
-    alpha: JsonAlpha,
+    alpha: Alpha,
     clamp_alpha: bool,
     kernel: &'static str,
     gamma: Option<f64>,
@@ -54,12 +92,9 @@ pub fn json(report: &KrrReport) -> String {
         _ => (None, None),
     };
     let json = JsonReport {
-        alpha: match report.alpha {
-            AlphaChoice::Fixed(alpha) => JsonAlpha::Fixed(alpha),
-            AlphaChoice::Auto { .. } => JsonAlpha::Auto("auto"),
-        },
-        clamp_alpha: matches!(report.alpha, AlphaChoice::Auto { clamp: true }),
-        kernel: report.kernel.name(),
+        alpha: report.alpha,
+        clamp_alpha: report.clamp,
+        kernel: report.kernel.kind().name(),
         gamma: report.kernel.gamma(),
         coef0,
         degree,
@@ -113,7 +148,7 @@ pub fn table(report: &KrrReport) -> String {
         "kernel ridge self-distillation: {}, lambda = {}, alpha = {}, {steps} step{} ({} route)",
         report.kernel,
         report.lambda,
-        report.alpha,
+        alpha_text(report),
         if steps == 1 { "" } else { "s" },
         match report.route {
             sd_kernel::Route::Cholesky => "cholesky",
@@ -130,7 +165,7 @@ pub fn table(report: &KrrReport) -> String {
             .unwrap_or("none (pass --test FILE for a held-out loss)")
     );
     out.push('\n');
-    let clamped = matches!(report.alpha, AlphaChoice::Auto { clamp: true });
+    let clamped = report.alpha.is_auto() && report.clamp;
     let mut rows: Vec<[String; 5]> = vec![[
         "step".into(),
         "alpha".into(),
@@ -180,8 +215,8 @@ pub fn table(report: &KrrReport) -> String {
     }
     if report.steps.len() > 1 {
         out.push_str(
-            "\nstep 1 is plain kernel ridge regression; step t fits alpha * y + (1 - alpha) * \
-             (step t-1's predictions)\n",
+            "\nstep 0 is plain kernel ridge regression (the first fit); step t fits alpha * y + \
+             (1 - alpha) * (step t-1's predictions)\n",
         );
     }
     out
@@ -189,28 +224,35 @@ pub fn table(report: &KrrReport) -> String {
 
 /// The report as CSV: `step,alpha,loss,train_loss`; empty cells where there is no value.
 pub fn csv(report: &KrrReport) -> String {
-    let mut out = String::from("step,alpha,loss,train_loss\n");
     let cell = |value: Option<f64>| value.map_or(String::new(), |v| v.to_string());
-    for step in &report.steps {
-        let _ = writeln!(
-            out,
-            "{},{},{},{}",
-            step.step,
-            cell(step.alpha),
-            cell(step.loss),
-            step.train_loss
-        );
-    }
+    let mut rows: Vec<[String; 4]> = report
+        .steps
+        .iter()
+        .map(|step| {
+            [
+                step.step.to_string(),
+                cell(step.alpha),
+                cell(step.loss),
+                step.train_loss.to_string(),
+            ]
+        })
+        .collect();
     if let Some(limit) = &report.limit {
-        let _ = writeln!(
-            out,
-            "limit,{},{},{}",
-            limit.alpha,
+        rows.push([
+            "limit".into(),
+            limit.alpha.to_string(),
             cell(limit.loss),
-            limit.train_loss
-        );
+            limit.train_loss.to_string(),
+        ]);
     }
-    out
+    let mut writer = csv::Writer::from_writer(Vec::new());
+    writer
+        .write_record(["step", "alpha", "loss", "train_loss"])
+        .expect("writing to memory");
+    for row in rows {
+        writer.write_record(row).expect("writing to memory");
+    }
+    String::from_utf8(writer.into_inner().expect("writing to memory")).expect("ASCII")
 }
 
 /// Renders the report in `format`.

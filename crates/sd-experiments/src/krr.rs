@@ -1,17 +1,121 @@
-//! The `krr` job: one self-distillation run of kernel ridge regression, from settings to a report.
+//! The kernel ridge regression job: one self-distillation run, from settings to a report that
+//! prints as a table, JSON or CSV ([`output`]) and draws as figures ([`crate::plot`]).
+
+pub mod input;
+pub mod output;
+pub mod toy;
 
 use std::fmt;
 use std::path::PathBuf;
+use std::str::FromStr;
 
-use anyhow::{Context, Result, bail};
+use sd_alpha::Alpha;
 use sd_kernel::faer::Mat;
 use sd_kernel::{
     Kernel, Laplacian, Linear, OptimalAlpha, Polynomial, Rbf, Route, Schedule, SelfDistillation,
-    mean_squared_error, spectral, toy,
+    mean_squared_error, spectral,
 };
 use serde::Serialize;
 
-use crate::data::Table;
+use crate::error::{Error, Result};
+use input::Table;
+
+/// The kernels by name, without their parameters.
+///
+/// Text form ([`FromStr`], [`fmt::Display`]): `rbf`, `laplacian`, `linear`, `poly`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum KernelKind {
+    /// `exp(-gamma |x - x'|^2)`.
+    Rbf,
+    /// `exp(-gamma |x - x'|_1)`.
+    Laplacian,
+    /// `<x, x'>`.
+    Linear,
+    /// `(gamma <x, x'> + coef0)^degree`.
+    Poly,
+}
+
+impl KernelKind {
+    /// Every kernel, in the order of the documentation.
+    pub const ALL: [KernelKind; 4] = [
+        KernelKind::Rbf,
+        KernelKind::Laplacian,
+        KernelKind::Linear,
+        KernelKind::Poly,
+    ];
+
+    /// `rbf`, `laplacian`, `linear` or `poly`.
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelKind::Rbf => "rbf",
+            KernelKind::Laplacian => "laplacian",
+            KernelKind::Linear => "linear",
+            KernelKind::Poly => "poly",
+        }
+    }
+
+    /// The kernel with its parameters: `gamma` (default 80, the toy example's, for rbf and
+    /// laplacian; 1 for poly), `coef0` (default 1) and `degree` (default 3) for poly. A parameter
+    /// the kernel does not have is refused.
+    pub fn with(
+        self,
+        gamma: Option<f64>,
+        coef0: Option<f64>,
+        degree: Option<u32>,
+    ) -> Result<KernelChoice> {
+        if self != KernelKind::Poly {
+            for (given, field) in [(coef0.is_some(), "coef0"), (degree.is_some(), "degree")] {
+                if given {
+                    return Err(Error::setting(field, "applies to the poly kernel only"));
+                }
+            }
+        }
+        Ok(match self {
+            KernelKind::Rbf => KernelChoice::Rbf {
+                gamma: gamma.unwrap_or(sd_kernel::toy::GAMMA),
+            },
+            KernelKind::Laplacian => KernelChoice::Laplacian {
+                gamma: gamma.unwrap_or(sd_kernel::toy::GAMMA),
+            },
+            KernelKind::Linear => {
+                if gamma.is_some() {
+                    return Err(Error::setting(
+                        "gamma",
+                        "does not apply to the linear kernel",
+                    ));
+                }
+                KernelChoice::Linear
+            }
+            KernelKind::Poly => KernelChoice::Polynomial {
+                gamma: gamma.unwrap_or(1.0),
+                coef0: coef0.unwrap_or(1.0),
+                degree: degree.unwrap_or(3),
+            },
+        })
+    }
+}
+
+impl fmt::Display for KernelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for KernelKind {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        KernelKind::ALL
+            .into_iter()
+            .find(|k| k.name() == text)
+            .ok_or_else(|| {
+                Error::setting(
+                    "kernel",
+                    format!("must be rbf, laplacian, linear or poly, got '{text}'"),
+                )
+            })
+    }
+}
 
 /// Which kernel, with its parameters.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -54,13 +158,13 @@ impl KernelChoice {
         })
     }
 
-    /// Short name: `rbf`, `laplacian`, `linear`, `poly`.
-    pub fn name(&self) -> &'static str {
+    /// Which kernel it is.
+    pub fn kind(&self) -> KernelKind {
         match self {
-            KernelChoice::Rbf { .. } => "rbf",
-            KernelChoice::Laplacian { .. } => "laplacian",
-            KernelChoice::Linear => "linear",
-            KernelChoice::Polynomial { .. } => "poly",
+            KernelChoice::Rbf { .. } => KernelKind::Rbf,
+            KernelChoice::Laplacian { .. } => KernelKind::Laplacian,
+            KernelChoice::Linear => KernelKind::Linear,
+            KernelChoice::Polynomial { .. } => KernelKind::Poly,
         }
     }
 
@@ -90,30 +194,10 @@ impl fmt::Display for KernelChoice {
     }
 }
 
-/// The ground-truth weight: a constant, or the optimum of every step.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum AlphaChoice {
-    /// The same alpha in `[0, 1]` at every step.
-    Fixed(f64),
-    /// The optimal alpha per step against the reference (Algorithm 1 of the paper).
-    Auto {
-        /// Clamp each optimum into `[0, 1]`.
-        clamp: bool,
-    },
-}
-
-impl fmt::Display for AlphaChoice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AlphaChoice::Fixed(alpha) => write!(f, "{alpha}"),
-            AlphaChoice::Auto { clamp: false } => f.write_str("auto"),
-            AlphaChoice::Auto { clamp: true } => f.write_str("auto (clamped to [0, 1])"),
-        }
-    }
-}
-
 /// Which factorisation to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize)]
+///
+/// Text form ([`FromStr`], [`fmt::Display`], serde): `auto`, `cholesky`, `eigen`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SolverChoice {
     /// Eigendecomposition when the output needs the spectrum (JSON, plots), Cholesky otherwise.
@@ -125,6 +209,43 @@ pub enum SolverChoice {
     Eigen,
 }
 
+impl SolverChoice {
+    /// `auto`, `cholesky` or `eigen`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SolverChoice::Auto => "auto",
+            SolverChoice::Cholesky => "cholesky",
+            SolverChoice::Eigen => "eigen",
+        }
+    }
+}
+
+impl fmt::Display for SolverChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for SolverChoice {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        [
+            SolverChoice::Auto,
+            SolverChoice::Cholesky,
+            SolverChoice::Eigen,
+        ]
+        .into_iter()
+        .find(|s| s.name() == text)
+        .ok_or_else(|| {
+            Error::setting(
+                "solver",
+                format!("must be auto, cholesky or eigen, got '{text}'"),
+            )
+        })
+    }
+}
+
 /// Everything one `krr` run needs.
 #[derive(Debug, Clone)]
 pub struct KrrConfig {
@@ -132,9 +253,12 @@ pub struct KrrConfig {
     pub kernel: KernelChoice,
     /// Ridge `lambda > 0`.
     pub lambda: f64,
-    /// Ground-truth weight.
-    pub alpha: AlphaChoice,
-    /// Distillation steps, `>= 1`.
+    /// Ground-truth weight: fixed, or the optimum of every step against the reference
+    /// (Algorithm 1: the true function on the toy data, else the test file).
+    pub alpha: Alpha,
+    /// With `alpha = auto`: clamp each optimum into `[0, 1]` (it is used as it is otherwise).
+    pub clamp: bool,
+    /// Steps, the first fit (step 0) included, `>= 1`.
     pub steps: usize,
     /// Training CSV; `None` for the toy example.
     pub data: Option<PathBuf>,
@@ -154,13 +278,16 @@ pub struct KrrConfig {
 }
 
 impl KrrConfig {
-    /// The toy example with the original notebook's settings and the given alpha.
-    pub fn toy(alpha: AlphaChoice) -> Self {
+    /// The toy example with the original notebook's settings and the given alpha (unclamped).
+    pub fn toy(alpha: Alpha) -> Self {
         Self {
-            kernel: KernelChoice::Rbf { gamma: toy::GAMMA },
-            lambda: toy::LAMBDA,
+            kernel: KernelChoice::Rbf {
+                gamma: sd_kernel::toy::GAMMA,
+            },
+            lambda: sd_kernel::toy::LAMBDA,
             alpha,
-            steps: toy::STEPS,
+            clamp: false,
+            steps: sd_kernel::toy::STEPS,
             data: None,
             targets: Vec::new(),
             test: None,
@@ -175,9 +302,9 @@ impl KrrConfig {
 /// One step's line of the report.
 #[derive(Debug, Clone, Serialize)]
 pub struct StepReport {
-    /// 1-based step; 1 is plain kernel ridge regression.
+    /// The step, from 0: step 0 is plain kernel ridge regression, the first fit.
     pub step: usize,
-    /// The ground-truth weight used; `null` at step 1 (no teacher).
+    /// The ground-truth weight used; `null` at step 0 (no teacher).
     pub alpha: Option<f64>,
     /// With `alpha = auto`: the optimum before any clamping.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -208,7 +335,7 @@ pub struct LimitReport {
 pub struct Curves {
     /// Grid inputs (one feature).
     pub grid: Vec<f64>,
-    /// `steps[t][output][i]`: prediction of step `t + 1` at `grid[i]`.
+    /// `steps[t][output][i]`: prediction of step `t` at `grid[i]`.
     pub steps: Vec<Vec<Vec<f64>>>,
     /// The limit's predictions, `[output][i]`.
     pub limit: Option<Vec<Vec<f64>>>,
@@ -228,7 +355,9 @@ pub struct KrrReport {
     /// Ridge.
     pub lambda: f64,
     /// Ground-truth weight as asked.
-    pub alpha: AlphaChoice,
+    pub alpha: Alpha,
+    /// Whether the optima of `alpha = auto` were clamped into `[0, 1]`.
+    pub clamp: bool,
     /// The route taken.
     pub route: Route,
     /// Where the training data came from, in words.
@@ -274,19 +403,19 @@ struct Problem {
 fn load(config: &KrrConfig) -> Result<Problem> {
     match &config.data {
         None => Ok(Problem {
-            x: toy::inputs(),
-            y: toy::targets(),
+            x: sd_kernel::toy::inputs(),
+            y: sd_kernel::toy::targets(),
             target_names: vec!["y".into()],
             data: "toy example of Mobahi et al. (2020): 11 noisy samples of sin(2 pi x)".into(),
             reference: Some((
-                toy::grid(),
-                toy::grid_truth(),
+                sd_kernel::toy::grid(),
+                sd_kernel::toy::grid_truth(),
                 format!(
                     "mean squared error against sin(2 pi x) on {} grid points in [0, 1]",
-                    toy::GRID_POINTS
+                    sd_kernel::toy::GRID_POINTS
                 ),
             )),
-            truth: Some(toy::true_function),
+            truth: Some(sd_kernel::toy::true_function),
         }),
         Some(path) => {
             let train = Table::read(path, &config.targets)?;
@@ -333,16 +462,17 @@ const CURVE_POINTS: usize = 501;
 /// Runs one self-distillation of kernel ridge regression as `config` says.
 pub fn run(config: &KrrConfig) -> Result<KrrReport> {
     if config.steps == 0 {
-        bail!("--steps must be at least 1");
+        return Err(Error::setting("steps", "must be at least 1"));
+    }
+    if config.clamp && !config.alpha.is_auto() {
+        return Err(Error::setting(
+            "clamp",
+            "applies to alpha auto only (a fixed alpha lies in [0, 1])",
+        ));
     }
     let problem = load(config)?;
-    if let AlphaChoice::Auto { .. } = config.alpha
-        && problem.reference.is_none()
-    {
-        bail!(
-            "--alpha auto needs reference data: pass --test FILE (held-out points); the training \
-             targets cannot serve, since against them the optimal alpha is always >= 1"
-        );
+    if config.alpha.is_auto() && problem.reference.is_none() {
+        return Err(Error::AutoWithoutReference);
     }
     let route = match config.solver {
         SolverChoice::Cholesky => Route::Cholesky,
@@ -382,20 +512,20 @@ pub fn run(config: &KrrConfig) -> Result<KrrReport> {
     }
 
     let schedule = match config.alpha {
-        AlphaChoice::Fixed(alpha) => Schedule::Constant(alpha),
-        AlphaChoice::Auto { clamp } => {
+        Alpha::Fixed(alpha) => Schedule::Constant(alpha),
+        Alpha::Auto => {
             let (x, targets, _) = problem.reference.as_ref().expect("checked above");
             Schedule::Optimal(OptimalAlpha {
                 x: x.clone(),
                 targets: targets.clone(),
-                clamp,
+                clamp: config.clamp,
             })
         }
     };
     let steps = model.distill(&schedule, config.steps)?;
     let limit_alpha = match config.alpha {
-        AlphaChoice::Fixed(alpha) => Some(alpha),
-        AlphaChoice::Auto { .. } => {
+        Alpha::Fixed(alpha) => Some(alpha),
+        Alpha::Auto => {
             let last = steps.last().and_then(|s| s.alpha);
             match last {
                 Some(alpha) if (0.0..=1.0).contains(&alpha) => Some(alpha),
@@ -439,6 +569,7 @@ pub fn run(config: &KrrConfig) -> Result<KrrReport> {
         kernel: config.kernel,
         lambda: config.lambda,
         alpha: config.alpha,
+        clamp: config.clamp,
         route,
         data: problem.data.clone(),
         reference: problem.reference.as_ref().map(|(_, _, d)| d.clone()),
@@ -483,9 +614,7 @@ fn curves(
     let grid: Vec<f64> = (0..CURVE_POINTS)
         .map(|i| low + span * i as f64 / (CURVE_POINTS - 1) as f64)
         .collect();
-    let evaluator = model
-        .at(Mat::from_fn(CURVE_POINTS, 1, |i, _| grid[i]).as_ref())
-        .context("evaluating the fits on a grid")?;
+    let evaluator = model.at(Mat::from_fn(CURVE_POINTS, 1, |i, _| grid[i]).as_ref())?;
     let columns = |m: Mat<f64>| -> Vec<Vec<f64>> {
         (0..m.ncols())
             .map(|j| m.col(j).iter().copied().collect())

@@ -1,4 +1,4 @@
-//! Training and test data from CSV files, validated cell by cell.
+//! Points for kernel ridge regression from CSV files, validated cell by cell.
 //!
 //! A file has one header row naming its columns, then one row per point. The target columns are
 //! chosen by name (the last column by default); every other column is a feature. Each problem is
@@ -12,7 +12,7 @@ use sd_kernel::faer::Mat;
 /// one (1-based, as editors count).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum DataError {
+pub enum TableError {
     /// The file could not be read.
     #[error("{path}: {source}")]
     Io {
@@ -160,8 +160,8 @@ fn quoted(cell: &str) -> String {
     }
 }
 
-fn read_cells(path: &Path) -> Result<Cells, DataError> {
-    let io = |source| DataError::Io {
+fn read_cells(path: &Path) -> Result<Cells, TableError> {
+    let io = |source| TableError::Io {
         path: path.to_path_buf(),
         source,
     };
@@ -178,7 +178,7 @@ fn read_cells(path: &Path) -> Result<Cells, DataError> {
             };
             io(source)
         }
-        _ => DataError::Malformed {
+        _ => TableError::Malformed {
             path: path.to_path_buf(),
             line: err.position().map_or(0, |p| p.line()),
             message: err.to_string(),
@@ -191,13 +191,13 @@ fn read_cells(path: &Path) -> Result<Cells, DataError> {
         .map(str::to_owned)
         .collect();
     if header.is_empty() || (header.len() == 1 && header[0].is_empty()) {
-        return Err(DataError::Empty {
+        return Err(TableError::Empty {
             path: path.to_path_buf(),
         });
     }
     for (index, name) in header.iter().enumerate() {
         if header[..index].contains(name) {
-            return Err(DataError::DuplicateColumn {
+            return Err(TableError::DuplicateColumn {
                 path: path.to_path_buf(),
                 name: name.clone(),
             });
@@ -213,7 +213,7 @@ fn read_cells(path: &Path) -> Result<Cells, DataError> {
             continue;
         }
         if record.len() != header.len() {
-            return Err(DataError::Ragged {
+            return Err(TableError::Ragged {
                 path: path.to_path_buf(),
                 line,
                 expected: header.len(),
@@ -221,7 +221,7 @@ fn read_cells(path: &Path) -> Result<Cells, DataError> {
             });
         }
         for (column, cell) in record.iter().enumerate() {
-            let value: f64 = cell.parse().map_err(|_| DataError::NotANumber {
+            let value: f64 = cell.parse().map_err(|_| TableError::NotANumber {
                 path: path.to_path_buf(),
                 line,
                 column: column + 1,
@@ -229,7 +229,7 @@ fn read_cells(path: &Path) -> Result<Cells, DataError> {
                 value: quoted(cell),
             })?;
             if !value.is_finite() {
-                return Err(DataError::NotFinite {
+                return Err(TableError::NotFinite {
                     path: path.to_path_buf(),
                     line,
                     column: column + 1,
@@ -242,7 +242,7 @@ fn read_cells(path: &Path) -> Result<Cells, DataError> {
         rows += 1;
     }
     if rows == 0 {
-        return Err(DataError::NoRows {
+        return Err(TableError::NoRows {
             path: path.to_path_buf(),
         });
     }
@@ -255,7 +255,7 @@ fn read_cells(path: &Path) -> Result<Cells, DataError> {
 
 impl Table {
     /// Reads a training file. `targets` names the target columns; empty means the last column.
-    pub fn read(path: &Path, targets: &[String]) -> Result<Self, DataError> {
+    pub fn read(path: &Path, targets: &[String]) -> Result<Self, TableError> {
         let cells = read_cells(path)?;
         let targets: Vec<String> = if targets.is_empty() {
             vec![
@@ -273,7 +273,7 @@ impl Table {
             match cells.header.iter().position(|h| h == name) {
                 Some(index) => target_columns.push(index),
                 None => {
-                    return Err(DataError::MissingColumn {
+                    return Err(TableError::MissingColumn {
                         path: path.to_path_buf(),
                         name: name.clone(),
                         columns: cells.header.join(", "),
@@ -285,7 +285,7 @@ impl Table {
             .filter(|c| !target_columns.contains(c))
             .collect();
         if feature_columns.is_empty() {
-            return Err(DataError::NoFeatures {
+            return Err(TableError::NoFeatures {
                 path: path.to_path_buf(),
                 columns: cells.header.join(", "),
             });
@@ -299,7 +299,7 @@ impl Table {
     }
 
     /// Reads a test file with the same columns as `training` (in any order).
-    pub fn read_like(path: &Path, training: &Table) -> Result<Self, DataError> {
+    pub fn read_like(path: &Path, training: &Table) -> Result<Self, TableError> {
         let cells = read_cells(path)?;
         let find = |name: &String| cells.header.iter().position(|h| h == name);
         let targets: Option<Vec<usize>> = training.target_names.iter().map(find).collect();
@@ -309,7 +309,7 @@ impl Table {
                 .iter()
                 .find(|name| find(name).is_none())
                 .expect("one is missing");
-            return Err(DataError::MissingColumn {
+            return Err(TableError::MissingColumn {
                 path: path.to_path_buf(),
                 name: missing.clone(),
                 columns: cells.header.join(", "),
@@ -325,7 +325,7 @@ impl Table {
             Some(feature_columns) if found_features.len() == feature_columns.len() => Ok(
                 Self::select(path, &cells, &feature_columns, &target_columns),
             ),
-            _ => Err(DataError::ColumnsDiffer {
+            _ => Err(TableError::ColumnsDiffer {
                 path: path.to_path_buf(),
                 expected: training.feature_names.len(),
                 expected_names: training.feature_names.join(", "),

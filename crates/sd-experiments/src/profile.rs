@@ -1,62 +1,19 @@
-//! Experiment profiles: TOML files in `xtask/profiles/`, any field overridable with
-//! `--set FIELD=VALUE`.
+//! Experiment profiles: TOML files (the shipped ones in `crates/sd-experiments/profiles/`),
+//! any field overridable with `FIELD=VALUE`.
+//!
+//! Field names are the command-line flags' of the same meaning (`epochs` and `--epochs`,
+//! `val_size` and `--val-size`); the names of earlier versions (`val_images`, `train_images`,
+//! `test_images`, `max_epochs`, `distillation_steps`) are still read.
 
-use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use sd_alpha::Alpha;
+use sd_resnet::loss::LossKind;
+use sd_resnet::{Depth, Stem};
 use serde::{Deserialize, Serialize};
 
-/// The weight of the ground truth of a chain's steps >= 1.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum AlphaSpec {
-    /// The same alpha at every step.
-    Fixed(f64),
-    /// The paper's Algorithm 1: each step's alpha from an `alpha = 0` probe student.
-    Auto,
-}
-
-impl fmt::Display for AlphaSpec {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AlphaSpec::Fixed(alpha) => write!(f, "{alpha}"),
-            AlphaSpec::Auto => f.write_str("auto"),
-        }
-    }
-}
-
-impl Serialize for AlphaSpec {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            AlphaSpec::Fixed(alpha) => s.serialize_f64(*alpha),
-            AlphaSpec::Auto => s.serialize_str("auto"),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for AlphaSpec {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Number(f64),
-            Text(String),
-        }
-        match Raw::deserialize(d)? {
-            Raw::Number(alpha) if (0.0..=1.0).contains(&alpha) => Ok(AlphaSpec::Fixed(alpha)),
-            Raw::Number(alpha) => Err(serde::de::Error::custom(format!(
-                "alpha {alpha} is outside [0, 1]"
-            ))),
-            Raw::Text(text) if text == "auto" => Ok(AlphaSpec::Auto),
-            Raw::Text(text) => match text.parse::<f64>() {
-                Ok(alpha) if (0.0..=1.0).contains(&alpha) => Ok(AlphaSpec::Fixed(alpha)),
-                _ => Err(serde::de::Error::custom(format!(
-                    "alpha must be a number in [0, 1] or \"auto\", got \"{text}\""
-                ))),
-            },
-        }
-    }
-}
+use crate::device::DeviceSpec;
+use crate::error::{Error, Result};
 
 /// Everything an experiment needs. Field names are the TOML keys (see docs/experiments.md).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -70,7 +27,7 @@ pub struct Profile {
     /// `"fixture"` (a CIFAR-10-format fixture written into the output directory), or the path of
     /// a CIFAR-10 directory or archive, or a (Fashion-)MNIST IDX directory.
     pub data: String,
-    /// With `data = "fixture"`: its training and test images.
+    /// With `data = "fixture"`: its training images.
     #[serde(default = "default_fixture_train")]
     pub fixture_train: usize,
     /// With `data = "fixture"`: its test images.
@@ -78,26 +35,29 @@ pub struct Profile {
     pub fixture_test: usize,
     /// Keep this many training images, balanced across classes (0: all that are left after the
     /// validation split).
-    #[serde(default)]
-    pub train_images: usize,
+    #[serde(default, alias = "train_images")]
+    pub train_size: usize,
     /// Validation images held out of the training set, stratified by class.
-    pub val_images: usize,
+    #[serde(alias = "val_images")]
+    pub val_size: usize,
     /// Validate on the test set instead, as the original code did.
     #[serde(default)]
     pub val_on_test: bool,
     /// Keep this many test images, balanced (0: all).
-    #[serde(default)]
-    pub test_images: usize,
+    #[serde(default, alias = "test_images")]
+    pub test_size: usize,
     /// 18, 34 or 50.
-    pub resnet: u32,
+    pub resnet: Depth,
     /// `"imagenet"` or `"cifar"`.
-    pub stem: String,
+    pub stem: Stem,
     /// `"mse"` (the paper's) or `"ce"`.
-    #[serde(default = "default_loss")]
-    pub loss: String,
+    #[serde(default)]
+    pub loss: LossKind,
     /// Epochs per step.
+    #[serde(alias = "max_epochs")]
     pub epochs: usize,
     /// Steps per chain, the first fit (step 0) included.
+    #[serde(alias = "distillation_steps")]
     pub steps: usize,
     /// Images per batch.
     pub batch_size: usize,
@@ -106,31 +66,38 @@ pub struct Profile {
     /// Weight of `sum_p |p|_2`.
     pub reg_coef: f64,
     /// The ground-truth weights: numbers in `[0, 1]` and/or `"auto"`.
-    pub alphas: Vec<AlphaSpec>,
+    pub alphas: Vec<Alpha>,
     /// One chain per alpha and seed.
     pub seeds: Vec<u64>,
     /// `"cpu"`, `"cuda"` or `"cuda:N"`.
-    #[serde(default = "default_device")]
-    pub device: String,
+    #[serde(default)]
+    pub device: DeviceSpec,
     /// Threads making batches.
     #[serde(default = "default_workers")]
     pub num_workers: usize,
+    /// Weights every step starts from (a torchvision `state_dict` as safetensors, or one of our
+    /// checkpoints) instead of a random initialization.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pretrained: Option<PathBuf>,
     /// Also run the kernel ridge regression part.
     #[serde(default = "default_true")]
     pub krr: bool,
 }
+
+/// Earlier names of fields, read as the current ones (`--set` too).
+const ALIASES: [(&str, &str); 5] = [
+    ("train_images", "train_size"),
+    ("val_images", "val_size"),
+    ("test_images", "test_size"),
+    ("max_epochs", "epochs"),
+    ("distillation_steps", "steps"),
+];
 
 fn default_fixture_train() -> usize {
     500
 }
 fn default_fixture_test() -> usize {
     100
-}
-fn default_loss() -> String {
-    "mse".into()
-}
-fn default_device() -> String {
-    "cpu".into()
 }
 fn default_workers() -> usize {
     2
@@ -139,7 +106,7 @@ fn default_true() -> bool {
     true
 }
 
-/// The profiles of `xtask/profiles/`, built into the binary so that a copied `xtask` (a GPU
+/// The shipped profiles, built into the binaries so that a copied `sd-cli` or `xtask` (a GPU
 /// build on a cluster) finds them wherever the checkout lies.
 const SHIPPED: [(&str, &str); 3] = [
     ("fmnist", include_str!("../profiles/fmnist.toml")),
@@ -152,7 +119,7 @@ const SHIPPED: [(&str, &str); 3] = [
 pub struct ProfileSource {
     /// The profile's name: a shipped profile's, or the file's stem.
     pub name: String,
-    /// For messages: the file, or `xtask/profiles/NAME.toml`.
+    /// For messages: the file, or `crates/sd-experiments/profiles/NAME.toml`.
     pub origin: String,
     /// The TOML text.
     pub text: String,
@@ -167,8 +134,10 @@ pub fn shipped() -> Vec<String> {
 pub fn locate(name_or_path: &str) -> Result<ProfileSource> {
     let as_path = Path::new(name_or_path);
     if name_or_path.ends_with(".toml") || as_path.components().count() > 1 {
-        let text = std::fs::read_to_string(as_path)
-            .with_context(|| format!("cannot read profile file {name_or_path}"))?;
+        let text = std::fs::read_to_string(as_path).map_err(|e| Error::Profile {
+            origin: name_or_path.to_string(),
+            problem: format!("cannot read it: {e}"),
+        })?;
         return Ok(ProfileSource {
             name: as_path
                 .file_stem()
@@ -181,52 +150,73 @@ pub fn locate(name_or_path: &str) -> Result<ProfileSource> {
     match SHIPPED.iter().find(|(name, _)| *name == name_or_path) {
         Some((name, text)) => Ok(ProfileSource {
             name: name.to_string(),
-            origin: format!("xtask/profiles/{name}.toml"),
+            origin: format!("crates/sd-experiments/profiles/{name}.toml"),
             text: text.to_string(),
         }),
-        None => bail!(
-            "no profile named '{name_or_path}'; the profiles are: {} (or give the path of a \
-             .toml file)",
-            shipped().join(", ")
-        ),
+        None => Err(Error::UnknownProfile {
+            name: name_or_path.to_string(),
+            known: shipped(),
+        }),
     }
 }
 
 /// Parses `source` and applies `overrides` (`FIELD=VALUE`, the value in TOML syntax, or plain
 /// text for a string), then checks it.
 pub fn load(source: &ProfileSource, overrides: &[String]) -> Result<Profile> {
-    let mut table: toml::Table =
-        toml::from_str(&source.text).with_context(|| format!("profile {}", source.origin))?;
+    let origin = if overrides.is_empty() {
+        source.origin.clone()
+    } else {
+        format!("{} with {}", source.origin, overrides.join(", "))
+    };
+    let problem = |problem: String| Error::Profile {
+        origin: origin.clone(),
+        problem,
+    };
+    let mut table: toml::Table = toml::from_str(&source.text).map_err(|e| Error::Profile {
+        origin: source.origin.clone(),
+        problem: e.to_string().trim_end().to_string(),
+    })?;
+    // One spelling per field: an earlier name in the file or an override counts as the current.
+    let keys: Vec<String> = table.keys().cloned().collect();
+    for key in keys {
+        if let Some((_, current)) = ALIASES.iter().find(|(old, _)| *old == key) {
+            let value = table.remove(&key).expect("listed");
+            table.insert(current.to_string(), value);
+        }
+    }
     for item in overrides {
         let (key, value) = parse_override(item)?;
         table.insert(key, value);
     }
-    let mut profile: Profile = table.try_into().with_context(|| {
-        format!(
-            "profile {}{}",
-            source.origin,
-            if overrides.is_empty() {
-                String::new()
-            } else {
-                format!(" with --set {}", overrides.join(" --set "))
-            }
-        )
-    })?;
+    let mut profile: Profile = table
+        .try_into()
+        .map_err(|e: toml::de::Error| problem(e.to_string().trim_end().to_string()))?;
     profile.name = source.name.clone();
-    profile.check()?;
+    profile.check().map_err(|e| match e {
+        Error::Setting { field, problem: p } => problem(format!("{field} {p}")),
+        other => other,
+    })?;
     Ok(profile)
 }
 
 /// `FIELD=VALUE`: the value as TOML (`3`, `1e-4`, `true`, `[0, 0.5, "auto"]`, `"text"`), or as a
 /// plain string when it is not TOML (`data=/srv/cifar`).
 pub fn parse_override(item: &str) -> Result<(String, toml::Value)> {
+    let problem = |problem: String| Error::Override {
+        item: item.to_string(),
+        problem,
+    };
     let Some((key, value)) = item.split_once('=') else {
-        bail!("--set {item}: expected FIELD=VALUE, e.g. --set epochs=2");
+        return Err(problem("expected FIELD=VALUE, e.g. epochs=2".into()));
     };
     let key = key.trim();
     if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        bail!("--set {item}: '{key}' is not a field name");
+        return Err(problem(format!("'{key}' is not a field name")));
     }
+    let key = ALIASES
+        .iter()
+        .find(|(old, _)| *old == key)
+        .map_or(key, |(_, current)| current);
     let value = value.trim();
     let parsed = toml::from_str::<toml::Table>(&format!("value = {value}"))
         .ok()
@@ -244,50 +234,72 @@ impl Profile {
         ];
         for (field, value) in positive {
             if value == 0 {
-                bail!("{field} must be > 0");
+                return Err(Error::setting(field, "must be > 0"));
             }
         }
-        if !matches!(self.resnet, 18 | 34 | 50) {
-            bail!("resnet must be 18, 34 or 50, got {}", self.resnet);
-        }
-        if !matches!(self.stem.as_str(), "imagenet" | "cifar") {
-            bail!(
-                "stem must be \"imagenet\" or \"cifar\", got \"{}\"",
-                self.stem
-            );
-        }
-        if !matches!(self.loss.as_str(), "mse" | "ce") {
-            bail!("loss must be \"mse\" or \"ce\", got \"{}\"", self.loss);
-        }
         if !(self.lr.is_finite() && self.lr > 0.0) {
-            bail!("lr must be a finite number > 0, got {}", self.lr);
+            return Err(Error::setting(
+                "lr",
+                format!("must be a finite number > 0, got {}", self.lr),
+            ));
         }
         if !(self.reg_coef.is_finite() && self.reg_coef >= 0.0) {
-            bail!(
-                "reg_coef must be a finite number >= 0, got {}",
-                self.reg_coef
-            );
+            return Err(Error::setting(
+                "reg_coef",
+                format!("must be a finite number >= 0, got {}", self.reg_coef),
+            ));
         }
-        if self.alphas.is_empty() || self.seeds.is_empty() {
-            bail!("alphas and seeds must not be empty");
+        if self.alphas.is_empty() {
+            return Err(Error::setting("alphas", "must not be empty"));
+        }
+        if self.seeds.is_empty() {
+            return Err(Error::setting("seeds", "must not be empty"));
         }
         for (i, a) in self.alphas.iter().enumerate() {
             if self.alphas[..i].contains(a) {
-                bail!("alpha {a} is listed twice");
+                return Err(Error::setting("alphas", format!("has {a} listed twice")));
             }
         }
         for (i, s) in self.seeds.iter().enumerate() {
             if self.seeds[..i].contains(s) {
-                bail!("seed {s} is listed twice");
+                return Err(Error::setting("seeds", format!("has {s} listed twice")));
             }
         }
-        if self.val_images == 0 && !self.val_on_test {
-            bail!("val_images must be > 0 (or set val_on_test = true)");
+        if self.val_size == 0 && !self.val_on_test {
+            return Err(Error::setting(
+                "val_size",
+                "must be > 0 (or set val_on_test = true)",
+            ));
         }
         if self.data == "fixture" && (self.fixture_train == 0 || self.fixture_test == 0) {
-            bail!("fixture_train and fixture_test must be > 0");
+            return Err(Error::setting(
+                "fixture_train",
+                "and fixture_test must be > 0",
+            ));
         }
         Ok(())
+    }
+
+    /// What determines the numbers of this profile's chains besides alpha and seed, as a run
+    /// directory records it.
+    pub fn settings(&self) -> sd_train::Settings {
+        sd_train::Settings {
+            data: self.data.clone(),
+            fixture: (self.data == "fixture").then_some((self.fixture_train, self.fixture_test)),
+            train_size: self.train_size,
+            val_size: if self.val_on_test { 0 } else { self.val_size },
+            val_on_test: self.val_on_test,
+            test_size: self.test_size,
+            resnet: self.resnet,
+            stem: self.stem,
+            loss: self.loss,
+            epochs: self.epochs,
+            batch_size: self.batch_size,
+            lr: self.lr,
+            reg_coef: self.reg_coef,
+            device: self.device.kind().into(),
+            pretrained: self.pretrained.clone(),
+        }
     }
 
     /// The profile as TOML, as it was run (overrides applied).
@@ -327,7 +339,7 @@ mod tests {
             assert!(names.contains(&name.to_string()), "{names:?}");
             let profile = load(&locate(name).unwrap(), &[]).unwrap();
             assert_eq!(profile.name, name);
-            assert!(profile.alphas.contains(&AlphaSpec::Auto), "{name}");
+            assert!(profile.alphas.contains(&Alpha::Auto), "{name}");
         }
         let paper = load(&locate("paper").unwrap(), &[]).unwrap();
         assert_eq!(
@@ -338,7 +350,7 @@ mod tests {
                 paper.epochs,
                 paper.steps
             ),
-            (50, 16, 1e-4, 75, 5)
+            (Depth::R50, 16, 1e-4, 75, 5)
         );
         assert_eq!(paper.seeds.len(), 3);
         assert_eq!(paper.alphas.len(), 7);
@@ -358,7 +370,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(profile.epochs, 3);
-        assert_eq!(profile.alphas, [AlphaSpec::Fixed(0.25), AlphaSpec::Auto]);
+        assert_eq!(profile.alphas, [Alpha::Fixed(0.25), Alpha::Auto]);
         assert_eq!(profile.data, "/srv/data/cifar-10");
         assert_eq!(profile.lr, 1e-4);
         // What was run can be read back.
@@ -384,9 +396,44 @@ mod tests {
         assert!(error(&["alphas=[1.5]"]).contains("outside [0, 1]"));
         assert!(error(&["alphas=[\"often\"]"]).contains("\"often\""));
         assert!(error(&["alphas=[0.5, 0.5]"]).contains("listed twice"));
-        assert!(error(&["resnet=20"]).contains("resnet must be 18, 34 or 50"));
+        let depth = error(&["resnet=20"]);
+        assert!(
+            depth.contains("resnet") && depth.contains("18, 34 or 50"),
+            "{depth}"
+        );
+        let stem = error(&["stem=\"wide\""]);
+        assert!(stem.contains("wide") && stem.contains("imagenet"), "{stem}");
+        assert!(error(&["device=\"tpu\""]).contains("cpu, cuda or cuda:N"));
         assert!(error(&["epochs"]).contains("expected FIELD=VALUE"));
         assert!(error(&["epochs=two"]).contains("epochs"));
         assert!(format!("{:#}", locate("nope").unwrap_err()).contains("smoke"));
+    }
+
+    #[test]
+    fn earlier_field_names_are_read_as_the_current_ones() {
+        let source = ProfileSource {
+            name: "old".into(),
+            origin: "old.toml".into(),
+            text: locate("smoke")
+                .unwrap()
+                .text
+                .replace("val_size", "val_images")
+                .replace("train_size", "train_images")
+                .replace("epochs", "max_epochs"),
+        };
+        let profile = load(
+            &source,
+            &["val_images=50".into(), "distillation_steps=3".into()],
+        )
+        .unwrap();
+        assert_eq!(
+            (profile.val_size, profile.epochs, profile.steps),
+            (50, 1, 3)
+        );
+        assert!(
+            profile.to_toml().contains("val_size = 50"),
+            "{}",
+            profile.to_toml()
+        );
     }
 }

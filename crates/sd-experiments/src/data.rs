@@ -1,12 +1,15 @@
-//! The `data` commands: inspect an image data set, write a fixture.
+//! Image data sets as jobs: inspect one (formats, classes per split, channel statistics), write
+//! a fixture in the real file formats.
 
-use std::fmt::Write as _;
+use std::fmt::{self, Write as _};
 use std::path::{Path, PathBuf};
+use std::str::FromStr;
 
-use anyhow::{Context, Result, bail};
 use sd_data::fixture::{self, FixtureSpec};
 use sd_data::{ChannelStats, Dataset, SplitConfig, Splits, Subset, Validation};
 use serde::Serialize;
+
+use crate::error::{Error, Result};
 
 /// Which splits `inspect` shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,10 +172,13 @@ pub fn table(inspection: &Inspection) -> String {
     out
 }
 
-/// Fixture layouts `sd-cli data fixture` writes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+/// The file layouts a fixture can take.
+///
+/// Text form ([`FromStr`], [`fmt::Display`]): `cifar`, `cifar-archive`, `idx`, `idx-gz`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum FixtureLayout {
     /// CIFAR-10 binary files in OUT/cifar-10-batches-bin/ (3x32x32)
+    #[default]
     Cifar,
     /// The same as OUT/cifar-10-binary.tar.gz, laid out like the official download
     CifarArchive,
@@ -182,11 +188,56 @@ pub enum FixtureLayout {
     IdxGz,
 }
 
-/// Writes a fixture; returns the path a user passes to `--data`. Refuses to write where a data
-/// set that is not a fixture already is, or where one could be damaged or shadowed.
+impl FixtureLayout {
+    /// Every layout.
+    pub const ALL: [FixtureLayout; 4] = [
+        FixtureLayout::Cifar,
+        FixtureLayout::CifarArchive,
+        FixtureLayout::Idx,
+        FixtureLayout::IdxGz,
+    ];
+
+    /// `cifar`, `cifar-archive`, `idx` or `idx-gz`.
+    pub fn name(self) -> &'static str {
+        match self {
+            FixtureLayout::Cifar => "cifar",
+            FixtureLayout::CifarArchive => "cifar-archive",
+            FixtureLayout::Idx => "idx",
+            FixtureLayout::IdxGz => "idx-gz",
+        }
+    }
+}
+
+impl fmt::Display for FixtureLayout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for FixtureLayout {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self> {
+        FixtureLayout::ALL
+            .into_iter()
+            .find(|l| l.name() == text)
+            .ok_or_else(|| {
+                Error::setting(
+                    "layout",
+                    format!("must be cifar, cifar-archive, idx or idx-gz, got '{text}'"),
+                )
+            })
+    }
+}
+
+/// Writes a fixture; returns the path to read it from. Refuses to write where a data set that is
+/// not a fixture already is, or where one could be damaged or shadowed.
 pub fn write_fixture(out: &Path, layout: FixtureLayout, spec: FixtureSpec) -> Result<PathBuf> {
     if spec.train == 0 || spec.test == 0 {
-        bail!("a fixture needs at least one training and one test image");
+        return Err(Error::setting(
+            "fixture",
+            "needs at least one training and one test image",
+        ));
     }
     let target = match layout {
         FixtureLayout::Cifar => out.join(sd_data::cifar::DIR_NAME),
@@ -197,20 +248,20 @@ pub fn write_fixture(out: &Path, layout: FixtureLayout, spec: FixtureSpec) -> Re
     for place in [out, &target] {
         match Dataset::open(place) {
             Ok(data) if data.is_fixture => {}
-            Ok(data) => bail!(
-                "{} holds {} data ({}) that is not a fixture: refusing to write a fixture there \
-                 (choose another --out)",
-                place.display(),
-                data.kind,
-                data.format
-            ),
+            Ok(data) => {
+                return Err(Error::NotAFixture {
+                    place: place.to_path_buf(),
+                    what: format!("{} data ({}) that is not a fixture", data.kind, data.format),
+                });
+            }
             Err(sd_data::DataError::UnknownFormat { .. }) => {}
             Err(sd_data::DataError::Missing { path, .. }) if path == place => {}
-            Err(err) => bail!(
-                "{} holds data that does not read as a data set ({err}): refusing to write a \
-                 fixture over it (choose another --out)",
-                place.display()
-            ),
+            Err(err) => {
+                return Err(Error::NotAFixture {
+                    place: place.to_path_buf(),
+                    what: format!("data that does not read as a data set ({err})"),
+                });
+            }
         }
     }
     match layout {
@@ -218,8 +269,7 @@ pub fn write_fixture(out: &Path, layout: FixtureLayout, spec: FixtureSpec) -> Re
             fixture::write_cifar10(out, spec)?;
         }
         FixtureLayout::CifarArchive => {
-            std::fs::create_dir_all(out)
-                .with_context(|| format!("cannot create {}", out.display()))?;
+            std::fs::create_dir_all(out).map_err(Error::io(out))?;
             fixture::write_cifar10_archive(&target, spec)?;
         }
         FixtureLayout::Idx | FixtureLayout::IdxGz => {

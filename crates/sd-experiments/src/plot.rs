@@ -13,11 +13,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use anyhow::{Context, Result, anyhow};
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use sd_train::files::{create_dir, write_atomic, write_atomic_with};
 
-use crate::files::{write_atomic, write_atomic_with};
+use crate::error::{Error, Result};
 use crate::krr::KrrReport;
 
 const FONT: &[u8] = include_bytes!("../assets/DejaVuSans-subset.ttf");
@@ -26,36 +26,23 @@ const SIZE: (u32, u32) = (1000, 560);
 /// At most this many eigen-directions are drawn in the `B` and `R_k` figures (the leading ones).
 pub const MAX_DIRECTIONS: usize = 40;
 
-fn register_font() -> Result<()> {
-    static REGISTERED: OnceLock<Result<(), String>> = OnceLock::new();
-    REGISTERED
-        .get_or_init(|| {
-            plotters::style::register_font(FAMILY, FontStyle::Normal, FONT)
-                .map_err(|_| "the embedded font is invalid".to_string())
+fn register_font(path: &Path) -> Result<()> {
+    static REGISTERED: OnceLock<bool> = OnceLock::new();
+    let registered = *REGISTERED
+        .get_or_init(|| plotters::style::register_font(FAMILY, FontStyle::Normal, FONT).is_ok());
+    if registered {
+        Ok(())
+    } else {
+        Err(Error::Plot {
+            path: path.to_path_buf(),
+            message: "the embedded font is invalid".into(),
         })
-        .clone()
-        .map_err(|message| anyhow!(message))
+    }
 }
 
-/// Matplotlib's viridis at `t` in `[0, 1]`, interpolated between nine of its colours.
+/// Matplotlib's viridis at `t` in `[0, 1]` (plotters' colour map).
 fn viridis(t: f64) -> RGBColor {
-    const ANCHORS: [(u8, u8, u8); 9] = [
-        (68, 1, 84),
-        (71, 45, 123),
-        (59, 82, 139),
-        (44, 114, 142),
-        (33, 145, 140),
-        (40, 174, 128),
-        (94, 201, 98),
-        (170, 220, 50),
-        (253, 231, 37),
-    ];
-    let position = t.clamp(0.0, 1.0) * (ANCHORS.len() - 1) as f64;
-    let low = (position.floor() as usize).min(ANCHORS.len() - 2);
-    let w = position - low as f64;
-    let mix = |a: u8, b: u8| (a as f64 * (1.0 - w) + b as f64 * w).round() as u8;
-    let (a, b) = (ANCHORS[low], ANCHORS[low + 1]);
-    RGBColor(mix(a.0, b.0), mix(a.1, b.1), mix(a.2, b.2))
+    ViridisRGB::get_color(t.clamp(0.0, 1.0))
 }
 
 /// Colour of step `index` (0-based) of `count`, dark purple to light green as in the original.
@@ -182,7 +169,7 @@ where
             .map_err(boxed)?;
         if labelled(index, count) {
             series
-                .label(format!("f{}", subscript(index + 1)))
+                .label(format!("f{}", subscript(index)))
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
         }
     }
@@ -288,7 +275,7 @@ where
             chart
                 .draw_series(std::iter::empty::<Rectangle<(f64, f64)>>())
                 .map_err(boxed)?
-                .label(b_label(index + 1))
+                .label(b_label(index))
                 .legend(move |(x, y)| {
                     Rectangle::new([(x, y - 6), (x + 18, y + 6)], color.filled())
                 });
@@ -366,7 +353,7 @@ where
                     .map_err(boxed)?;
                 if labelled(index, count) {
                     drawn
-                        .label(b_label(index + 1))
+                        .label(b_label(index))
                         .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 24, y)], style));
                 }
             }
@@ -407,17 +394,29 @@ fn figure(
     draw_svg: impl Fn(&DrawingArea<SVGBackend<'_>, Shift>) -> DrawResult,
 ) -> Result<Vec<PathBuf>> {
     let png = dir.join(format!("{name}.png"));
-    write_atomic_with(&png, |file| {
+    register_font(&png)?;
+    let mut failure = None;
+    let written = write_atomic_with(&png, |file| {
         let root = BitMapBackend::new(file.path(), SIZE).into_drawing_area();
-        draw_png(&root).map_err(|e| anyhow!("{e}"))?;
+        let drawn = draw_png(&root);
         drop(root);
-        Ok(())
-    })?;
+        drawn.map_err(|e| {
+            failure = Some(e.to_string());
+            std::io::Error::other("the figure could not be drawn")
+        })
+    });
+    if let Some(message) = failure {
+        return Err(Error::Plot { path: png, message });
+    }
+    written?;
     let svg = dir.join(format!("{name}.svg"));
     let mut text = String::new();
     {
         let root = SVGBackend::with_string(&mut text, SIZE).into_drawing_area();
-        draw_svg(&root).map_err(|e| anyhow!("cannot draw {}: {e}", svg.display()))?;
+        draw_svg(&root).map_err(|e| Error::Plot {
+            path: svg.clone(),
+            message: e.to_string(),
+        })?;
     }
     write_atomic(&svg, text.as_bytes())?;
     Ok(vec![png, svg])
@@ -429,8 +428,7 @@ fn figure(
 /// figures need the spectrum (the eigen route). Figures that cannot be drawn are skipped with a
 /// warning.
 pub fn write_figures(report: &KrrReport, dir: &Path) -> Result<Vec<PathBuf>> {
-    register_font()?;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    create_dir(dir)?;
     let mut written = Vec::new();
     match &report.curves {
         Some(_) => {
@@ -573,8 +571,7 @@ pub fn write_accuracy_figure(
     series: &[AccuracySeries],
     y_label: &str,
 ) -> Result<Vec<PathBuf>> {
-    register_font()?;
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    create_dir(dir)?;
     figure(
         dir,
         name,
@@ -598,7 +595,7 @@ mod tests {
         assert_eq!(b_label(12), "B⁽¹²⁾");
         assert_eq!(subscript(10), "₁₀");
         assert_eq!(viridis(0.0), RGBColor(68, 1, 84));
-        assert_eq!(viridis(1.0), RGBColor(253, 231, 37));
+        assert_eq!(viridis(1.0), RGBColor(254, 232, 37));
         assert!((0..6).all(|i| labelled(i, 6)));
         assert_eq!((0..40).filter(|&i| labelled(i, 40)).count(), 9);
         assert_eq!(sanitize("y 1/2"), "y_1_2");

@@ -1,0 +1,506 @@
+//! The paper's experiments as one job: the kernel part, then one distillation chain per
+//! (alpha, seed) of a [`Profile`], each in its own directory `<out>/runs/alpha-<a>_seed-<s>/`
+//! ([`sd_train::ChainDir`]), resumable and shardable, and the report after every chain.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Instant;
+
+use sd_alpha::Alpha;
+use sd_data::fixture::{self, FixtureSpec};
+use sd_data::{Dataset, SplitConfig, Validation};
+use sd_train::files::{create_dir, write_json};
+use sd_train::{Chain, ChainData, ChainDir, ChainRecord, Start, TrainError};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::profile::Profile;
+use crate::report::{self, ExperimentInfo, Hardware};
+use crate::terminal::Progress;
+
+/// The `i`-th (from 1) of `n` parts of the chains.
+///
+/// Text form ([`FromStr`], [`std::fmt::Display`]): `I/N`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    /// From 1.
+    pub index: usize,
+    /// At least 1.
+    pub count: usize,
+}
+
+impl FromStr for Shard {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        let parse = || -> Option<Shard> {
+            let (i, n) = text.split_once('/')?;
+            Some(Shard {
+                index: i.trim().parse().ok()?,
+                count: n.trim().parse().ok()?,
+            })
+        };
+        match parse() {
+            Some(shard) if shard.count >= 1 && (1..=shard.count).contains(&shard.index) => {
+                Ok(shard)
+            }
+            _ => Err(format!(
+                "'{text}' is not a shard: expected I/N with 1 <= I <= N, e.g. 2/4"
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+/// The shard of a Slurm job array task: `SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN + 1` of
+/// `SLURM_ARRAY_TASK_COUNT` (`MIN` defaults to 0). `None` outside an array job.
+pub fn slurm_shard(var: impl Fn(&str) -> Option<String>) -> Result<Option<Shard>> {
+    let (Some(id), Some(count)) = (var("SLURM_ARRAY_TASK_ID"), var("SLURM_ARRAY_TASK_COUNT"))
+    else {
+        return Ok(None);
+    };
+    let number = |name: &str, text: &str| -> Result<usize> {
+        text.trim()
+            .parse()
+            .map_err(|_| Error::Slurm(format!("{name}={text} is not a number")))
+    };
+    let id = number("SLURM_ARRAY_TASK_ID", &id)?;
+    let count = number("SLURM_ARRAY_TASK_COUNT", &count)?;
+    let min = match var("SLURM_ARRAY_TASK_MIN") {
+        Some(min) => number("SLURM_ARRAY_TASK_MIN", &min)?,
+        None => 0,
+    };
+    let index = id.checked_sub(min).map(|i| i + 1);
+    match index {
+        Some(index) if count >= 1 && index <= count => Ok(Some(Shard { index, count })),
+        _ => Err(Error::Slurm(format!(
+            "SLURM_ARRAY_TASK_ID={id} (min {min}) does not fit SLURM_ARRAY_TASK_COUNT={count}: \
+             use a contiguous array such as --array=0-{}, or give the shard explicitly",
+            count.saturating_sub(1)
+        ))),
+    }
+}
+
+/// One chain of the experiment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ChainSpec {
+    /// Its ground-truth weight.
+    pub alpha: Alpha,
+    /// Its seed.
+    pub seed: u64,
+}
+
+impl ChainSpec {
+    /// `alpha-0.25_seed-1`, `alpha-auto_seed-1`.
+    pub fn dir_name(&self) -> String {
+        format!("alpha-{}_seed-{}", self.alpha, self.seed)
+    }
+}
+
+/// Every chain of `profile`, seed by seed, in the profile's alpha order.
+pub fn chains(profile: &Profile) -> Vec<ChainSpec> {
+    profile
+        .seeds
+        .iter()
+        .flat_map(|&seed| {
+            profile
+                .alphas
+                .iter()
+                .map(move |&alpha| ChainSpec { alpha, seed })
+        })
+        .collect()
+}
+
+/// The chains of `shard`, in running order (seed by seed). Shards are dealt round-robin over the
+/// chains listed alpha by alpha, so that each shard gets a mix of alphas and seeds: with as many
+/// shards as alphas (the `paper` profile on 7 GPUs), each gets one chain of each seed, and the
+/// costlier auto chains land on different shards.
+pub fn select(profile: &Profile, shard: Option<Shard>) -> Vec<ChainSpec> {
+    let all = chains(profile);
+    let Some(shard) = shard else {
+        return all;
+    };
+    let seeds = profile.seeds.len();
+    all.into_iter()
+        .enumerate()
+        .filter(|(running, _)| {
+            let (seed, alpha) = (
+                running / profile.alphas.len(),
+                running % profile.alphas.len(),
+            );
+            (alpha * seeds + seed) % shard.count == shard.index - 1
+        })
+        .map(|(_, c)| c)
+        .collect()
+}
+
+/// Where the data of `profile` is. A `fixture` is written into `<out>/data/` first when it is not
+/// there yet.
+pub fn data_path(profile: &Profile, out: &Path) -> Result<PathBuf> {
+    if profile.data == "fixture" {
+        let dir = out.join("data").join(format!(
+            "fixture-{}-{}",
+            profile.fixture_train, profile.fixture_test
+        ));
+        if !dir
+            .join("cifar-10-batches-bin/sd-data-fixture.json")
+            .is_file()
+        {
+            fixture::write_cifar10(
+                &dir,
+                FixtureSpec {
+                    train: profile.fixture_train,
+                    test: profile.fixture_test,
+                    seed: 0,
+                },
+            )?;
+        }
+        return Ok(dir);
+    }
+    let path = PathBuf::from(&profile.data);
+    if !path.exists() {
+        return Err(Error::DataMissing {
+            profile: profile.name.clone(),
+            path,
+            problem: "does not exist".into(),
+            how: how_to_get(profile),
+        });
+    }
+    Ok(path)
+}
+
+/// Where the data of `profile` comes from, for the messages of a missing or unreadable data set.
+pub fn how_to_get(profile: &Profile) -> String {
+    if profile.data.to_lowercase().contains("fashion") {
+        "install it with `apt-get install -y dataset-fashion-mnist` (it lands in \
+         /usr/share/datasets/fashion-mnist), or point the profile's `data` at a directory with \
+         the four IDX files of Fashion-MNIST"
+            .to_string()
+    } else {
+        format!(
+            "download cifar-10-binary.tar.gz from https://www.cs.toronto.edu/~kriz/cifar.html and \
+             put it (or its extracted cifar-10-batches-bin/) into {}, or point the profile's \
+             `data` at it",
+            profile.data
+        )
+    }
+}
+
+/// The split of one seed's chains (the validation draw depends on the seed, as in a single
+/// chain's).
+pub fn split(profile: &Profile, seed: u64) -> SplitConfig {
+    SplitConfig {
+        validation: if profile.val_on_test {
+            Validation::TestSet
+        } else {
+            Validation::Holdout {
+                size: profile.val_size,
+            }
+        },
+        seed,
+        limit_train: (profile.train_size > 0).then_some(profile.train_size),
+        limit_val: None,
+        limit_test: (profile.test_size > 0).then_some(profile.test_size),
+    }
+}
+
+/// A chain beside `dir` (in the same `runs/`) with the same seed and settings whose step 0 is
+/// finished. Step 0 fits the ground truth alone, so it is the same network, bit for bit, in
+/// every chain of a seed.
+fn finished_first_fit(record: &ChainRecord, dir: &ChainDir) -> Result<Option<ChainDir>> {
+    let Some(runs) = dir.path().parent() else {
+        return Ok(None);
+    };
+    let mut siblings: Vec<PathBuf> = match std::fs::read_dir(runs) {
+        Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(_) => return Ok(None),
+    };
+    siblings.sort();
+    for sibling in siblings {
+        let sibling = ChainDir::new(sibling);
+        if &sibling == dir || !sibling.last_checkpoint(0).is_file() {
+            continue;
+        }
+        // A sibling whose files do not read is no source; its own run reports the problem.
+        let Ok(Some(other)) = sibling.read_record() else {
+            continue;
+        };
+        if other.seed == record.seed
+            && other.settings == record.settings
+            && sibling.finished_steps().unwrap_or(0) >= 1
+        {
+            return Ok(Some(sibling));
+        }
+    }
+    Ok(None)
+}
+
+/// How chains are trained: everything but their alpha and seed.
+pub struct Runner<'a> {
+    /// The profile.
+    pub profile: &'a Profile,
+    /// The data set.
+    pub dataset: &'a Dataset,
+    /// Where tensors live.
+    pub device: candle_core::Device,
+    /// Show progress bars and a line per network.
+    pub show_progress: bool,
+}
+
+impl Runner<'_> {
+    /// Trains what is missing of `chain` in `dir` ([`Start::Resume`]: finished steps are kept,
+    /// an interrupted step is trained again from its teacher's checkpoint; step 0 is copied from
+    /// a sibling chain of the same seed when one has it). Returns the steps trained now, or
+    /// `None` when another process holds the chain's lock.
+    pub fn run(&self, chain: ChainSpec, dir: &ChainDir) -> Result<Option<usize>> {
+        let record = ChainRecord {
+            alpha: chain.alpha,
+            seed: chain.seed,
+            steps: self.profile.steps,
+            settings: self.profile.settings(),
+        };
+        let data = ChainData::new(self.dataset, &split(self.profile, chain.seed))?;
+        let trainer = Chain {
+            record,
+            data: &data,
+            device: self.device.clone(),
+            num_workers: self.profile.num_workers,
+        };
+        let source = if dir.finished_steps()? == 0 {
+            finished_first_fit(&trainer.record, dir)?
+        } else {
+            None
+        };
+        let start = match &source {
+            Some(source) => Start::ResumeCopyingFirstFit(source),
+            None => Start::Resume,
+        };
+        let mut progress = Progress::new(self.show_progress).with_prefix(chain.dir_name());
+        match trainer.run(dir, start, &mut progress) {
+            Ok(trained) => Ok(Some(trained.len())),
+            Err(TrainError::Locked { .. }) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+/// How an experiment runs, besides its profile.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Its output directory.
+    pub out: PathBuf,
+    /// Only these chains.
+    pub shard: Option<Shard>,
+    /// Progress bars and lines on stderr.
+    pub show_progress: bool,
+    /// What built the program (a git commit, or the version), recorded in `experiment.json`.
+    pub source: String,
+}
+
+/// Runs `profile` (the chains of `options.shard`, or all) into `options.out`, then writes the
+/// report; returns its path. Finished steps are skipped; an interrupted chain resumes from its
+/// last teacher; a chain another process is training is skipped with a warning.
+pub fn run(profile: &Profile, options: &Options) -> Result<PathBuf> {
+    let out = &options.out;
+    // Everything that can fail before training fails now: the device, the data.
+    let device = profile.device.open()?;
+    let data_path = data_path(profile, out)?;
+    let dataset = Dataset::open(&data_path).map_err(|e| Error::DataMissing {
+        profile: profile.name.clone(),
+        path: data_path.clone(),
+        problem: format!("cannot be read ({e})"),
+        how: how_to_get(profile),
+    })?;
+    create_dir(out)?;
+    let info = ExperimentInfo {
+        profile: profile.name.clone(),
+        description: profile.description.clone(),
+        profile_toml: profile.to_toml(),
+        shard: options.shard,
+        git_commit: options.source.clone(),
+        hardware: Hardware::here(&profile.device.to_string()),
+    };
+    write_json(&out.join(report::info_file_name(options.shard)), &info)?;
+
+    if profile.krr {
+        let tables = crate::krr::toy::toy_study(&out.join("krr"))?;
+        if options.show_progress {
+            eprintln!("kernel ridge regression: {}", tables.display());
+        }
+    }
+    let chains = select(profile, options.shard);
+    let runner = Runner {
+        profile,
+        dataset: &dataset,
+        device,
+        show_progress: options.show_progress,
+    };
+    let started = Instant::now();
+    for (index, chain) in chains.iter().enumerate() {
+        let dir = ChainDir::new(out.join("runs").join(chain.dir_name()));
+        if options.show_progress {
+            eprintln!(
+                "chain {} of {}{}: {}",
+                index + 1,
+                chains.len(),
+                options
+                    .shard
+                    .map_or(String::new(), |s| format!(" (shard {s})")),
+                dir.path().display()
+            );
+        }
+        match runner.run(*chain, &dir)? {
+            Some(0) if options.show_progress => eprintln!("  nothing left to train"),
+            None => tracing::warn!(
+                "{} is being trained by another process; skipped",
+                dir.path().display()
+            ),
+            _ => {}
+        }
+        // The report after each chain: an interrupted experiment still has one. Failing to
+        // write it (another shard's files in flux) must not stop the training.
+        if let Err(err) = report::write(&[out.to_path_buf()], out) {
+            tracing::warn!("the report could not be written yet: {err}");
+        }
+    }
+    let report = report::write(&[out.to_path_buf()], out)?;
+    if options.show_progress {
+        eprintln!(
+            "{} chains in {:.1} minutes",
+            chains.len(),
+            started.elapsed().as_secs_f64() / 60.0
+        );
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn shards_split_the_chains_without_overlap() {
+        let profile =
+            crate::profile::load(&crate::profile::locate("fmnist").unwrap(), &[]).unwrap();
+        let all = chains(&profile);
+        assert_eq!(all.len(), 12);
+        assert_eq!(all[5].dir_name(), "alpha-auto_seed-0");
+        assert_eq!(all[6].dir_name(), "alpha-0_seed-1");
+        let mut seen = Vec::new();
+        for index in 1..=5 {
+            let part = select(&profile, Some(Shard { index, count: 5 }));
+            assert!(part.len() == 2 || part.len() == 3, "{part:?}");
+            seen.extend(part);
+        }
+        assert_eq!(seen.len(), all.len());
+        for chain in &all {
+            assert_eq!(seen.iter().filter(|c| *c == chain).count(), 1);
+        }
+        // The paper on 7 GPUs: each shard trains 3 different alphas, one chain per seed.
+        let paper = crate::profile::load(&crate::profile::locate("paper").unwrap(), &[]).unwrap();
+        let mut autos = 0;
+        for index in 1..=7 {
+            let part = select(&paper, Some(Shard { index, count: 7 }));
+            assert_eq!(part.len(), 3);
+            let seeds: BTreeSet<u64> = part.iter().map(|c| c.seed).collect();
+            assert_eq!(seeds.len(), 3, "{part:?}");
+            let autos_here = part.iter().filter(|c| c.alpha == Alpha::Auto).count();
+            assert!(autos_here <= 1, "{part:?}");
+            autos += autos_here;
+            // Running order: seed by seed.
+            assert!(part.windows(2).all(|w| w[0].seed <= w[1].seed), "{part:?}");
+        }
+        assert_eq!(autos, 3);
+    }
+
+    #[test]
+    fn shards_parse_and_come_from_slurm() {
+        assert_eq!("2/4".parse(), Ok(Shard { index: 2, count: 4 }));
+        for bad in ["0/4", "5/4", "1/0", "2", "a/b"] {
+            assert!(bad.parse::<Shard>().unwrap_err().contains("I/N"), "{bad}");
+        }
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(slurm_shard(env(&[])).unwrap(), None);
+        assert_eq!(
+            slurm_shard(env(&[
+                ("SLURM_ARRAY_TASK_ID", "0"),
+                ("SLURM_ARRAY_TASK_COUNT", "4")
+            ]))
+            .unwrap(),
+            Some(Shard { index: 1, count: 4 })
+        );
+        assert_eq!(
+            slurm_shard(env(&[
+                ("SLURM_ARRAY_TASK_ID", "4"),
+                ("SLURM_ARRAY_TASK_MIN", "1"),
+                ("SLURM_ARRAY_TASK_COUNT", "4")
+            ]))
+            .unwrap(),
+            Some(Shard { index: 4, count: 4 })
+        );
+        let error = slurm_shard(env(&[
+            ("SLURM_ARRAY_TASK_ID", "7"),
+            ("SLURM_ARRAY_TASK_COUNT", "4"),
+        ]))
+        .unwrap_err();
+        assert!(error.to_string().contains("--array=0-3"), "{error}");
+    }
+
+    #[test]
+    fn a_missing_data_set_says_where_to_get_it() {
+        let path = crate::profile::locate("fmnist").unwrap();
+        let profile =
+            crate::profile::load(&path, &["data=/nonexistent/fashion-mnist".into()]).unwrap();
+        let error = data_path(&profile, Path::new("/tmp"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("/nonexistent/fashion-mnist") && error.contains("apt-get install"),
+            "{error}"
+        );
+        let path = crate::profile::locate("paper").unwrap();
+        let profile = crate::profile::load(&path, &["data=/nonexistent/cifar".into()]).unwrap();
+        let error = data_path(&profile, Path::new("/tmp"))
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("cifar-10-binary.tar.gz"), "{error}");
+    }
+
+    #[test]
+    fn a_chain_with_other_settings_is_not_continued() {
+        let dir = tempfile::tempdir().unwrap();
+        let dir = ChainDir::new(dir.path());
+        let profile = crate::profile::load(&crate::profile::locate("smoke").unwrap(), &[]).unwrap();
+        let record = ChainRecord {
+            alpha: Alpha::Fixed(0.5),
+            seed: 0,
+            steps: 2,
+            settings: profile.settings(),
+        };
+        dir.claim(&record).unwrap();
+        // More steps continue the chain; fewer are fine too.
+        dir.claim(&ChainRecord {
+            steps: 3,
+            ..record.clone()
+        })
+        .unwrap();
+        dir.claim(&record).unwrap();
+        let mut other = record.clone();
+        other.settings.epochs = 5;
+        let error = dir.claim(&other).unwrap_err().to_string();
+        assert!(error.contains("epochs 1 there, 5 now"), "{error}");
+    }
+}
