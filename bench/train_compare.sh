@@ -11,7 +11,7 @@ mkdir -p target/bench
 out=target/bench/train_step.jsonl
 : > "$out"
 echo "== $(date -u +%Y-%m-%dT%H:%MZ) on $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)"
-cargo build --release -p sd-resnet --example train_step --quiet
+cargo build --release -p sd-train --example train_step --quiet
 for case in $cases; do
     IFS=: read -r depth stem batch <<< "$case"
     RAYON_NUM_THREADS=2 target/release/examples/train_step "$depth" "$stem" "$batch" 10 "$seconds" >> "$out"

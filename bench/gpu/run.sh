@@ -131,8 +131,8 @@ part "4. a distillation chain on fixture data"
 # shellcheck disable=SC2086 # $fixture is two flags
 "$sd_cli" -q data fixture --out "$results/fixture" $fixture > /dev/null \
     || fail "sd-cli data fixture"
-if t=$(limit 240) && timeout "$t" "$sd_cli" resnet --data "$results/fixture" --alpha 0.5 --max-epochs 1 \
-    --distillation-steps 2 --val-size "$val" --batch-size 32 --device "$device" \
+if t=$(limit 240) && timeout "$t" "$sd_cli" resnet --data "$results/fixture" --alpha 0.5 --epochs 1 \
+    --steps 2 --val-size "$val" --batch-size 32 --device "$device" \
     --out "$results/chain" > "$results/chain.txt"; then
     cat "$results/chain.txt"
     ls "$results"/chain/*/step_1/

@@ -1,12 +1,22 @@
-//! The command line: `sd-cli [-v|-q] [--threads N] <command> ...`.
+//! The command line, `sd-cli [-v|-q] [--threads N] <command> ...`, and its conversion into the
+//! libraries' settings. Flags share their names with profile fields (`--epochs` and `epochs`);
+//! the names of earlier versions and of the original code stay as aliases.
 
 use std::path::PathBuf;
+use std::str::FromStr;
 
 use anyhow::{Result, bail};
-use clap::{Args, Parser, Subcommand, ValueEnum};
-
-use crate::krr::{AlphaChoice, KernelChoice, KrrConfig, SolverChoice};
-use crate::output::Format;
+use clap::builder::{PossibleValue, PossibleValuesParser, TypedValueParser};
+use clap::{Args, Parser, Subcommand};
+use sd_alpha::Alpha;
+use sd_experiments::DeviceSpec;
+use sd_experiments::data::{FixtureLayout, InspectConfig};
+use sd_experiments::experiment::Shard;
+use sd_experiments::krr::output::Format;
+use sd_experiments::krr::{KernelKind, KrrConfig, SolverChoice};
+use sd_experiments::resnet::ResnetJob;
+use sd_resnet::loss::LossKind;
+use sd_resnet::{Depth, Stem};
 
 /// Self-distillation with weighted ground-truth targets (Borup & Andersen, NeurIPS 2021).
 #[derive(Debug, Parser)]
@@ -20,7 +30,8 @@ pub struct Cli {
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
 
-    /// Worker threads for the linear algebra [default: all cores, or RAYON_NUM_THREADS]
+    /// Worker threads for the linear algebra and the network kernels [default: all cores, or
+    /// RAYON_NUM_THREADS]
     #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..))]
     pub threads: Option<u16>,
 
@@ -39,9 +50,85 @@ pub enum Command {
     Data(DataCommand),
     /// Self-distillation of ResNets on CIFAR-10 or Fashion-MNIST (the paper's deep experiments)
     Resnet(Box<ResnetArgs>),
+    /// The paper's experiments from a profile (what `cargo xtask paper-experiments` runs)
+    #[command(subcommand)]
+    Experiments(ExperimentsCommand),
     /// Measurements: training-step throughput, parity with torchvision (CPU and GPU)
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+/// A value parser over a library type's text form, listing its values with their help.
+fn one_of<T>(values: &[(&'static str, &'static str)]) -> impl TypedValueParser<Value = T>
+where
+    T: FromStr + Clone + Send + Sync + 'static,
+    T::Err: std::fmt::Debug,
+{
+    PossibleValuesParser::new(
+        values
+            .iter()
+            .map(|&(name, help)| PossibleValue::new(name).help(help)),
+    )
+    .map(|text: String| text.parse::<T>().expect("every listed value parses"))
+}
+
+fn depth() -> impl TypedValueParser<Value = Depth> {
+    one_of(&[
+        ("18", "ResNet-18"),
+        ("34", "ResNet-34"),
+        ("50", "ResNet-50"),
+    ])
+}
+
+fn stem() -> impl TypedValueParser<Value = Stem> {
+    one_of(&[
+        (
+            "imagenet",
+            "7x7 stride-2 convolution + 3x3 stride-2 max-pool (torchvision's; the original's)",
+        ),
+        (
+            "cifar",
+            "3x3 stride-1 convolution, no max-pool (the common CIFAR variant)",
+        ),
+    ])
+}
+
+fn loss() -> impl TypedValueParser<Value = LossKind> {
+    one_of(&[
+        (
+            "mse",
+            "Mean squared error between softmax outputs and targets (the original's)",
+        ),
+        ("ce", "Cross-entropy against soft targets"),
+    ])
+}
+
+fn device(text: &str) -> Result<DeviceSpec, String> {
+    text.parse().map_err(|e: sd_experiments::Error| {
+        let message = e.to_string();
+        message
+            .split_once(": ")
+            .map_or(message.clone(), |(_, rest)| rest.to_string())
+    })
+}
+
+fn alpha(text: &str) -> Result<Alpha, String> {
+    text.parse()
+        .map_err(|_| "alpha must be a number in [0, 1] or 'auto'".to_string())
+}
+
+fn positive(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() && value > 0.0 => Ok(value),
+        _ => Err("must be a finite number > 0".into()),
+    }
+}
+
+fn non_negative(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
+        _ => Err("must be a finite number >= 0".into()),
+    }
 }
 
 /// `sd-cli bench ...`.
@@ -49,13 +136,17 @@ pub enum Command {
 pub enum BenchCommand {
     /// Time one training step (forward, backward, Adam) on random 32x32 images; one JSON line
     #[command(
-        after_help = "Prints {\"impl\", \"resnet\", \"stem\", \"batch\", \"device\", \"steps\",     \"median_s\", \"images_per_s\", \"peak_rss_mib\", \"threads\"}, as bench/train_step.py does for     PyTorch.\nExample: sd-cli bench train-step --resnet 50 --batch 128 --device cuda"
+        after_help = "Prints {\"impl\", \"resnet\", \"stem\", \"batch\", \"device\", \"steps\", \
+        \"median_s\", \"images_per_s\", \"peak_rss_mib\", \"threads\"}, as bench/train_step.py \
+        does for PyTorch.\nExample: sd-cli bench train-step --resnet 50 --batch 128 --device cuda"
     )]
     TrainStep(TrainStepArgs),
     /// Compare outputs and gradients with torchvision's (files of bench/torchvision_parity.py),
     /// on the CPU and on --device
     #[command(
-        after_help = "DIR holds resnet<L>.safetensors and resnet<L>-io.safetensors, written by     python bench/torchvision_parity.py --depth L --out DIR. Exits with status 2 when ours on     --device differs from ours on the CPU by more than --tolerance (or gives NaN)."
+        after_help = "DIR holds resnet<L>.safetensors and resnet<L>-io.safetensors, written by \
+        python bench/torchvision_parity.py --depth L --out DIR. Exits with status 2 when ours on \
+        --device differs from ours on the CPU by more than --tolerance (or gives NaN)."
     )]
     Parity(ParityArgs),
 }
@@ -64,11 +155,11 @@ pub enum BenchCommand {
 #[derive(Debug, Args)]
 pub struct TrainStepArgs {
     /// Depth
-    #[arg(long, value_enum, default_value_t = DepthArg::R18)]
-    pub resnet: DepthArg,
+    #[arg(long, default_value = "18", value_parser = depth())]
+    pub resnet: Depth,
     /// Stem
-    #[arg(long, value_enum, default_value_t = StemArg::Imagenet)]
-    pub stem: StemArg,
+    #[arg(long, default_value = "imagenet", value_parser = stem())]
+    pub stem: Stem,
     /// Images per batch
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
     pub batch: u32,
@@ -76,11 +167,11 @@ pub struct TrainStepArgs {
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
     pub steps: u32,
     /// Stop timing after this many seconds (at least 3 steps are timed)
-    #[arg(long, default_value_t = 60.0, value_name = "S")]
+    #[arg(long, default_value = "60", value_name = "S", value_parser = non_negative)]
     pub max_seconds: f64,
     /// cpu, cuda or cuda:N
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[arg(long, default_value = "cpu", value_parser = device)]
+    pub device: DeviceSpec,
 }
 
 /// Arguments of `sd-cli bench parity`.
@@ -90,108 +181,59 @@ pub struct ParityArgs {
     #[arg(value_name = "DIR")]
     pub dir: PathBuf,
     /// Depth
-    #[arg(long, value_enum, default_value_t = DepthArg::R18)]
-    pub resnet: DepthArg,
+    #[arg(long, default_value = "18", value_parser = depth())]
+    pub resnet: Depth,
     /// cpu, cuda or cuda:N: compared with the CPU
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
+    #[arg(long, default_value = "cpu", value_parser = device)]
+    pub device: DeviceSpec,
     /// Largest relative difference accepted between --device and the CPU
     #[arg(long, default_value_t = 1e-4, value_name = "X")]
     pub tolerance: f64,
-}
-
-/// Network depth on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum DepthArg {
-    /// ResNet-18
-    #[value(name = "18")]
-    R18,
-    /// ResNet-34
-    #[value(name = "34")]
-    R34,
-    /// ResNet-50
-    #[value(name = "50")]
-    R50,
-}
-
-impl From<DepthArg> for sd_resnet::Depth {
-    fn from(depth: DepthArg) -> Self {
-        match depth {
-            DepthArg::R18 => sd_resnet::Depth::R18,
-            DepthArg::R34 => sd_resnet::Depth::R34,
-            DepthArg::R50 => sd_resnet::Depth::R50,
-        }
-    }
-}
-
-impl From<StemArg> for sd_resnet::Stem {
-    fn from(stem: StemArg) -> Self {
-        match stem {
-            StemArg::Imagenet => sd_resnet::Stem::Imagenet,
-            StemArg::Cifar => sd_resnet::Stem::Cifar,
-        }
-    }
-}
-
-/// Stem on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum StemArg {
-    /// 7x7 stride-2 convolution + 3x3 stride-2 max-pool (torchvision's; the original's)
-    Imagenet,
-    /// 3x3 stride-1 convolution, no max-pool (the common CIFAR variant)
-    Cifar,
-}
-
-/// Loss on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum LossArg {
-    /// Mean squared error between softmax outputs and targets (the original's)
-    Mse,
-    /// Cross-entropy against soft targets
-    Ce,
 }
 
 /// Arguments of `sd-cli resnet`.
 #[derive(Debug, Args)]
 #[command(
     after_help = "Step 0 fits the ground truth; step k >= 1 trains a fresh network on \
-    alpha * ground truth + (1 - alpha) * softmax of the step k-1 network. Files go to \
-    OUT/<time>_<alpha>_<lr>_<seed>/ (metrics.csv, test.csv, step_k/ checkpoints).\n\
+    alpha * ground truth + (1 - alpha) * softmax of the step k-1 network; --alpha auto chooses \
+    each step's alpha by the paper's Algorithm 1. Files go to OUT/<time>_<alpha>_<lr>_<seed>/ \
+    (metrics.csv, test.csv, step_k/ checkpoints, chain.json).\n\
     Example: sd-cli data fixture --out fx && sd-cli resnet --data fx --alpha 0.6 \
-    --max-epochs 2 --distillation-steps 2 --val-size 100"
+    --epochs 2 --steps 2 --val-size 100"
 )]
 pub struct ResnetArgs {
     /// The data set: a CIFAR-10 directory or archive, or a (Fashion-)MNIST IDX directory
     #[arg(long, value_name = "PATH")]
     pub data: PathBuf,
 
-    /// Weight of the ground truth in the targets of steps >= 1, in [0, 1]
-    #[arg(long, value_parser = unit_interval)]
-    pub alpha: f64,
+    /// Weight of the ground truth in the targets of steps >= 1, in [0, 1]; or `auto`: each
+    /// step's alpha by Algorithm 1 (an alpha = 0 probe per step, on the validation split)
+    #[arg(long, value_parser = alpha)]
+    pub alpha: Alpha,
 
-    /// Distillation steps to train (the first fit included)
-    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    pub distillation_steps: u32,
+    /// Steps to train, the first fit (step 0) included; after --teacher-step K, steps K+1 to K+N
+    #[arg(long, alias = "distillation-steps", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub steps: u32,
 
     /// Epochs per step
-    #[arg(long, alias = "max_epochs", default_value_t = 75, value_parser = clap::value_parser!(u32).range(1..=100_000))]
-    pub max_epochs: u32,
+    #[arg(long, aliases = ["max-epochs", "max_epochs"], default_value_t = 75, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub epochs: u32,
 
     /// Images per batch
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=65_536))]
     pub batch_size: u32,
 
     /// Network depth
-    #[arg(long, value_enum, default_value_t = DepthArg::R18)]
-    pub resnet: DepthArg,
+    #[arg(long, default_value = "18", value_parser = depth())]
+    pub resnet: Depth,
 
     /// First layers
-    #[arg(long, value_enum, default_value_t = StemArg::Imagenet)]
-    pub stem: StemArg,
+    #[arg(long, default_value = "imagenet", value_parser = stem())]
+    pub stem: Stem,
 
     /// Loss between the network's outputs and its targets
-    #[arg(long, value_enum, default_value_t = LossArg::Mse)]
-    pub loss: LossArg,
+    #[arg(long, default_value = "mse", value_parser = loss())]
+    pub loss: LossKind,
 
     /// Adam's learning rate
     #[arg(long, default_value = "1e-3", value_parser = positive, allow_hyphen_values = true)]
@@ -218,12 +260,12 @@ pub struct ResnetArgs {
     pub val_on_test: bool,
 
     /// Train on the first N training images only, balanced across classes
-    #[arg(long, value_name = "N")]
-    pub limit_train: Option<usize>,
+    #[arg(long, alias = "limit-train", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub train_size: Option<u64>,
 
     /// Test on the first N test images only, balanced across classes
-    #[arg(long, value_name = "N")]
-    pub limit_test: Option<usize>,
+    #[arg(long, alias = "limit-test", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub test_size: Option<u64>,
 
     /// Threads making batches
     #[arg(long, default_value_t = 2)]
@@ -246,49 +288,91 @@ pub struct ResnetArgs {
     #[arg(long, value_name = "DIR", default_value = "runs")]
     pub out: PathBuf,
 
-    /// cpu, cuda or cuda:N (CUDA needs a build with --features cuda)
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-}
-
-fn unit_interval(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(value) if (0.0..=1.0).contains(&value) => Ok(value),
-        _ => Err("must be a number in [0, 1]".into()),
-    }
+    /// cpu, cuda or cuda:N (CUDA needs a build with `cargo xtask cuda-build`)
+    #[arg(long, default_value = "cpu", value_parser = device)]
+    pub device: DeviceSpec,
 }
 
 impl ResnetArgs {
-    /// The run these arguments describe.
-    pub fn run(&self, show_progress: bool) -> Result<crate::resnet::ResnetRun> {
-        Ok(crate::resnet::ResnetRun {
+    /// The job these arguments describe.
+    pub fn job(&self, show_progress: bool) -> Result<ResnetJob> {
+        let teacher = match (&self.teacher_ckpt, self.teacher_step) {
+            (Some(path), Some(step)) => {
+                if !path.is_file() {
+                    bail!("--teacher-ckpt {}: no such file", path.display());
+                }
+                Some((path.clone(), step))
+            }
+            _ => None,
+        };
+        Ok(ResnetJob {
             data: self.data.clone(),
-            depth: self.resnet.into(),
-            stem: self.stem.into(),
-            loss: match self.loss {
-                LossArg::Mse => sd_resnet::loss::LossKind::SoftmaxMse,
-                LossArg::Ce => sd_resnet::loss::LossKind::CrossEntropy,
-            },
             alpha: self.alpha,
-            steps: self.distillation_steps as usize,
-            max_epochs: self.max_epochs as usize,
+            steps: self.steps as usize,
+            epochs: self.epochs as usize,
             batch_size: self.batch_size as usize,
+            resnet: self.resnet,
+            stem: self.stem,
+            loss: self.loss,
             lr: self.lr,
             reg_coef: self.reg_coef,
             seed: self.seed,
             val_size: self.val_size,
             val_on_test: self.val_on_test,
-            limit_train: self.limit_train,
-            limit_test: self.limit_test,
+            train_size: self.train_size.map(|n| n as usize),
+            test_size: self.test_size.map(|n| n as usize),
             num_workers: self.num_workers,
             pretrained: self.pretrained.clone(),
-            teacher_ckpt: self.teacher_ckpt.clone(),
-            teacher_step: self.teacher_step,
+            teacher,
             out: self.out.clone(),
-            device: crate::resnet::device(&self.device)?,
+            device: self.device,
             show_progress,
         })
     }
+}
+
+/// `sd-cli experiments ...`.
+#[derive(Debug, Subcommand)]
+pub enum ExperimentsCommand {
+    /// Run a profile end to end (the kernel part, one chain per alpha and seed) and write
+    /// REPORT.md; rerunning resumes
+    #[command(
+        after_help = "The same as `cargo xtask paper-experiments` (docs/experiments.md), for \
+        users of the binary alone.\nExample: sd-cli experiments run --profile smoke --out smoke"
+    )]
+    Run(ExperimentsRunArgs),
+    /// Write REPORT.md again from the runs of one or more output directories (merging shards)
+    Report(ExperimentsReportArgs),
+}
+
+/// Arguments of `sd-cli experiments run` (and `cargo xtask paper-experiments`).
+#[derive(Debug, Args)]
+pub struct ExperimentsRunArgs {
+    /// A shipped profile (smoke, fmnist, paper) or the path of a TOML file
+    #[arg(long, value_name = "NAME|FILE")]
+    pub profile: String,
+    /// Change a field of the profile, FIELD=VALUE in TOML syntax (repeatable), e.g.
+    /// --set epochs=2 --set 'alphas=[0, 0.5, "auto"]'
+    #[arg(long = "set", value_name = "FIELD=VALUE")]
+    pub overrides: Vec<String>,
+    /// Output directory [default: paper/<profile>]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Run only the I-th of N parts of the chains [default: from SLURM_ARRAY_TASK_ID and
+    /// SLURM_ARRAY_TASK_COUNT when set, else all]
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<Shard>,
+}
+
+/// Arguments of `sd-cli experiments report`.
+#[derive(Debug, Args)]
+pub struct ExperimentsReportArgs {
+    /// Output directories of `experiments run`
+    #[arg(required = true, value_name = "DIR")]
+    pub dirs: Vec<PathBuf>,
+    /// Where to write the report [default: the first DIR]
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
 }
 
 /// `sd-cli data ...`.
@@ -333,27 +417,21 @@ pub struct InspectArgs {
     pub seed: u64,
 
     /// Keep only the first N training images, balanced across classes
-    #[arg(long, value_name = "N")]
-    pub limit_train: Option<usize>,
+    #[arg(long, alias = "limit-train", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub train_size: Option<u64>,
 
     /// Output format on stdout
-    #[arg(long, value_enum, default_value_t = InspectFormat::Table)]
-    pub format: InspectFormat,
-}
-
-/// Output formats of `sd-cli data inspect`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum InspectFormat {
-    /// Tables for people
-    Table,
-    /// One JSON object
-    Json,
+    #[arg(long, default_value = "table", value_parser = one_of::<Format>(&[
+        ("table", "Tables for people"),
+        ("json", "One JSON object"),
+    ]))]
+    pub format: Format,
 }
 
 impl InspectArgs {
     /// The inspection these arguments ask for.
-    pub fn config(&self) -> crate::images::InspectConfig {
-        let split = if self.val_size.is_some() || self.val_on_test || self.limit_train.is_some() {
+    pub fn config(&self) -> InspectConfig {
+        let split = if self.val_size.is_some() || self.val_on_test || self.train_size.is_some() {
             Some(sd_data::SplitConfig {
                 validation: if self.val_on_test {
                     sd_data::Validation::TestSet
@@ -363,13 +441,13 @@ impl InspectArgs {
                     }
                 },
                 seed: self.seed,
-                limit_train: self.limit_train,
+                limit_train: self.train_size.map(|n| n as usize),
                 ..sd_data::SplitConfig::default()
             })
         } else {
             None
         };
-        crate::images::InspectConfig {
+        InspectConfig {
             path: self.path.clone(),
             split,
         }
@@ -396,43 +474,41 @@ pub struct FixtureArgs {
     pub seed: u64,
 
     /// File layout
-    #[arg(long, value_enum, default_value_t = crate::images::FixtureLayout::Cifar)]
-    pub layout: crate::images::FixtureLayout,
-}
-
-/// Kernel choices on the command line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum KernelName {
-    /// exp(-gamma |x - x'|^2)
-    Rbf,
-    /// exp(-gamma |x - x'|_1)
-    Laplacian,
-    /// <x, x'>
-    Linear,
-    /// (gamma <x, x'> + coef0)^degree
-    Poly,
+    #[arg(long, default_value = "cifar", value_parser = one_of::<FixtureLayout>(&[
+        ("cifar", "CIFAR-10 binary files in OUT/cifar-10-batches-bin/ (3x32x32)"),
+        ("cifar-archive", "The same as OUT/cifar-10-binary.tar.gz, laid out like the official download"),
+        ("idx", "The four (Fashion-)MNIST IDX files in OUT/ (1x28x28), uncompressed"),
+        ("idx-gz", "The four IDX files gzip-compressed (.gz), as distributed"),
+    ]))]
+    pub layout: FixtureLayout,
 }
 
 /// Arguments of `sd-cli krr`.
 #[derive(Debug, Args)]
 #[command(
     after_help = "Without --data, runs the toy example of the paper (from Mobahi et al. \
-    2020: 11 noisy samples of sin(2 pi x)) and reports the loss against sin(2 pi x).\n\
+    2020: 11 noisy samples of sin(2 pi x)) and reports the loss against sin(2 pi x). Step 0 is \
+    plain kernel ridge regression, the first fit.\n\
     Example: sd-cli krr --alpha 0.25 --plot figures/"
 )]
 pub struct KrrArgs {
     /// Weight of the ground truth in each step's targets, in [0, 1]; or `auto`: the optimal alpha
     /// of each step against the reference (the true function on the toy data, else --test)
-    #[arg(long, default_value = "0.25", value_parser = parse_alpha, allow_hyphen_values = true)]
-    pub alpha: AlphaArg,
+    #[arg(long, default_value = "0.25", value_parser = alpha, allow_hyphen_values = true)]
+    pub alpha: Alpha,
 
     /// With --alpha auto: clamp each optimum into [0, 1] (it is reported as it is otherwise)
     #[arg(long)]
     pub clamp_alpha: bool,
 
     /// Kernel
-    #[arg(long, value_enum, default_value_t = KernelName::Rbf)]
-    pub kernel: KernelName,
+    #[arg(long, default_value = "rbf", value_parser = one_of::<KernelKind>(&[
+        ("rbf", "exp(-gamma |x - x'|^2)"),
+        ("laplacian", "exp(-gamma |x - x'|_1)"),
+        ("linear", "<x, x'>"),
+        ("poly", "(gamma <x, x'> + coef0)^degree"),
+    ]))]
+    pub kernel: KernelKind,
 
     /// Kernel scale for rbf, laplacian and poly (scikit-learn's gamma) [default: 80, the toy
     /// example's; 1 for poly]
@@ -451,7 +527,7 @@ pub struct KrrArgs {
     #[arg(long, default_value = "0.2", value_parser = positive, allow_hyphen_values = true)]
     pub lambda: f64,
 
-    /// Distillation steps, step 1 being plain kernel ridge regression
+    /// Steps, the first fit (step 0, plain kernel ridge regression) included
     #[arg(long, default_value_t = 6, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
     pub steps: u64,
 
@@ -470,7 +546,11 @@ pub struct KrrArgs {
     pub test: Option<PathBuf>,
 
     /// Output format on stdout
-    #[arg(long, value_enum, default_value_t = Format::Table)]
+    #[arg(long, default_value = "table", value_parser = one_of::<Format>(&[
+        ("table", "A table for people, like the original notebook's"),
+        ("json", "One JSON object (documented in docs/cli.md)"),
+        ("csv", "CSV: step,alpha,loss,train_loss, the limit as step `limit`"),
+    ]))]
     pub format: Format,
 
     /// Write the figures (fit, B diagonals, ratios R_k) as PNG and SVG into this directory
@@ -479,48 +559,19 @@ pub struct KrrArgs {
 
     /// Factorisation: cholesky is fastest for one run but gives no spectrum (B diagonals,
     /// eigenvalues); auto takes eigen when the output needs the spectrum (json, --plot)
-    #[arg(long, value_enum, default_value_t = SolverChoice::Auto)]
+    #[arg(long, default_value = "auto", value_parser = one_of::<SolverChoice>(&[
+        ("auto", "Eigendecomposition when the output needs the spectrum (JSON, plots), Cholesky otherwise"),
+        ("cholesky", "Cholesky factor of K + lambda I: fastest for one run; no B diagonals or eigenvalues"),
+        ("eigen", "Eigendecomposition K = V D V^T: gives the spectrum"),
+    ]))]
     pub solver: SolverChoice,
 }
 
-/// `--alpha`: a number in [0, 1] or `auto`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub enum AlphaArg {
-    /// A constant alpha.
-    Fixed(f64),
-    /// The optimum per step.
-    Auto,
-}
-
-fn parse_alpha(text: &str) -> Result<AlphaArg, String> {
-    if text.eq_ignore_ascii_case("auto") {
-        return Ok(AlphaArg::Auto);
-    }
-    match text.parse::<f64>() {
-        Ok(alpha) if (0.0..=1.0).contains(&alpha) => Ok(AlphaArg::Fixed(alpha)),
-        _ => Err("alpha must be a number in [0, 1] or 'auto'".into()),
-    }
-}
-
-fn positive(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(value) if value.is_finite() && value > 0.0 => Ok(value),
-        _ => Err("must be a finite number > 0".into()),
-    }
-}
-
-fn non_negative(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
-        _ => Err("must be a finite number >= 0".into()),
-    }
-}
-
 impl KrrArgs {
-    /// The run these arguments describe; refuses parameters that do not apply to the kernel.
+    /// The run these arguments describe; refuses flags that do not go together, naming them.
     /// `show_progress`: whether a spinner may be drawn (not with `-q`).
     pub fn config(&self, show_progress: bool) -> Result<KrrConfig> {
-        if self.kernel != KernelName::Poly {
+        if self.kernel != KernelKind::Poly {
             if self.degree.is_some() {
                 bail!("--degree applies to --kernel poly only");
             }
@@ -528,36 +579,19 @@ impl KrrArgs {
                 bail!("--coef0 applies to --kernel poly only");
             }
         }
-        let kernel = match self.kernel {
-            KernelName::Rbf => KernelChoice::Rbf {
-                gamma: self.gamma.unwrap_or(sd_kernel::toy::GAMMA),
-            },
-            KernelName::Laplacian => KernelChoice::Laplacian {
-                gamma: self.gamma.unwrap_or(sd_kernel::toy::GAMMA),
-            },
-            KernelName::Linear => {
-                if self.gamma.is_some() {
-                    bail!("--gamma does not apply to --kernel linear");
-                }
-                KernelChoice::Linear
-            }
-            KernelName::Poly => KernelChoice::Polynomial {
-                gamma: self.gamma.unwrap_or(1.0),
-                coef0: self.coef0.unwrap_or(1.0),
-                degree: self.degree.unwrap_or(3),
-            },
-        };
-        let alpha = match self.alpha {
-            AlphaArg::Fixed(alpha) => {
-                if self.clamp_alpha {
-                    bail!("--clamp-alpha applies to --alpha auto only");
-                }
-                AlphaChoice::Fixed(alpha)
-            }
-            AlphaArg::Auto => AlphaChoice::Auto {
-                clamp: self.clamp_alpha,
-            },
-        };
+        if self.kernel == KernelKind::Linear && self.gamma.is_some() {
+            bail!("--gamma does not apply to --kernel linear");
+        }
+        if self.clamp_alpha && !self.alpha.is_auto() {
+            bail!("--clamp-alpha applies to --alpha auto only");
+        }
+        if self.alpha.is_auto() && self.data.is_some() && self.test.is_none() {
+            bail!(
+                "--alpha auto needs reference data: pass --test FILE (held-out points); the \
+                 training targets cannot serve, since against them the optimal alpha is always \
+                 >= 1"
+            );
+        }
         if self.plot.is_some() && self.solver == SolverChoice::Cholesky {
             bail!(
                 "--plot draws the B diagonals, which need the eigendecomposition: drop --solver \
@@ -565,9 +599,10 @@ impl KrrArgs {
             );
         }
         Ok(KrrConfig {
-            kernel,
+            kernel: self.kernel.with(self.gamma, self.coef0, self.degree)?,
             lambda: self.lambda,
-            alpha,
+            alpha: self.alpha,
+            clamp: self.clamp_alpha,
             steps: usize::try_from(self.steps)?,
             data: self.data.clone(),
             targets: self.target.clone(),

@@ -77,7 +77,7 @@ fn json_holds_every_documented_field() {
     assert_eq!(json["solver"], "eigen");
     let steps = json["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 6);
-    assert_eq!(steps[0]["step"], 1);
+    assert_eq!(steps[0]["step"], 0);
     assert!(steps[0]["alpha"].is_null());
     assert_eq!(steps[1]["alpha"], 0.0);
     assert_eq!(
@@ -115,10 +115,10 @@ fn json_holds_every_documented_field() {
     let json: serde_json::Value = serde_json::from_str(&stdout(&auto)).unwrap();
     assert_eq!(json["alpha"], "auto");
     assert_eq!(json["clamp_alpha"], true);
-    let step2 = &json["steps"][1];
-    // The unclamped optimum at step 2 is negative on the toy data; clamping takes it to 0.
-    assert!(step2["optimal_alpha"].as_f64().unwrap() < 0.0);
-    assert_eq!(step2["alpha"], 0.0);
+    let step1 = &json["steps"][1];
+    // The unclamped optimum at step 1 is negative on the toy data; clamping takes it to 0.
+    assert!(step1["optimal_alpha"].as_f64().unwrap() < 0.0);
+    assert_eq!(step1["alpha"], 0.0);
 }
 
 #[test]
@@ -127,7 +127,7 @@ fn csv_and_the_cholesky_route() {
     let csv = stdout(&output);
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines[0], "step,alpha,loss,train_loss");
-    assert!(lines[1].starts_with("1,,0.16477"));
+    assert!(lines[1].starts_with("0,,0.16477"));
     assert!(lines[7].starts_with("limit,0.35,0.14958"));
     let json = sd_cli(&["krr", "--format", "json", "--solver", "cholesky"]);
     let json: serde_json::Value = serde_json::from_str(&stdout(&json)).unwrap();
@@ -148,7 +148,7 @@ fn plot_writes_png_and_svg_figures() {
         assert!(svg.starts_with("<svg") && svg.contains("</svg>"));
     }
     let fit = std::fs::read_to_string(figures.join("fit.svg")).unwrap();
-    for label in ["f₁", "f₆", "f∞", "training data"] {
+    for label in ["f₀", "f₅", "f∞", "training data"] {
         assert!(fit.contains(label), "legend entry {label}");
     }
     assert_eq!(
@@ -586,7 +586,10 @@ fn resnet_errors_are_one_line() {
     let err = error_line(&[
         "resnet", "--data", data_s, "--alpha", "0.5", "--device", "tpu",
     ]);
-    assert!(err.contains("--device must be"), "{err}");
+    assert!(
+        err.contains("'--device <DEVICE>'") && err.contains("must be cpu, cuda or cuda:N"),
+        "{err}"
+    );
     let err = error_line(&[
         "resnet", "--data", data_s, "--alpha", "0.5", "--resnet", "101",
     ]);
@@ -615,4 +618,133 @@ fn resnet_errors_are_one_line() {
         "-1",
     ]);
     assert!(err.contains("--lr"), "{err}");
+    let err = error_line(&[
+        "resnet",
+        "--data",
+        data_s,
+        "--alpha",
+        "0.5",
+        "--train-size",
+        "0",
+    ]);
+    assert!(err.contains("--train-size"), "{err}");
+    let err = error_line(&["resnet", "--data", data_s, "--alpha", "sometimes"]);
+    assert!(err.contains("[0, 1] or 'auto'"), "{err}");
+}
+
+#[test]
+fn resnet_with_alpha_auto_and_the_flags_of_profiles() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("fx");
+    let runs = dir.path().join("runs");
+    let (data_s, runs_s) = (data.to_str().unwrap(), runs.to_str().unwrap());
+    assert!(
+        sd_cli(&[
+            "data", "fixture", "--out", data_s, "--train", "60", "--test", "20"
+        ])
+        .status
+        .success()
+    );
+    let output = sd_cli(&[
+        "resnet",
+        "--data",
+        data_s,
+        "--alpha",
+        "auto",
+        "--epochs",
+        "1",
+        "--steps",
+        "2",
+        "--batch-size",
+        "20",
+        "--val-size",
+        "20",
+        "--train-size",
+        "30",
+        "--test-size",
+        "10",
+        "--out",
+        runs_s,
+        "-q",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let run_dir = std::fs::read_dir(&runs)
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    assert!(
+        run_dir.to_string_lossy().contains("_auto_0.001_0"),
+        "{}",
+        run_dir.display()
+    );
+    // Algorithm 1: a probe for step 1, and its alpha recorded and used.
+    let chosen = std::fs::read_to_string(run_dir.join("auto_alpha.jsonl")).unwrap();
+    let row: serde_json::Value = serde_json::from_str(chosen.lines().next().unwrap()).unwrap();
+    assert_eq!(row["step"], 1);
+    let alpha = row["alpha"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&alpha), "{chosen}");
+    assert!(run_dir.join("probe/step_1/last.safetensors").is_file());
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("chain.json")).unwrap())
+            .unwrap();
+    assert_eq!(record["alpha"], "auto");
+    assert_eq!(record["settings"]["train_size"], 30);
+    assert_eq!(record["settings"]["epochs"], 1);
+    let text = stdout(&output);
+    assert!(text.lines().count() == 5, "{text}");
+}
+
+#[test]
+fn experiments_run_and_report_as_xtask_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("smoke");
+    let out_s = out.to_str().unwrap();
+    let output = sd_cli(&[
+        "experiments",
+        "run",
+        "--profile",
+        "smoke",
+        "--set",
+        "fixture_train=100",
+        "--set",
+        "val_size=20",
+        "--set",
+        "batch_size=40",
+        "--set",
+        "alphas=[0.5]",
+        "--set",
+        "krr=false",
+        "--out",
+        out_s,
+        "-q",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&output).contains("REPORT.md"));
+    let report = std::fs::read_to_string(out.join("REPORT.md")).unwrap();
+    assert!(report.contains("| 1 |"), "{report}");
+    let merged = dir.path().join("merged");
+    let output = sd_cli(&[
+        "experiments",
+        "report",
+        out_s,
+        "--out",
+        merged.to_str().unwrap(),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(merged.join("accuracy.csv").is_file());
+    let err = error_line(&["experiments", "run", "--profile", "nope"]);
+    assert!(err.contains("no profile named 'nope'"), "{err}");
+    let err = error_line(&[
+        "experiments",
+        "run",
+        "--profile",
+        "smoke",
+        "--set",
+        "epochs=0",
+    ]);
+    assert!(err.contains("epochs must be > 0"), "{err}");
+    let err = error_line(&["experiments", "report", dir.path().to_str().unwrap()]);
+    assert!(err.contains("not an experiment directory"), "{err}");
 }

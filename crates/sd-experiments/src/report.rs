@@ -162,8 +162,8 @@ impl Experiment {
                 return Err(Error::NotAnExperiment(dir.clone()));
             }
             for info_path in found {
-                let info: ExperimentInfo =
-                    sd_train::files::read_json(&info_path)?.expect("listed by read_dir");
+                let info: ExperimentInfo = sd_train::files::read_json(&info_path)?
+                    .ok_or_else(|| Error::NotAnExperiment(dir.clone()))?;
                 infos.push((dir.clone(), info));
             }
             let runs = dir.join("runs");
