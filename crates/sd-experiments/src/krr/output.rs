@@ -222,8 +222,12 @@ pub fn table(report: &KrrReport) -> String {
     out
 }
 
-/// The report as CSV: `step,alpha,loss,train_loss`; empty cells where there is no value.
-pub fn csv(report: &KrrReport) -> String {
+/// The columns of [`csv`].
+pub const CSV_HEADER: [&str; 4] = ["step", "alpha", "loss", "train_loss"];
+
+/// The rows of [`csv`]: one per step, then the limit as step `limit`; empty cells where there
+/// is no value.
+pub fn csv_rows(report: &KrrReport) -> Vec<[String; 4]> {
     let cell = |value: Option<f64>| value.map_or(String::new(), |v| v.to_string());
     let mut rows: Vec<[String; 4]> = report
         .steps
@@ -245,11 +249,14 @@ pub fn csv(report: &KrrReport) -> String {
             limit.train_loss.to_string(),
         ]);
     }
+    rows
+}
+
+/// The report as CSV: `step,alpha,loss,train_loss`; empty cells where there is no value.
+pub fn csv(report: &KrrReport) -> String {
     let mut writer = csv::Writer::from_writer(Vec::new());
-    writer
-        .write_record(["step", "alpha", "loss", "train_loss"])
-        .expect("writing to memory");
-    for row in rows {
+    writer.write_record(CSV_HEADER).expect("writing to memory");
+    for row in csv_rows(report) {
         writer.write_record(row).expect("writing to memory");
     }
     String::from_utf8(writer.into_inner().expect("writing to memory")).expect("ASCII")

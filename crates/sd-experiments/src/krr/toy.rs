@@ -89,30 +89,15 @@ fn losses_markdown(reports: &[KrrReport]) -> String {
     md
 }
 
+/// `losses.csv`: the rows of each report's CSV ([`output::csv_rows`]) after a column naming
+/// its alpha, the columns `alpha,step,alpha_used,loss,train_loss`.
 fn write_losses_csv(path: &Path, reports: &[KrrReport]) -> Result<()> {
-    let value = |v: Option<f64>| v.map_or(String::new(), |v| v.to_string());
-    let mut rows = Vec::new();
-    for report in reports {
+    let rows = reports.iter().flat_map(|report| {
         let name = report.alpha.to_string();
-        for step in &report.steps {
-            rows.push([
-                name.clone(),
-                step.step.to_string(),
-                value(step.alpha),
-                value(step.loss),
-                step.train_loss.to_string(),
-            ]);
-        }
-        if let Some(limit) = &report.limit {
-            rows.push([
-                name.clone(),
-                "limit".into(),
-                limit.alpha.to_string(),
-                value(limit.loss),
-                limit.train_loss.to_string(),
-            ]);
-        }
-    }
+        output::csv_rows(report)
+            .into_iter()
+            .map(move |row| std::iter::once(name.clone()).chain(row))
+    });
     Ok(write_csv(
         path,
         &["alpha", "step", "alpha_used", "loss", "train_loss"],
