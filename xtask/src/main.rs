@@ -47,7 +47,7 @@ enum Task {
         /// --set epochs=2 --set 'alphas=[0, 0.5, "auto"]'
         #[arg(long = "set", value_name = "FIELD=VALUE")]
         overrides: Vec<String>,
-        /// Output directory [default: target/paper/<profile> in the workspace]
+        /// Output directory [default: target/paper/PROFILE in the workspace]
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
         /// Run only the I-th of N parts of the chains [default: from SLURM_ARRAY_TASK_ID and

@@ -20,7 +20,8 @@
 //! ```
 //! use sd_alpha::Alpha;
 //!
-//! let alphas: Vec<Alpha> = ["0", "0.5", "auto"].iter().map(|s| s.parse()).collect::<Result<_, _>>()?;
+//! let alphas = ["0", "0.5", "auto"].map(|s| s.parse::<Alpha>()).into_iter();
+//! let alphas: Vec<Alpha> = alphas.collect::<Result<_, _>>()?;
 //! assert_eq!(alphas[1].fixed(), Some(0.5));
 //! assert_eq!(alphas[2].to_string(), "auto");
 //! assert_eq!(serde_json::to_string(&alphas).unwrap(), r#"[0.0,0.5,"auto"]"#);

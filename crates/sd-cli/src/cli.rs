@@ -355,7 +355,7 @@ pub struct ExperimentsRunArgs {
     /// --set epochs=2 --set 'alphas=[0, 0.5, "auto"]'
     #[arg(long = "set", value_name = "FIELD=VALUE")]
     pub overrides: Vec<String>,
-    /// Output directory [default: paper/<profile>]
+    /// Output directory [default: paper/PROFILE]
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Run only the I-th of N parts of the chains [default: from SLURM_ARRAY_TASK_ID and

@@ -53,7 +53,10 @@ pub enum Error {
         problem: String,
     },
     /// No profile of that name.
-    #[error("no profile named '{name}'; the profiles are: {} (or give the path of a .toml file)", known.join(", "))]
+    #[error(
+        "no profile named '{name}'; the profiles are: {} (or give the path of a .toml file)",
+        known.join(", ")
+    )]
     UnknownProfile {
         /// The name asked for.
         name: String,
@@ -95,7 +98,11 @@ pub enum Error {
     #[error("{} is not an experiment directory (it has no experiment.json)", .0.display())]
     NotAnExperiment(PathBuf),
     /// Two chains of different settings given as one experiment.
-    #[error("{} and {} were trained with different settings: they are not one experiment", first.display(), second.display())]
+    #[error(
+        "{} and {} were trained with different settings: they are not one experiment",
+        first.display(),
+        second.display()
+    )]
     NotOneExperiment {
         /// One chain.
         first: PathBuf,

@@ -290,9 +290,9 @@ impl<K: Kernel> SelfDistillation<K> {
     ///
     /// Step 0 is [`Self::first_fit`]. With [`Schedule::Optimal`], step `t >= 1` trains the
     /// `alpha = 0` student `f0(t)` of the step `t - 1` teacher; since a fit is linear in its
-    /// targets, the step-`t` fit is `alpha * f(0) + (1 - alpha) * f0(t)` and the best `alpha` against
-    /// the reference is [`optimal_alpha`] of the two evaluated at the reference inputs (1 when
-    /// they coincide).
+    /// targets, the step-`t` fit is `alpha * f(0) + (1 - alpha) * f0(t)` and the best `alpha`
+    /// against the reference is [`optimal_alpha`] of the two evaluated at the reference inputs (1
+    /// when they coincide).
     pub fn distill(&self, schedule: &Schedule, steps: usize) -> Result<Vec<Step>> {
         if steps == 0 {
             return Err(Error::ZeroSteps);

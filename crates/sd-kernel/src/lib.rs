@@ -2,9 +2,9 @@
 //!
 //! This crate implements the kernel half of Borup & Andersen, "Even your Teacher Needs Guidance:
 //! Ground-Truth Targets Dampen Regularization Imposed by Self-Distillation" (NeurIPS 2021).
-//! Step 0 (the first fit) is kernel ridge regression on the targets `y`; each later step `t` refits it to
-//! `alpha * y + (1 - alpha) * yhat(t-1)`, the previous step's predictions mixed with the ground
-//! truth. Everything comes from one factorisation of the kernel matrix `K`:
+//! Step 0 (the first fit) is kernel ridge regression on the targets `y`; each later step `t`
+//! refits it to `alpha * y + (1 - alpha) * yhat(t-1)`, the previous step's predictions mixed with
+//! the ground truth. Everything comes from one factorisation of the kernel matrix `K`:
 //!
 //! - every step's dual coefficients, fitted values and predictions ([`SelfDistillation::distill`]);
 //! - the limit, kernel ridge regression with ridge `lambda / alpha` ([`SelfDistillation::limit`]);

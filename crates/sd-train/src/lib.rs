@@ -17,7 +17,7 @@
 //!   read strictly; a chain killed at any moment continues where it stopped ([`Start::Resume`]),
 //!   a directory trained with other settings is refused with the difference named, and one
 //!   process at a time holds a directory's lock.
-//! - [`bench`]: the time of a training step and parity with torchvision.
+//! - [`bench`](mod@bench): the time of a training step and parity with torchvision.
 //!
 //! Steps are numbered from 0, the first fit (see [`sd_alpha`]). Each step's seed derives from the
 //! chain's ([`step_seed`]): the same seed gives the same numbers on the same machine, resumed or

@@ -222,11 +222,11 @@ pub fn table(report: &KrrReport) -> String {
     out
 }
 
-/// The columns of [`csv`].
+/// The columns of [`csv`](fn@csv).
 pub const CSV_HEADER: [&str; 4] = ["step", "alpha", "loss", "train_loss"];
 
-/// The rows of [`csv`]: one per step, then the limit as step `limit`; empty cells where there
-/// is no value.
+/// The rows of [`csv`](fn@csv): one per step, then the limit as step `limit`; empty cells where
+/// there is no value.
 pub fn csv_rows(report: &KrrReport) -> Vec<[String; 4]> {
     let cell = |value: Option<f64>| value.map_or(String::new(), |v| v.to_string());
     let mut rows: Vec<[String; 4]> = report
