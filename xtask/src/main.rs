@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use sd_experiments::experiment::{self, Shard};
-use sd_experiments::{profile, report, terminal};
+use sd_experiments::{DeviceSpec, profile, report, terminal};
 
 /// Project automation for self-distillation.
 #[derive(Debug, Parser)]
@@ -163,6 +163,15 @@ fn paper_experiments(
     show_progress: bool,
 ) -> Result<()> {
     let profile = profile::load(&profile::locate(name)?, overrides)?;
+    if profile.device != DeviceSpec::Cpu && !DeviceSpec::cuda_built() {
+        anyhow::bail!(
+            "profile '{}' trains on {}, but this xtask was built without CUDA: build it with \
+             `cargo xtask cuda-build --package xtask` and run target/cuda/release/xtask (see \
+             docs/gpu.md), or give --set device=cpu",
+            profile.name,
+            profile.device
+        );
+    }
     let shard = match shard {
         Some(shard) => Some(shard),
         None => experiment::slurm_shard(|name| std::env::var(name).ok())?,

@@ -23,11 +23,16 @@ pub enum DeviceSpec {
 impl DeviceSpec {
     /// `cpu` or `cuda`, without the GPU's number: what a run records (a chain may resume on
     /// another GPU).
-    pub fn kind(self) -> &'static str {
+    pub fn kind(self) -> sd_train::DeviceKind {
         match self {
-            DeviceSpec::Cpu => "cpu",
-            DeviceSpec::Cuda(_) => "cuda",
+            DeviceSpec::Cpu => sd_train::DeviceKind::Cpu,
+            DeviceSpec::Cuda(_) => sd_train::DeviceKind::Cuda,
         }
+    }
+
+    /// Whether this build can open CUDA devices at all (it was built with the `cuda` feature).
+    pub fn cuda_built() -> bool {
+        candle_core::utils::cuda_is_available()
     }
 
     /// Opens the device. A CUDA device needs a build with the `cuda` feature (`cargo xtask
@@ -112,7 +117,10 @@ mod tests {
         for text in ["cpu", "cuda", "cuda:1"] {
             assert_eq!(text.parse::<DeviceSpec>().unwrap().to_string(), text);
         }
-        assert_eq!("cuda:2".parse::<DeviceSpec>().unwrap().kind(), "cuda");
+        assert_eq!(
+            "cuda:2".parse::<DeviceSpec>().unwrap().kind(),
+            sd_train::DeviceKind::Cuda
+        );
         for bad in ["tpu", "cuda:", "cuda:x", "CPU"] {
             let err = bad.parse::<DeviceSpec>().unwrap_err().to_string();
             assert!(err.contains("must be cpu, cuda or cuda:N"), "{err}");

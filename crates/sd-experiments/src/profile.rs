@@ -297,7 +297,7 @@ impl Profile {
             batch_size: self.batch_size,
             lr: self.lr,
             reg_coef: self.reg_coef,
-            device: self.device.kind().into(),
+            device: self.device.kind(),
             pretrained: self.pretrained.clone(),
         }
     }

@@ -170,7 +170,7 @@ impl Experiment {
             let mut chain_dirs: Vec<PathBuf> = match std::fs::read_dir(&runs) {
                 Ok(entries) => entries
                     .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.join("chain.json").is_file())
+                    .filter(|p| ChainDir::is_chain(p))
                     .collect(),
                 Err(_) => Vec::new(),
             };

@@ -85,20 +85,16 @@ pub fn run_name(unix_seconds: u64, alpha: Alpha, lr: f64, seed: u64) -> String {
 }
 
 /// The run directory: the teacher's when it lies in `<run>/step_<k>/`, else a new one.
-fn run_directory(job: &ResnetJob) -> PathBuf {
-    if let Some((ckpt, k)) = &job.teacher
-        && let Some(dir) = ckpt.parent()
-        && dir
-            .file_name()
-            .is_some_and(|n| n == format!("step_{k}").as_str())
-        && let Some(run_dir) = dir.parent()
+fn run_directory(job: &ResnetJob) -> ChainDir {
+    if let Some((checkpoint, k)) = &job.teacher
+        && let Some(dir) = ChainDir::of_checkpoint(checkpoint, *k)
     {
-        return run_dir.to_path_buf();
+        return dir;
     }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    job.out.join(run_name(now, job.alpha, job.lr, job.seed))
+    ChainDir::new(job.out.join(run_name(now, job.alpha, job.lr, job.seed)))
 }
 
 /// The data path as recorded: absolute, so that a resume from elsewhere compares equal.
@@ -135,7 +131,15 @@ pub fn run(job: &ResnetJob) -> Result<(PathBuf, Vec<StepResult>)> {
         limit_test: job.test_size,
     };
     let data = ChainData::new(&dataset, &split)?;
-    let first = job.teacher.as_ref().map_or(0, |(_, k)| k + 1);
+    let first = match &job.teacher {
+        Some((_, k)) => k
+            .checked_add(1)
+            .ok_or_else(|| Error::setting("teacher_step", "is too large"))?,
+        None => 0,
+    };
+    let steps = first
+        .checked_add(job.steps)
+        .ok_or_else(|| Error::setting("steps", "are too many"))?;
     let settings = Settings {
         data: recorded(&job.data),
         fixture: None,
@@ -150,14 +154,14 @@ pub fn run(job: &ResnetJob) -> Result<(PathBuf, Vec<StepResult>)> {
         batch_size: job.batch_size,
         lr: job.lr,
         reg_coef: job.reg_coef,
-        device: job.device.kind().into(),
-        pretrained: job.pretrained.clone(),
+        device: job.device.kind(),
+        pretrained: job.pretrained.as_deref().map(|p| recorded(p).into()),
     };
     let chain = Chain {
         record: ChainRecord {
             alpha: job.alpha,
             seed: job.seed,
-            steps: first + job.steps,
+            steps,
             settings,
         },
         data: &data,
@@ -165,7 +169,7 @@ pub fn run(job: &ResnetJob) -> Result<(PathBuf, Vec<StepResult>)> {
         num_workers: job.num_workers,
     };
     chain.check()?;
-    let dir = ChainDir::new(run_directory(job));
+    let dir = run_directory(job);
     let mut progress = Progress::new(job.show_progress);
     tracing::info!(run = %dir.path().display(), "training");
     let results = match &job.teacher {

@@ -30,23 +30,31 @@ impl SeededInit {
         }
     }
 
-    /// The values of `init` for `shape`, in f64, row-major.
-    fn values(&self, shape: &Shape, init: Init) -> Vec<f64> {
+    /// The values of `init` for `shape`, in f64, row-major; an error for a hint no distribution
+    /// fits (a negative or non-finite spread, bounds the wrong way round).
+    fn values(&self, shape: &Shape, init: Init) -> candle_core::Result<Vec<f64>> {
         let count = shape.elem_count();
         let mut rng = self.rng.lock().expect("the generator is never poisoned");
         let mut draw = |distribution: &dyn Fn(&mut ChaCha8Rng) -> f64| -> Vec<f64> {
             (0..count).map(|_| distribution(&mut rng)).collect()
         };
-        let normal = |mean: f64, std: f64| Normal::new(mean, std).expect("a finite std >= 0");
-        let uniform = |lo: f64, up: f64| Uniform::new_inclusive(lo, up).expect("lo <= up");
-        match init {
+        let normal = |mean: f64, std: f64| {
+            Normal::new(mean, std).map_err(|e| {
+                candle_core::Error::Msg(format!("initialization N({mean}, {std}^2): {e}"))
+            })
+        };
+        let uniform = |lo: f64, up: f64| {
+            Uniform::new_inclusive(lo, up)
+                .map_err(|e| candle_core::Error::Msg(format!("initialization U({lo}, {up}): {e}")))
+        };
+        Ok(match init {
             Init::Const(value) => vec![value; count],
             Init::Randn { mean, stdev } => {
-                let normal = normal(mean, stdev);
+                let normal = normal(mean, stdev)?;
                 draw(&|rng| normal.sample(rng))
             }
             Init::Uniform { lo, up } => {
-                let uniform = uniform(lo, up);
+                let uniform = uniform(lo, up)?;
                 draw(&|rng| uniform.sample(rng))
             }
             Init::Kaiming {
@@ -63,17 +71,17 @@ impl SeededInit {
                 };
                 match dist {
                     NormalOrUniform::Normal => {
-                        let normal = normal(0.0, std);
+                        let normal = normal(0.0, std)?;
                         draw(&|rng| normal.sample(rng))
                     }
                     NormalOrUniform::Uniform => {
                         let bound = 3f64.sqrt() * std;
-                        let uniform = uniform(-bound, bound);
+                        let uniform = uniform(-bound, bound)?;
                         draw(&|rng| uniform.sample(rng))
                     }
                 }
             }
-        }
+        })
     }
 }
 
@@ -86,7 +94,7 @@ impl candle_nn::var_builder::SimpleBackend for SeededInit {
         dtype: DType,
         device: &Device,
     ) -> candle_core::Result<Tensor> {
-        let values = self.values(&shape, init);
+        let values = self.values(&shape, init)?;
         let tensor = Tensor::from_vec(values, shape, &Device::Cpu)?
             .to_dtype(dtype)?
             .to_device(device)?;
@@ -153,5 +161,8 @@ mod tests {
         let t = vb.get_with_hints(3, "c", Init::Const(1.5)).unwrap();
         assert!(t.is_variable() && t.dtype() == DType::F64);
         assert_eq!(t.to_vec1::<f64>().unwrap(), [1.5; 3]);
+        // A hint no distribution fits is an error, not a panic.
+        let bad = vb.get_with_hints(3, "d", Init::Uniform { lo: 1.0, up: 0.0 });
+        assert!(bad.unwrap_err().to_string().contains("U(1, 0)"));
     }
 }

@@ -224,9 +224,11 @@ impl Chain<'_> {
     /// Trains the chain in `dir` from `start` to its last step; returns the results of the
     /// steps trained now (a copied first fit is not among them).
     ///
-    /// Before anything is trained: the settings are checked, `chain.json` is compared with the
-    /// record (a directory trained with other settings is refused) and the directory's lock
-    /// taken ([`TrainError::Locked`] when another process holds it).
+    /// Before anything is trained: the settings are checked, the directory's lock taken
+    /// ([`TrainError::Locked`] when another process holds it), `chain.json` compared with the
+    /// record (a directory trained with other settings is refused), and what the directory holds
+    /// from the first step to train on (rows, and probes whose teacher may change) dropped, so
+    /// that a run killed at any moment after this leaves nothing stale behind.
     pub fn run(
         &self,
         dir: &ChainDir,
@@ -234,37 +236,58 @@ impl Chain<'_> {
         observer: &mut dyn Observer,
     ) -> Result<Vec<StepResult>> {
         self.check()?;
-        dir.claim(&self.record)?;
-        let _lock = dir.lock()?;
         let mut first = match start {
-            Start::Teacher { step, .. } => step + 1,
-            _ => dir.finished_steps()?,
+            Start::Teacher { step, .. } => step
+                .checked_add(1)
+                .ok_or(TrainError::TeacherStep { step })?,
+            _ => 0,
         };
+        let _lock = dir.lock()?;
+        dir.claim(&self.record)?;
+        if !matches!(start, Start::Teacher { .. }) {
+            first = dir.finished_steps()?;
+        }
         if let Start::ResumeCopyingFirstFit(source) = start
             && first == 0
         {
+            match source.read_record()? {
+                Some(other)
+                    if other.seed == self.record.seed && other.settings == self.record.settings => {
+                }
+                _ => {
+                    return Err(TrainError::FirstFitSource {
+                        dir: source.path().to_path_buf(),
+                        why: "its seed or settings are not this chain's",
+                    });
+                }
+            }
             dir.adopt_first_fit(source)?;
             observer.first_fit_copied(source.path());
             first = 1;
         }
-        let mut metrics: Vec<EpochMetrics> = dir
-            .read_metrics()?
-            .into_iter()
-            .filter(|m| m.step < first)
-            .collect();
-        let mut tests: Vec<StepResult> = dir
-            .read_tests()?
-            .into_iter()
-            .filter(|r| r.step < first)
-            .collect();
-        let mut auto_rows: Vec<AutoAlpha> = match self.record.alpha {
-            Alpha::Auto => dir
-                .read_auto_alpha()?
-                .into_iter()
-                .filter(|r| r.step < first)
-                .collect(),
-            Alpha::Fixed(_) => Vec::new(),
+        let auto = self.record.alpha.is_auto();
+        if auto && first >= 1 && first < self.record.steps && !dir.last_checkpoint(0).is_file() {
+            return Err(TrainError::MissingFirstFit {
+                path: dir.last_checkpoint(0),
+            });
+        }
+        // A probe of step `first` is kept on a resume (its teacher, step `first - 1`, is
+        // finished); from a new teacher it may be another network's student.
+        let probes_kept = match start {
+            Start::Teacher { .. } => first,
+            _ => first + 1,
         };
+        let (mut metrics, mut tests) = dir.truncate(first)?;
+        dir.probe().truncate(probes_kept)?;
+        let all_rows = dir.read_auto_alpha()?;
+        let mut auto_rows: Vec<AutoAlpha> = all_rows
+            .iter()
+            .filter(|r| r.step < first)
+            .cloned()
+            .collect();
+        if auto_rows.len() != all_rows.len() {
+            dir.write_auto_alpha(&auto_rows)?;
+        }
         let mut first_fit = None;
         let mut trained = Vec::new();
         for step in first..self.record.steps {
@@ -316,11 +339,13 @@ impl Chain<'_> {
     /// A checkpoint of this chain's network (a teacher for [`Start::Teacher`]), refused with
     /// [`TrainError::TeacherMismatch`] when it is another network's.
     pub fn load_network(&self, path: &Path) -> Result<Resnet> {
+        use sd_resnet::ResnetError;
         let network = self.network();
         let model = Resnet::seeded(network, 0, &self.device)?;
-        model
-            .load(path)
-            .map_err(|source| TrainError::TeacherMismatch {
+        model.load(path).map_err(|source| match source {
+            ResnetError::CheckpointMissing { .. }
+            | ResnetError::CheckpointShape { .. }
+            | ResnetError::CheckpointExtra { .. } => TrainError::TeacherMismatch {
                 path: path.to_path_buf(),
                 network: format!(
                     "{}, {} stem, {} input channels, {} classes",
@@ -330,7 +355,9 @@ impl Chain<'_> {
                     network.classes
                 ),
                 source: Box::new(source),
-            })?;
+            },
+            other => other.into(),
+        })?;
         Ok(model)
     }
 
@@ -440,7 +467,8 @@ impl Chain<'_> {
         let settings = &self.record.settings;
         let seed = step_seed(self.record.seed, step);
         let alpha = if teacher.is_some() { alpha } else { 1.0 };
-        create_dir(&dir.step_dir(step))?;
+        // The step starts afresh: best checkpoints of an interrupted attempt must not compete.
+        dir.clear_step(step)?;
         let network = self.network();
         let model = Resnet::seeded(network, seed, &self.device)?;
         if let Some(path) = &settings.pretrained {
@@ -539,7 +567,8 @@ impl Chain<'_> {
                 "step": step, "epoch": epoch, "seed": self.record.seed, "step_seed": seed,
                 "alpha": alpha, "resnet": network.depth.layers(), "stem": network.stem.name(),
                 "in_channels": network.in_channels, "classes": network.classes,
-                "chain": &self.record, "metrics": &row,
+                "chain": crate::files::to_json(&dir.record_file(), &self.record)?,
+                "metrics": crate::files::to_json(&dir.metrics_file(), &row)?,
             });
             save_checkpoint(&model, &dir.last_checkpoint(step), &sidecar)?;
             let qualifies = best.len() < 2 || best.iter().any(|(acc, _, _)| val_acc > *acc);

@@ -159,6 +159,53 @@ impl ChainDir {
             .expect("a gap"))
     }
 
+    /// The run directory of a checkpoint of step `step` in its `step_<step>/`, if it lies in one.
+    pub fn of_checkpoint(checkpoint: &Path, step: usize) -> Option<ChainDir> {
+        let step_dir = checkpoint.parent()?;
+        let in_step = step_dir
+            .file_name()
+            .is_some_and(|n| *n == *format!("step_{step}").as_str());
+        in_step.then(|| ChainDir::new(step_dir.parent().unwrap_or(Path::new("."))))
+    }
+
+    /// Whether `dir` is a run directory (it has a `chain.json`).
+    pub fn is_chain(dir: &Path) -> bool {
+        ChainDir::new(dir).record_file().is_file()
+    }
+
+    /// Drops every row of step `first` or later from `metrics.*` and `test.*` (rewriting them only
+    /// when something is dropped); returns the rows kept.
+    pub(crate) fn truncate(&self, first: usize) -> Result<(Vec<EpochMetrics>, Vec<StepResult>)> {
+        let metrics = self.read_metrics()?;
+        let tests = self.read_tests()?;
+        let kept_metrics: Vec<EpochMetrics> =
+            metrics.iter().filter(|m| m.step < first).cloned().collect();
+        let kept_tests: Vec<StepResult> =
+            tests.iter().filter(|r| r.step < first).cloned().collect();
+        if kept_metrics.len() != metrics.len() {
+            self.write_metrics(&kept_metrics)?;
+        }
+        if kept_tests.len() != tests.len() {
+            self.write_tests(&kept_tests)?;
+        }
+        Ok((kept_metrics, kept_tests))
+    }
+
+    /// Removes the checkpoints of step `step` (a step about to be trained again) and makes its
+    /// directory.
+    pub(crate) fn clear_step(&self, step: usize) -> Result<()> {
+        let dir = self.step_dir(step);
+        create_dir(&dir)?;
+        for entry in std::fs::read_dir(&dir).map_err(TrainError::io(&dir))? {
+            let path = entry.map_err(TrainError::io(&dir))?.path();
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+            if name.is_some_and(|n| n.starts_with("epoch=") || n.starts_with("last.")) {
+                std::fs::remove_file(&path).map_err(TrainError::io(&path))?;
+            }
+        }
+        Ok(())
+    }
+
     /// Writes `metrics.jsonl` and `metrics.csv`.
     pub(crate) fn write_metrics(&self, rows: &[EpochMetrics]) -> Result<()> {
         write_jsonl(&self.metrics_file(), rows)?;
@@ -190,8 +237,14 @@ impl ChainDir {
     /// rows of `metrics.*` and, last, of `test.*`, with a wall time of 0. A copy interrupted
     /// halfway is made again.
     pub fn adopt_first_fit(&self, source: &ChainDir) -> Result<()> {
+        if !source.read_tests()?.iter().any(|r| r.step == 0) {
+            return Err(TrainError::FirstFitSource {
+                dir: source.path().to_path_buf(),
+                why: "its step 0 is not finished",
+            });
+        }
         let (from, to) = (source.step_dir(0), self.step_dir(0));
-        create_dir(&to)?;
+        self.clear_step(0)?;
         let entries = std::fs::read_dir(&from).map_err(TrainError::io(&from))?;
         for entry in entries {
             let path = entry.map_err(TrainError::io(&from))?.path();
@@ -208,7 +261,7 @@ impl ChainDir {
                         line: source.line(),
                         source,
                     })?;
-                sidecar["copied_from"] = serde_json::json!(path);
+                sidecar["copied_from"] = path.display().to_string().into();
                 write_json(&to.join(&name), &sidecar)?;
             } else {
                 write_atomic(&to.join(&name), &bytes)?;

@@ -80,8 +80,9 @@ pub enum TrainError {
     },
     /// A run directory trained with other settings: continuing it would mix two experiments.
     #[error(
-        "{} was trained with other settings ({differences}); choose another directory, or \
-         delete that one to train it again",
+        "{} was trained with other settings ({differences}); choose another directory (a teacher \
+         checkpoint copied out of its run directory starts a new one), or delete that one to \
+         train it again",
         dir.display()
     )]
     OtherSettings {
@@ -104,8 +105,8 @@ pub enum TrainError {
         /// Where the teacher should be.
         path: PathBuf,
     },
-    /// A teacher checkpoint of another network than the chain's.
-    #[error("the teacher {} does not fit this chain's network ({network}): {source}", path.display())]
+    /// A checkpoint (a teacher, a probe) of another network than the chain's.
+    #[error("the checkpoint {} does not fit this chain's network ({network}): {source}", path.display())]
     TeacherMismatch {
         /// The checkpoint.
         path: PathBuf,
@@ -114,6 +115,29 @@ pub enum TrainError {
         /// What did not fit.
         #[source]
         source: Box<sd_resnet::ResnetError>,
+    },
+    /// A teacher step with no step after it.
+    #[error("teacher step {step} leaves no step to train")]
+    TeacherStep {
+        /// The step given.
+        step: usize,
+    },
+    /// A chain whose first fit cannot be copied: unfinished, or another chain's.
+    #[error("the first fit of {} cannot be copied: {why}", dir.display())]
+    FirstFitSource {
+        /// The chain it would come from.
+        dir: PathBuf,
+        /// Why not.
+        why: &'static str,
+    },
+    /// A value that does not go into JSON (a path that is not UTF-8).
+    #[error("{}: cannot be written as JSON: {source}", path.display())]
+    Unwritable {
+        /// The file.
+        path: PathBuf,
+        /// serde_json's message.
+        #[source]
+        source: serde_json::Error,
     },
     /// Algorithm 1 needs the chain's first fit, which a chain started from an outside teacher
     /// does not have.

@@ -103,11 +103,25 @@ pub fn read_jsonl<T: DeserializeOwned>(path: &Path) -> Result<Vec<T>> {
 
 /// Writes `rows` as JSON lines, atomically.
 pub fn write_jsonl<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
-    let text: String = rows
-        .iter()
-        .map(|row| serde_json::to_string(row).expect("rows serialise") + "\n")
-        .collect();
+    let mut text = String::new();
+    for row in rows {
+        text += &serde_json::to_string(row).map_err(unwritable(path))?;
+        text.push('\n');
+    }
     write_atomic(path, text.as_bytes())
+}
+
+fn unwritable(path: &Path) -> impl FnOnce(serde_json::Error) -> TrainError + '_ {
+    move |source| TrainError::Unwritable {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// `value` as a JSON value, for a file at `path` (named in the error of a value JSON cannot hold,
+/// such as a path that is not UTF-8).
+pub fn to_json<T: Serialize>(path: &Path, value: &T) -> Result<serde_json::Value> {
+    serde_json::to_value(value).map_err(unwritable(path))
 }
 
 /// Reads one JSON file; `None` when it does not exist.
@@ -128,7 +142,7 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<Option<T>> {
 
 /// Writes `value` as pretty JSON with a final newline, atomically.
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
-    let text = serde_json::to_string_pretty(value).expect("plain data serialises") + "\n";
+    let text = serde_json::to_string_pretty(value).map_err(unwritable(path))? + "\n";
     write_atomic(path, text.as_bytes())
 }
 

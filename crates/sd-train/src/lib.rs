@@ -40,7 +40,7 @@
 //!     data: "fixture".into(), fixture: Some((60, 20)), train_size: 0, val_size: 20,
 //!     val_on_test: false, test_size: 0, resnet: Depth::R18, stem: Stem::Imagenet,
 //!     loss: LossKind::SoftmaxMse, epochs: 1, batch_size: 20, lr: 1e-3, reg_coef: 1e-4,
-//!     device: "cpu".into(), pretrained: None,
+//!     device: sd_train::DeviceKind::Cpu, pretrained: None,
 //! };
 //! let chain = Chain {
 //!     record: ChainRecord { alpha: Alpha::Fixed(0.5), seed: 0, steps: 2, settings },
@@ -71,7 +71,7 @@ pub use dir::{ChainDir, DirLock};
 pub use error::{Result, TrainError};
 pub use evaluate::{Feed, evaluate, one_hot, predict_proba};
 pub use metrics::{AutoAlpha, EpochMetrics, StepResult};
-pub use record::{ChainRecord, Settings};
+pub use record::{ChainRecord, DeviceKind, Settings};
 
 // The README's examples run as doc tests.
 #[doc = include_str!("../README.md")]

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-/// JSON has no NaN: serde_json writes it as `null`, read back here as NaN.
+/// JSON has no NaN or infinity: serde_json writes them as `null`, read back here as NaN, so that
+/// a run directory stays readable whatever a number became.
 fn null_is_nan<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
     Ok(<Option<f64> as Deserialize>::deserialize(d)?.unwrap_or(f64::NAN))
 }
@@ -18,10 +19,13 @@ pub struct EpochMetrics {
     /// Epoch within the step, from 0.
     pub epoch: usize,
     /// The ground-truth weight of this step (1 for step 0).
+    #[serde(deserialize_with = "null_is_nan")]
     pub alpha: f64,
     /// Mean training loss (distillation loss + regularizer) over the epoch's batches.
+    #[serde(deserialize_with = "null_is_nan")]
     pub train_loss: f64,
     /// Training accuracy (against the labels) over the epoch.
+    #[serde(deserialize_with = "null_is_nan")]
     pub train_acc: f64,
     /// Validation loss `MSE(softmax, onehot)` (or CE), evaluation mode.
     #[serde(deserialize_with = "null_is_nan")]
@@ -30,10 +34,13 @@ pub struct EpochMetrics {
     #[serde(deserialize_with = "null_is_nan")]
     pub val_acc: f64,
     /// Learning rate.
+    #[serde(deserialize_with = "null_is_nan")]
     pub lr: f64,
     /// Training images per second (forward, backward, optimizer).
+    #[serde(deserialize_with = "null_is_nan")]
     pub images_per_s: f64,
     /// Seconds for the epoch, evaluation included.
+    #[serde(deserialize_with = "null_is_nan")]
     pub seconds: f64,
 }
 
@@ -77,10 +84,13 @@ pub struct StepResult {
     /// Distillation step.
     pub step: usize,
     /// Its ground-truth weight (1 for step 0).
+    #[serde(deserialize_with = "null_is_nan")]
     pub alpha: f64,
     /// Test accuracy of the final-epoch model (the next step's teacher).
+    #[serde(deserialize_with = "null_is_nan")]
     pub test_acc_final: f64,
     /// Test accuracy of the best model by validation accuracy.
+    #[serde(deserialize_with = "null_is_nan")]
     pub test_acc_best: f64,
     /// The epoch of the best model.
     pub best_epoch: usize,
@@ -92,7 +102,7 @@ pub struct StepResult {
     /// Wall seconds of the step: training, validation, checkpoints and the test evaluation
     /// (0 in files written before it was recorded, and for a first fit copied from another
     /// chain).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_is_nan")]
     pub seconds: f64,
 }
 
@@ -129,9 +139,12 @@ pub struct AutoAlpha {
     /// `None` when `u1 = u0`.
     pub optimal: Option<f64>,
     /// The alpha used: `optimal` clamped into `[0, 1]` (1 when `optimal` is `None`).
+    #[serde(deserialize_with = "null_is_nan")]
     pub alpha: f64,
     /// Test accuracy of the probe (the `alpha = 0` student), best model by validation.
+    #[serde(deserialize_with = "null_is_nan")]
     pub probe_test_acc_best: f64,
     /// Test accuracy of the probe's final-epoch model.
+    #[serde(deserialize_with = "null_is_nan")]
     pub probe_test_acc_final: f64,
 }

@@ -7,6 +7,38 @@ use sd_resnet::loss::LossKind;
 use sd_resnet::{Depth, Stem};
 use serde::{Deserialize, Serialize};
 
+/// Where a chain trains, as a run records it: the kind of device, not which one (a chain may
+/// resume on another GPU). Text form and serde: `cpu`, `cuda`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DeviceKind {
+    /// The CPU.
+    #[default]
+    Cpu,
+    /// An NVIDIA GPU.
+    Cuda,
+}
+
+impl DeviceKind {
+    /// The kind of `device`.
+    pub fn of(device: &candle_core::Device) -> Self {
+        if device.is_cuda() {
+            DeviceKind::Cuda
+        } else {
+            DeviceKind::Cpu
+        }
+    }
+}
+
+impl std::fmt::Display for DeviceKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DeviceKind::Cpu => "cpu",
+            DeviceKind::Cuda => "cuda",
+        })
+    }
+}
+
 /// Everything that determines a chain's numbers besides its alpha and seed. Field names are the
 /// profile fields and command-line flags of the same meaning (`epochs`, `--epochs`); the older
 /// names of files written before (`train_images`, `val_images`, `test_images`) are read too.
@@ -43,7 +75,7 @@ pub struct Settings {
     /// Weight of the regularizer `sum_p |p|_2`.
     pub reg_coef: f64,
     /// `cpu` or `cuda` (not the GPU's number: a chain may resume on another GPU).
-    pub device: String,
+    pub device: DeviceKind,
     /// Weights every step starts from instead of a random initialization.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pretrained: Option<PathBuf>,
@@ -69,9 +101,10 @@ impl ChainRecord {
     /// (asked for) differ, comma-separated; empty when they are the same chain.
     pub fn differences(&self, other: &ChainRecord) -> String {
         let flatten = |record: &ChainRecord| -> Vec<(String, String)> {
-            let value = serde_json::to_value(record).expect("a record serialises");
+            // A record JSON cannot hold (a path that is not UTF-8) was never written to compare.
+            let value = serde_json::to_value(record).unwrap_or_default();
             let mut fields = Vec::new();
-            for (key, value) in value.as_object().expect("an object") {
+            for (key, value) in value.as_object().into_iter().flatten() {
                 match value.as_object() {
                     Some(inner) => fields.extend(
                         inner
@@ -123,7 +156,7 @@ mod tests {
             batch_size: 32,
             lr: 1e-3,
             reg_coef: 1e-4,
-            device: "cpu".into(),
+            device: DeviceKind::Cpu,
             pretrained: None,
         }
     }

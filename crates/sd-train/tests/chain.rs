@@ -52,7 +52,7 @@ fn record(steps: usize, epochs: usize) -> ChainRecord {
             batch_size: 32,
             lr: 1e-3,
             reg_coef: 1e-4,
-            device: "cpu".into(),
+            device: sd_train::DeviceKind::Cpu,
             pretrained: None,
         },
     }
@@ -461,4 +461,128 @@ fn a_first_fit_is_copied_not_trained_again() {
             .map(|l| format!("{l}\n"))
             .collect::<String>()
     );
+}
+
+/// Records what the run directory holds when the first network starts training.
+struct SnapshotAtStart {
+    dir: ChainDir,
+    tests: Option<Vec<usize>>,
+    probes: Option<Vec<usize>>,
+}
+
+impl sd_train::Observer for SnapshotAtStart {
+    fn step_started(&mut self, _start: &sd_train::StepStart) {
+        if self.tests.is_none() {
+            let steps = |rows: Vec<sd_train::StepResult>| rows.iter().map(|r| r.step).collect();
+            self.tests = Some(steps(self.dir.read_tests().unwrap()));
+            self.probes = Some(steps(self.dir.probe().read_tests().unwrap()));
+        }
+    }
+}
+
+#[test]
+fn a_new_teacher_drops_what_the_directory_holds_after_it_before_training() {
+    let data = data(64, 32);
+    let mut auto = record(3, 1);
+    auto.alpha = Alpha::Auto;
+    let dir = tempfile::tempdir().unwrap();
+    let run = ChainDir::new(dir.path());
+    let trainer = chain(&data, auto);
+    trainer.run(&run, Start::Resume, &mut Silent).unwrap();
+    assert_eq!(run.probe().read_tests().unwrap().len(), 2);
+    // A leftover best checkpoint of an interrupted attempt at step 1.
+    let stale = run.step_dir(1).join("epoch=07-val_acc=0.9999.safetensors");
+    std::fs::write(&stale, b"stale").unwrap();
+
+    // Step 0's checkpoint as the teacher of a new step 1: step 1's and 2's rows and both
+    // probes were trained from another teacher, and must be gone before anything is trained.
+    let teacher = trainer.load_network(&run.last_checkpoint(0)).unwrap();
+    let probe_before = std::fs::read(run.probe().last_checkpoint(1)).unwrap();
+    let mut snapshot = SnapshotAtStart {
+        dir: run.clone(),
+        tests: None,
+        probes: None,
+    };
+    trainer
+        .run(
+            &run,
+            Start::Teacher {
+                step: 0,
+                teacher: &teacher,
+            },
+            &mut snapshot,
+        )
+        .unwrap();
+    assert_eq!(snapshot.tests.unwrap(), [0]);
+    assert_eq!(snapshot.probes.unwrap(), Vec::<usize>::new());
+    assert!(
+        !stale.exists(),
+        "a retrained step keeps no stale best checkpoint"
+    );
+    assert_eq!(
+        run.read_tests()
+            .unwrap()
+            .iter()
+            .map(|r| r.step)
+            .collect::<Vec<_>>(),
+        [0, 1, 2]
+    );
+    // The probe was trained again (here from the same weights: the same bits).
+    assert_eq!(
+        probe_before,
+        std::fs::read(run.probe().last_checkpoint(1)).unwrap()
+    );
+    assert_eq!(run.read_auto_alpha().unwrap().len(), 2);
+}
+
+#[test]
+fn alpha_auto_without_a_first_fit_stops_before_training_and_a_first_fit_is_copied_only_when_finished()
+ {
+    let data = data(64, 32);
+    let dir = tempfile::tempdir().unwrap();
+    let source = ChainDir::new(dir.path().join("source"));
+    chain(&data, record(1, 1))
+        .run(&source, Start::Resume, &mut Silent)
+        .unwrap();
+    // An outside teacher has no first fit for Algorithm 1: refused before the probe is trained.
+    let mut auto = record(2, 1);
+    auto.alpha = Alpha::Auto;
+    let trainer = chain(&data, auto);
+    let teacher = trainer.load_network(&source.last_checkpoint(0)).unwrap();
+    let outside = ChainDir::new(dir.path().join("outside"));
+    let err = trainer
+        .run(
+            &outside,
+            Start::Teacher {
+                step: 0,
+                teacher: &teacher,
+            },
+            &mut Silent,
+        )
+        .unwrap_err();
+    assert!(matches!(err, TrainError::MissingFirstFit { .. }), "{err}");
+    assert!(!outside.probe().path().exists(), "no probe was trained");
+
+    // An unfinished first fit (no test row) is not copied.
+    std::fs::write(source.test_file(), "").unwrap();
+    let copy = ChainDir::new(dir.path().join("copy"));
+    let err = chain(&data, record(2, 1))
+        .run(&copy, Start::ResumeCopyingFirstFit(&source), &mut Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("step 0 is not finished"), "{err}");
+}
+
+#[test]
+fn rows_with_numbers_json_cannot_hold_still_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = ChainDir::new(dir.path());
+    std::fs::write(
+        run.test_file(),
+        "{\"step\":0,\"alpha\":1.0,\"test_acc_final\":null,\"test_acc_best\":null,\
+         \"best_epoch\":0,\"best_val_acc\":null,\"last_checkpoint\":\"x\",\"seconds\":null}\n",
+    )
+    .unwrap();
+    let rows = run.read_tests().unwrap();
+    assert!(rows[0].test_acc_final.is_nan() && rows[0].seconds.is_nan());
 }

@@ -162,7 +162,7 @@ pub fn table(report: &KrrReport) -> String {
         report
             .reference
             .as_deref()
-            .unwrap_or("none (pass --test FILE for a held-out loss)")
+            .unwrap_or("none (no held-out points to measure it on)")
     );
     out.push('\n');
     let clamped = report.alpha.is_auto() && report.clamp;
