@@ -65,6 +65,18 @@ def main():
         else:
             state[name] = torch.from_numpy(value(index, name, tuple(tensor.shape)).copy())
     model.load_state_dict(state)
+    # What safetensors.torch.save_file(model.state_dict(), ...) would store, entry by entry: dtype,
+    # shape and a checksum of the values' bits (sum of word_i * (2 i + 1) mod 2^64, words the
+    # u32 of each float32 or the u64 of each int64). The test checks that the file it builds
+    # holds exactly these tensors.
+    entries = {}
+    for name, tensor in model.state_dict().items():
+        array = tensor.contiguous().numpy()
+        words = array.reshape(-1).view(np.uint32 if array.dtype == np.float32 else np.uint64)
+        with np.errstate(over="ignore"):
+            odd = np.arange(words.size, dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+            checksum = int(np.sum(words.astype(np.uint64) * odd, dtype=np.uint64))
+        entries[name] = {"dtype": str(array.dtype), "shape": list(array.shape), "checksum": checksum}
     model = model.double().eval()
     x = torch.from_numpy(uniform(INPUT_INDEX, 2 * 3 * 32 * 32).astype(np.float32).reshape(2, 3, 32, 32))
     with torch.no_grad():
@@ -76,6 +88,7 @@ def main():
                 "source": "bench/torchvision_varbuilder.py",
                 "torch": torch.__version__,
                 "torchvision": torchvision.__version__,
+                "state_dict": entries,
                 "eval_logits": logits.tolist(),
             },
             f,

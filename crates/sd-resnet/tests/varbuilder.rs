@@ -1,6 +1,12 @@
 //! What a candle-nn user writes: a ResNet-18 from a `VarBuilder` over a safetensors file with
-//! torchvision's names, `forward_t`, torchvision's logits, and an optimizer step through
+//! torchvision's `state_dict`, `forward_t`, torchvision's logits, and an optimizer step through
 //! `candle_nn::Optimizer`; and a `VarMap` whose variables the model trains in place.
+//!
+//! A torchvision ResNet-18 file is 45 MB, too large to keep in the repository: the test builds
+//! it from values both sides regenerate exactly (integer hashes), and
+//! bench/torchvision_varbuilder.py records what torchvision holds after loading them (every
+//! entry's dtype, shape and bits, checked first) and its logits. The `torchvision_weights`
+//! example runs the same on a file saved by torchvision itself.
 
 use std::collections::HashMap;
 
@@ -77,6 +83,67 @@ fn flat(t: &Tensor) -> Vec<f32> {
     t.flatten_all().unwrap().to_vec1().unwrap()
 }
 
+/// The reference of bench/torchvision_varbuilder.py: torchvision's logits, and its state_dict's
+/// entries (dtype, shape, a checksum of the bits).
+fn reference() -> serde_json::Value {
+    serde_json::from_str(include_str!("data/torchvision_resnet18_logits.json")).unwrap()
+}
+
+/// `sum of word_i * (2 i + 1) mod 2^64` over the u32 bits of each f32 (the u64 of each i64), as
+/// the script computes it.
+fn checksum(tensor: &Tensor) -> u64 {
+    let words: Vec<u64> = match tensor.dtype() {
+        DType::F32 => flat(tensor)
+            .iter()
+            .map(|v| u64::from(v.to_bits()))
+            .collect(),
+        DType::I64 => tensor
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<i64>()
+            .unwrap()
+            .into_iter()
+            .map(|v| v as u64)
+            .collect(),
+        other => panic!("{other:?}"),
+    };
+    words.iter().enumerate().fold(0u64, |sum, (i, &w)| {
+        sum.wrapping_add(w.wrapping_mul(2 * i as u64 + 1))
+    })
+}
+
+#[test]
+fn the_file_holds_what_torchvision_saves() {
+    // The same names, dtypes, shapes and bits as the state_dict the script loads into
+    // torchvision.models.resnet18(num_classes=10): the file below is the one
+    // safetensors.torch.save_file would write of it, up to the order of the entries.
+    let reference = reference();
+    let entries = reference["state_dict"].as_object().unwrap();
+    let ours = torchvision_state_dict();
+    assert_eq!(entries.len(), ours.len());
+    for (name, entry) in entries {
+        let tensor = &ours[name];
+        let dtype = match tensor.dtype() {
+            DType::F32 => "float32",
+            DType::I64 => "int64",
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(entry["dtype"], dtype, "{name}");
+        let shape: Vec<usize> = entry["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
+        assert_eq!(shape, tensor.dims(), "{name}");
+        assert_eq!(
+            entry["checksum"].as_u64().unwrap(),
+            checksum(tensor),
+            "{name}"
+        );
+    }
+}
+
 #[test]
 fn a_torchvision_safetensors_file_through_a_var_builder_gives_torchvisions_logits() {
     let dir = tempfile::tempdir().unwrap();
@@ -94,8 +161,7 @@ fn a_torchvision_safetensors_file_through_a_var_builder_gives_torchvisions_logit
     let logits = flat(&model.forward_t(&x, false).unwrap());
 
     // bench/torchvision_varbuilder.py: torchvision in float64 on the same float32 values.
-    let reference: serde_json::Value =
-        serde_json::from_str(include_str!("data/torchvision_resnet18_logits.json")).unwrap();
+    let reference = reference();
     let theirs: Vec<f64> = reference["eval_logits"]
         .as_array()
         .unwrap()
