@@ -277,17 +277,9 @@ impl Chain<'_> {
             Start::Teacher { .. } => first,
             _ => first + 1,
         };
-        let (mut metrics, mut tests) = dir.truncate(first)?;
+        dir.truncate(first)?;
         dir.probe().truncate(probes_kept)?;
-        let all_rows = dir.read_auto_alpha()?;
-        let mut auto_rows: Vec<AutoAlpha> = all_rows
-            .iter()
-            .filter(|r| r.step < first)
-            .cloned()
-            .collect();
-        if auto_rows.len() != all_rows.len() {
-            dir.write_auto_alpha(&auto_rows)?;
-        }
+        dir.update_auto_alpha(first, None)?;
         let mut first_fit = None;
         let mut trained = Vec::new();
         for step in first..self.record.steps {
@@ -296,7 +288,7 @@ impl Chain<'_> {
                 _ if step == 0 => None,
                 Start::Teacher { step: k, teacher } if step == k + 1 => Some(teacher),
                 _ => {
-                    loaded = self.load_teacher(dir, step)?;
+                    loaded = self.teacher_in(dir, step)?;
                     Some(&loaded)
                 }
             };
@@ -306,8 +298,7 @@ impl Chain<'_> {
                 (_, Alpha::Auto) => {
                     let teacher = teacher.expect("steps >= 1 have a teacher");
                     let row = self.auto_alpha(dir, step, teacher, &mut first_fit, observer)?;
-                    auto_rows.push(row.clone());
-                    dir.write_auto_alpha(&auto_rows)?;
+                    dir.update_auto_alpha(step, Some(&row))?;
                     observer.alpha_chosen(&row);
                     row.alpha
                 }
@@ -318,9 +309,9 @@ impl Chain<'_> {
                 alpha,
                 probe: false,
             });
-            let result = self.train_step(dir, step, alpha, teacher, &mut metrics, observer)?;
-            tests.push(result.clone());
-            dir.write_tests(&tests)?;
+            let result = self.train_step(dir, step, alpha, teacher, observer)?;
+            dir.append_test(&result)?;
+            dir.mark_finished(step)?;
             observer.step(&result);
             trained.push(result);
         }
@@ -358,11 +349,27 @@ impl Chain<'_> {
             },
             other => other.into(),
         })?;
+        for param in model.parameters().iter() {
+            let finite = param
+                .var
+                .as_tensor()
+                .flatten_all()?
+                .to_dtype(DType::F32)?
+                .to_vec1::<f32>()?
+                .iter()
+                .all(|v| v.is_finite());
+            if !finite {
+                return Err(TrainError::NonFiniteWeights {
+                    path: path.to_path_buf(),
+                    tensor: param.name.clone(),
+                });
+            }
+        }
         Ok(model)
     }
 
     /// The teacher of `step`: the final checkpoint of step `step - 1` in `dir`.
-    fn load_teacher(&self, dir: &ChainDir, step: usize) -> Result<Resnet> {
+    fn teacher_in(&self, dir: &ChainDir, step: usize) -> Result<Resnet> {
         let path = dir.last_checkpoint(step - 1);
         if !path.is_file() {
             return Err(TrainError::MissingTeacher { step, path });
@@ -370,6 +377,56 @@ impl Chain<'_> {
         self.load_network(&path)
     }
 
+    /// The teacher for [`Start::Teacher`] at `step`: the checkpoint at `path`, refused
+    /// ([`TrainError::NotATeacher`]) unless its JSON sidecar (written beside every checkpoint)
+    /// says it is the final model of a finished step `step`; then as [`Chain::load_network`].
+    pub fn load_teacher(&self, path: &Path, step: usize) -> Result<Resnet> {
+        let refuse = |why: String| TrainError::NotATeacher {
+            path: path.to_path_buf(),
+            step,
+            why,
+        };
+        let sidecar_path = path.with_extension("json");
+        let sidecar: serde_json::Value =
+            crate::files::read_json(&sidecar_path)?.ok_or_else(|| {
+                refuse(format!(
+                    "{} is missing, so nothing says which step it is or whether that step finished \
+                 (sd-cli writes one beside every checkpoint)",
+                    sidecar_path.display()
+                ))
+            })?;
+        let number = |key: &str| sidecar.get(key).and_then(serde_json::Value::as_u64);
+        let (Some(its_step), Some(epoch)) = (number("step"), number("epoch")) else {
+            return Err(refuse(format!(
+                "{} does not say its step and epoch",
+                sidecar_path.display()
+            )));
+        };
+        if its_step != step as u64 {
+            return Err(refuse(format!(
+                "it is the checkpoint of step {its_step}, not of step {step} (give \
+                 --teacher-step {its_step})"
+            )));
+        }
+        let epochs = number("epochs").or_else(|| {
+            sidecar
+                .pointer("/chain/settings/epochs")
+                .and_then(serde_json::Value::as_u64)
+        });
+        // Files from before `finished` was recorded: a final epoch's checkpoint is finished.
+        let finished = match sidecar.get("finished").and_then(serde_json::Value::as_bool) {
+            Some(finished) => finished,
+            None => epochs.is_some_and(|epochs| epoch + 1 == epochs),
+        };
+        if !finished {
+            return Err(refuse(format!(
+                "step {step} did not finish (this checkpoint is from epoch {epoch}{}); resume \
+                 its chain to finish it",
+                epochs.map_or(String::new(), |n| format!(" of {n}"))
+            )));
+        }
+        self.load_network(path)
+    }
     /// Algorithm 1 at `step`: trains (or finds, after a restart) the `alpha = 0` student of the
     /// step's teacher in `probe/`, and returns the alpha for the step: with `u1` the first fit's
     /// softmax outputs on the validation split, `u0` the probe's and `r` the one-hot labels,
@@ -396,20 +453,9 @@ impl Chain<'_> {
                     probe: true,
                 });
                 create_dir(probe.path())?;
-                let mut metrics: Vec<EpochMetrics> = probe
-                    .read_metrics()?
-                    .into_iter()
-                    .filter(|m| m.step < step)
-                    .collect();
-                let mut tests: Vec<StepResult> = probe
-                    .read_tests()?
-                    .into_iter()
-                    .filter(|r| r.step < step)
-                    .collect();
-                let result =
-                    self.train_step(&probe, step, 0.0, Some(teacher), &mut metrics, observer)?;
-                tests.push(result.clone());
-                probe.write_tests(&tests)?;
+                let result = self.train_step(&probe, step, 0.0, Some(teacher), observer)?;
+                probe.append_test(&result)?;
+                probe.mark_finished(step)?;
                 result
             }
         };
@@ -460,14 +506,15 @@ impl Chain<'_> {
         step: usize,
         alpha: f64,
         teacher: Option<&Resnet>,
-        metrics: &mut Vec<EpochMetrics>,
         observer: &mut dyn Observer,
     ) -> Result<StepResult> {
         let step_started = Instant::now();
         let settings = &self.record.settings;
         let seed = step_seed(self.record.seed, step);
         let alpha = if teacher.is_some() { alpha } else { 1.0 };
-        // The step starts afresh: best checkpoints of an interrupted attempt must not compete.
+        // The step starts afresh: rows and best checkpoints of an interrupted attempt must not
+        // compete.
+        dir.truncate(step)?;
         dir.clear_step(step)?;
         let network = self.network();
         let model = Resnet::seeded(network, seed, &self.device)?;
@@ -498,6 +545,7 @@ impl Chain<'_> {
         )?;
         let feed = self.feed();
         let mut best: Vec<(f64, usize, std::path::PathBuf)> = Vec::new(); // (val_acc, epoch, path)
+        let mut first_loss = None;
         for epoch in 0..settings.epochs {
             let started = Instant::now();
             let (mut loss_sum, mut correct, mut seen, mut train_seconds) =
@@ -532,6 +580,7 @@ impl Chain<'_> {
                         value,
                     });
                 }
+                first_loss.get_or_insert(value);
                 adam.backward_step(&total_loss)
                     .map_err(sd_resnet::ResnetError::from)?;
                 train_seconds += batch_started.elapsed().as_secs_f64();
@@ -561,10 +610,19 @@ impl Chain<'_> {
                 lr: settings.lr,
                 images_per_s: seen as f64 / train_seconds,
                 seconds: started.elapsed().as_secs_f64(),
+                warning: None,
+            };
+            let row = EpochMetrics {
+                warning: diverged(row.train_loss, first_loss.unwrap_or(f64::NAN)),
+                ..row
             };
             // Checkpoints: last, and the two best by validation accuracy (earlier epochs win ties).
             let sidecar = serde_json::json!({
-                "step": step, "epoch": epoch, "seed": self.record.seed, "step_seed": seed,
+                "step": step, "epoch": epoch, "epochs": settings.epochs,
+                // Set when the step's test row is written ([`ChainDir::mark_finished`]): only a
+                // finished step's last checkpoint is a teacher.
+                "finished": false,
+                "seed": self.record.seed, "step_seed": seed,
                 "alpha": alpha, "resnet": network.depth.layers(), "stem": network.stem.name(),
                 "in_channels": network.in_channels, "classes": network.classes,
                 "chain": crate::files::to_json(&dir.record_file(), &self.record)?,
@@ -582,9 +640,11 @@ impl Chain<'_> {
                     let _ = std::fs::remove_file(dropped.with_extension("json"));
                 }
             }
+            if let Some(warning) = &row.warning {
+                tracing::warn!("step {step}, epoch {epoch}: {warning}");
+            }
             observer.epoch(&row);
-            metrics.push(row);
-            dir.write_metrics(metrics)?;
+            dir.append_metrics(&row)?;
         }
         let test_accuracy = |m: &Resnet| -> Result<f64> {
             Ok(evaluate(m, &self.data.test, &feed, settings.loss)?.1)
@@ -613,6 +673,23 @@ impl Chain<'_> {
             seconds: step_started.elapsed().as_secs_f64(),
         })
     }
+}
+
+/// How many times its first batch's loss an epoch's mean training loss may grow to before the
+/// epoch is flagged as diverged.
+pub const DIVERGENCE_FACTOR: f64 = 10.0;
+
+/// The warning of an epoch whose mean training loss grew past [`DIVERGENCE_FACTOR`] times the
+/// step's first batch's loss (a loss that explodes without becoming NaN, as with a far too large
+/// learning rate).
+fn diverged(train_loss: f64, first_loss: f64) -> Option<String> {
+    (train_loss > DIVERGENCE_FACTOR * first_loss).then(|| {
+        format!(
+            "training diverged: the mean training loss {train_loss:.4e} is {:.0}x the first \
+             batch's ({first_loss:.4}); lower the learning rate",
+            train_loss / first_loss
+        )
+    })
 }
 
 /// Saves `model` to `path` atomically, with its JSON sidecar beside it (`.json`).

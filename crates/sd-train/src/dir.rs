@@ -4,7 +4,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Result, TrainError};
 use crate::files::{
-    create_dir, read_json, read_jsonl, write_atomic, write_csv, write_json, write_jsonl,
+    CsvView, create_dir, read_json, read_jsonl, remove_temporaries, update_rows, write_atomic,
+    write_json,
 };
 use crate::metrics::{AutoAlpha, EpochMetrics, StepResult};
 use crate::record::ChainRecord;
@@ -40,6 +41,27 @@ impl ChainDir {
     /// The run directory at `root` (nothing is created until something is written).
     pub fn new(root: impl Into<PathBuf>) -> Self {
         ChainDir { root: root.into() }
+    }
+
+    /// A new run directory `<parent>/<name>`, created exclusively: when that exists (another run
+    /// started in the same second, say), `<name>-2`, `<name>-3`, ... Never an existing directory,
+    /// even with processes racing for the same name.
+    pub fn create_new(parent: &Path, name: &str) -> Result<ChainDir> {
+        create_dir(parent)?;
+        for attempt in 1..=10_000u32 {
+            let path = match attempt {
+                1 => parent.join(name),
+                n => parent.join(format!("{name}-{n}")),
+            };
+            match std::fs::create_dir(&path) {
+                Ok(()) => return Ok(ChainDir::new(path)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(TrainError::io(&path)(e)),
+            }
+        }
+        Err(TrainError::io(parent.join(name))(std::io::Error::other(
+            "10,000 run directories of this name exist already",
+        )))
     }
 
     /// Its path.
@@ -94,19 +116,31 @@ impl ChainDir {
     }
 
     /// Checks `chain.json` against `record`, writing it when there is none (or when `record`
-    /// asks for more steps): a chain trained with another alpha, seed or settings is refused
-    /// with the differences named. Creates the directory.
+    /// asks for more steps): a chain with a finished step trained with another alpha, seed or
+    /// settings is refused with the differences named. A chain with no finished step (nothing
+    /// trained yet, or a first attempt that failed before its first step finished) takes the new
+    /// record, and what the attempt left is dropped. Creates the directory.
     pub fn claim(&self, record: &ChainRecord) -> Result<()> {
         if let Some(existing) = self.read_record()? {
             let differences = existing.differences(record);
-            if !differences.is_empty() {
+            if differences.is_empty() {
+                if existing.steps >= record.steps {
+                    return Ok(());
+                }
+            } else if self.read_tests()?.is_empty() {
+                tracing::info!(
+                    dir = %self.root.display(),
+                    "no step was finished with the earlier settings ({}); starting afresh",
+                    differences
+                );
+                self.truncate(0)?;
+                self.probe().truncate(0)?;
+                self.update_auto_alpha(0, None)?;
+            } else {
                 return Err(TrainError::OtherSettings {
                     dir: self.root.clone(),
                     differences,
                 });
-            }
-            if existing.steps >= record.steps {
-                return Ok(());
             }
         }
         create_dir(&self.root)?;
@@ -125,12 +159,41 @@ impl ChainDir {
             .open(&path)
             .map_err(TrainError::io(&path))?;
         match file.try_lock() {
-            Ok(()) => Ok(DirLock { _file: file }),
+            Ok(()) => {
+                // Holding the lock, every temporary file here is a killed writer's.
+                for dir in self.own_directories()? {
+                    let removed = remove_temporaries(&dir)?;
+                    if removed > 0 {
+                        tracing::info!(dir = %dir.display(), removed, "removed temporary files of an interrupted write");
+                    }
+                }
+                Ok(DirLock { _file: file })
+            }
             Err(std::fs::TryLockError::WouldBlock) => Err(TrainError::Locked {
                 dir: self.root.clone(),
             }),
             Err(std::fs::TryLockError::Error(e)) => Err(TrainError::io(&path)(e)),
         }
+    }
+
+    /// The directories this run writes: itself, `step_<k>/`, and the same in `probe/`.
+    fn own_directories(&self) -> Result<Vec<PathBuf>> {
+        let mut dirs = vec![self.root.clone()];
+        for base in [self.root.clone(), self.root.join("probe")] {
+            let entries = match std::fs::read_dir(&base) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(TrainError::io(&base)(e)),
+            };
+            for entry in entries {
+                let path = entry.map_err(TrainError::io(&base))?.path();
+                let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+                if path.is_dir() && name.is_some_and(|n| n.starts_with("step_") || n == "probe") {
+                    dirs.push(path);
+                }
+            }
+        }
+        Ok(dirs)
     }
 
     /// Every row of `metrics.jsonl`.
@@ -173,22 +236,49 @@ impl ChainDir {
         ChainDir::new(dir).record_file().is_file()
     }
 
-    /// Drops every row of step `first` or later from `metrics.*` and `test.*` (rewriting them only
-    /// when something is dropped); returns the rows kept.
-    pub(crate) fn truncate(&self, first: usize) -> Result<(Vec<EpochMetrics>, Vec<StepResult>)> {
-        let metrics = self.read_metrics()?;
-        let tests = self.read_tests()?;
-        let kept_metrics: Vec<EpochMetrics> =
-            metrics.iter().filter(|m| m.step < first).cloned().collect();
-        let kept_tests: Vec<StepResult> =
-            tests.iter().filter(|r| r.step < first).cloned().collect();
-        if kept_metrics.len() != metrics.len() {
-            self.write_metrics(&kept_metrics)?;
+    /// Drops every row of step `first` or later from `metrics.*` and `test.*`; the rows kept
+    /// stay byte for byte (files are rewritten only when something is dropped).
+    pub(crate) fn truncate(&self, first: usize) -> Result<()> {
+        update_rows(
+            &self.metrics_file(),
+            Some(self.metrics_csv()),
+            |m: &EpochMetrics| m.step < first,
+            &[],
+        )?;
+        update_rows(
+            &self.test_file(),
+            Some(self.test_csv()),
+            |r: &StepResult| r.step < first,
+            &[],
+        )?;
+        Ok(())
+    }
+
+    fn metrics_csv(&self) -> CsvView<EpochMetrics> {
+        CsvView {
+            path: self.root.join("metrics.csv"),
+            header: &EpochMetrics::CSV_HEADER,
+            cells: EpochMetrics::csv_cells,
         }
-        if kept_tests.len() != tests.len() {
-            self.write_tests(&kept_tests)?;
+    }
+
+    fn test_csv(&self) -> CsvView<StepResult> {
+        CsvView {
+            path: self.root.join("test.csv"),
+            header: &StepResult::CSV_HEADER,
+            cells: StepResult::csv_cells,
         }
-        Ok((kept_metrics, kept_tests))
+    }
+
+    /// Records in the sidecar of `step`'s last checkpoint that the step finished (its test row
+    /// is written): from now on it is a teacher ([`crate::Chain::load_teacher`]).
+    pub(crate) fn mark_finished(&self, step: usize) -> Result<()> {
+        let path = self.last_checkpoint(step).with_extension("json");
+        let Some(mut sidecar) = read_json::<serde_json::Value>(&path)? else {
+            return Ok(());
+        };
+        sidecar["finished"] = true.into();
+        write_json(&path, &sidecar)
     }
 
     /// Removes the checkpoints of step `step` (a step about to be trained again) and makes its
@@ -206,29 +296,38 @@ impl ChainDir {
         Ok(())
     }
 
-    /// Writes `metrics.jsonl` and `metrics.csv`.
-    pub(crate) fn write_metrics(&self, rows: &[EpochMetrics]) -> Result<()> {
-        write_jsonl(&self.metrics_file(), rows)?;
-        write_csv(
-            &self.root.join("metrics.csv"),
-            &EpochMetrics::CSV_HEADER,
-            rows.iter().map(EpochMetrics::csv_cells),
+    /// Appends a row to `metrics.jsonl` and `metrics.csv` (rows already there stay byte for
+    /// byte).
+    pub(crate) fn append_metrics(&self, row: &EpochMetrics) -> Result<()> {
+        update_rows(
+            &self.metrics_file(),
+            Some(self.metrics_csv()),
+            |_| true,
+            std::slice::from_ref(row),
         )
+        .map(drop)
     }
 
-    /// Writes `test.jsonl` and `test.csv`.
-    pub(crate) fn write_tests(&self, rows: &[StepResult]) -> Result<()> {
-        write_jsonl(&self.test_file(), rows)?;
-        write_csv(
-            &self.root.join("test.csv"),
-            &StepResult::CSV_HEADER,
-            rows.iter().map(StepResult::csv_cells),
+    /// Appends a row to `test.jsonl` and `test.csv`.
+    pub(crate) fn append_test(&self, row: &StepResult) -> Result<()> {
+        update_rows(
+            &self.test_file(),
+            Some(self.test_csv()),
+            |_| true,
+            std::slice::from_ref(row),
         )
+        .map(drop)
     }
 
-    /// Writes `auto_alpha.jsonl`.
-    pub(crate) fn write_auto_alpha(&self, rows: &[AutoAlpha]) -> Result<()> {
-        write_jsonl(&self.auto_alpha_file(), rows)
+    /// Keeps the rows of `auto_alpha.jsonl` before step `first`, and appends `row`.
+    pub(crate) fn update_auto_alpha(&self, first: usize, row: Option<&AutoAlpha>) -> Result<()> {
+        update_rows(
+            &self.auto_alpha_file(),
+            None,
+            |r: &AutoAlpha| r.step < first,
+            row.map_or(&[][..], std::slice::from_ref),
+        )
+        .map(drop)
     }
 
     /// Copies the finished step 0 of `source` (a chain with the same seed and settings, where
@@ -272,7 +371,12 @@ impl ChainDir {
             .into_iter()
             .filter(|m| m.step == 0)
             .collect();
-        self.write_metrics(&metrics)?;
+        update_rows(
+            &self.metrics_file(),
+            Some(self.metrics_csv()),
+            |_| false,
+            &metrics,
+        )?;
         let tests: Vec<StepResult> = source
             .read_tests()?
             .into_iter()
@@ -283,6 +387,28 @@ impl ChainDir {
                 ..r
             })
             .collect();
-        self.write_tests(&tests)
+        update_rows(&self.test_file(), Some(self.test_csv()), |_| false, &tests).map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_run_directories_are_never_shared() {
+        let parent = tempfile::tempdir().unwrap();
+        let dirs: Vec<ChainDir> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| scope.spawn(|| ChainDir::create_new(parent.path(), "run").unwrap()))
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let mut names: Vec<String> = dirs
+            .iter()
+            .map(|d| d.path().file_name().unwrap().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["run", "run-2", "run-3", "run-4"]);
     }
 }

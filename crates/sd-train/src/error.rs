@@ -116,6 +116,29 @@ pub enum TrainError {
         #[source]
         source: Box<sd_resnet::ResnetError>,
     },
+    /// A checkpoint that cannot serve as the teacher of the step after `step`: it is another
+    /// step's, its step did not finish, or nothing says which step it is.
+    #[error("{} cannot be the teacher of step {}: {why}", path.display(), step + 1)]
+    NotATeacher {
+        /// The checkpoint.
+        path: PathBuf,
+        /// The teacher step given.
+        step: usize,
+        /// Why not.
+        why: String,
+    },
+    /// A checkpoint holding NaN or infinite weights (a run that diverged).
+    #[error(
+        "{} holds non-finite values in '{tensor}': the run that wrote it diverged; train that \
+         step again (with a lower learning rate)",
+        path.display()
+    )]
+    NonFiniteWeights {
+        /// The checkpoint.
+        path: PathBuf,
+        /// The first tensor with a NaN or an infinity.
+        tensor: String,
+    },
     /// A teacher step with no step after it.
     #[error("teacher step {step} leaves no step to train")]
     TeacherStep {

@@ -14,9 +14,12 @@
 //!   outputs and the probe's, clamped into `[0, 1]`.
 //! - [`ChainDir`]: the run directory and its files (`chain.json`, per-epoch metrics, per-step
 //!   test results, best and last checkpoints with torchvision's names), written atomically and
-//!   read strictly; a chain killed at any moment continues where it stopped ([`Start::Resume`]),
-//!   a directory trained with other settings is refused with the difference named, and one
-//!   process at a time holds a directory's lock.
+//!   read strictly, rows appended with those already written kept byte for byte; a chain killed
+//!   at any moment continues where it stopped ([`Start::Resume`]) and removes the temporaries the
+//!   kill left; a directory with a finished step trained with other settings is refused with the
+//!   difference named; new directories are created exclusively ([`ChainDir::create_new`]), and
+//!   one process at a time holds a directory's lock. A teacher is accepted only as the final
+//!   model of a finished step, with finite weights ([`Chain::load_teacher`]).
 //! - [`bench`](mod@bench): the time of a training step and parity with torchvision.
 //!
 //! Steps are numbered from 0, the first fit (see [`sd_alpha`]). Each step's seed derives from the

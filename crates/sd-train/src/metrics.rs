@@ -42,6 +42,10 @@ pub struct EpochMetrics {
     /// Seconds for the epoch, evaluation included.
     #[serde(deserialize_with = "null_is_nan")]
     pub seconds: f64,
+    /// What looked wrong, e.g. a training loss that exploded without becoming NaN (only in
+    /// `metrics.jsonl`, and only when there is something to say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 impl EpochMetrics {
