@@ -213,6 +213,26 @@ pub fn read_dir_with(path: impl AsRef<Path>, counts: RecordCount) -> Result<Cifa
     })
 }
 
+/// The tar reader's error in words: its messages can quote the bytes of a damaged header (a gzip
+/// of something that is not a tar archive), which are no use to a reader and can break a line.
+fn plain_tar_error(source: std::io::Error) -> std::io::Error {
+    let message = source.to_string();
+    let plain = if message.starts_with("numeric field was not a number")
+        || message.contains("when getting cksum")
+    {
+        "a tar header does not hold the numbers it should: the gzip stream holds something other \
+         than a tar archive, or a damaged one"
+            .to_string()
+    } else {
+        let escaped: String = message.escape_debug().collect();
+        match escaped.char_indices().nth(160) {
+            Some((cut, _)) => format!("{}...", &escaped[..cut]),
+            None => escaped,
+        }
+    };
+    std::io::Error::new(source.kind(), plain)
+}
+
 /// Reads `cifar-10-binary.tar.gz` as downloaded, without extracting it. Members are matched by
 /// file name in any directory (the official archive has them under `cifar-10-batches-bin/`).
 pub fn read_archive(path: impl AsRef<Path>) -> Result<Cifar10> {
@@ -249,7 +269,7 @@ pub fn read_archive_with(path: impl AsRef<Path>, counts: RecordCount) -> Result<
             DataError::Tar {
                 path: path.to_path_buf(),
                 member,
-                source,
+                source: plain_tar_error(source),
             }
         }
     };

@@ -98,6 +98,12 @@ impl Dataset {
                 path: path.to_path_buf(),
             });
         }
+        // A directory that cannot be listed (no permission) is said so, not taken for one
+        // without a data set.
+        std::fs::read_dir(path).map_err(|source| DataError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
         for candidate in [path.to_path_buf(), path.join(cifar::DIR_NAME)] {
             let has_cifar = cifar::TRAIN_FILES
                 .iter()

@@ -140,27 +140,17 @@ pub fn select(profile: &Profile, shard: Option<Shard>) -> Vec<ChainSpec> {
 }
 
 /// Where the data of `profile` is. A `fixture` is written into `<out>/data/` first when it is not
-/// there yet.
+/// there yet, or not whole ([`fixture_dir`]).
 pub fn data_path(profile: &Profile, out: &Path) -> Result<PathBuf> {
     if profile.data == "fixture" {
-        let dir = out.join("data").join(format!(
-            "fixture-{}-{}",
-            profile.fixture_train, profile.fixture_test
-        ));
-        if !dir
-            .join("cifar-10-batches-bin/sd-data-fixture.json")
-            .is_file()
-        {
-            fixture::write_cifar10(
-                &dir,
-                FixtureSpec {
-                    train: profile.fixture_train,
-                    test: profile.fixture_test,
-                    seed: 0,
-                },
-            )?;
-        }
-        return Ok(dir);
+        return fixture_dir(
+            &out.join("data"),
+            FixtureSpec {
+                train: profile.fixture_train,
+                test: profile.fixture_test,
+                seed: 0,
+            },
+        );
     }
     let path = PathBuf::from(&profile.data);
     if !path.exists() {
@@ -172,6 +162,65 @@ pub fn data_path(profile: &Profile, out: &Path) -> Result<PathBuf> {
         });
     }
     Ok(path)
+}
+
+/// The fixture `spec` in `<data>/fixture-<train>-<test>/`, trusted only when it reads back whole
+/// with its sizes. Otherwise it is generated into a temporary directory beside it, verified, and
+/// renamed into place, so that a kill or a full disk never leaves a fixture that the next run
+/// trusts, or one that blocks it (a damaged one of ours is replaced).
+pub fn fixture_dir(data: &Path, spec: FixtureSpec) -> Result<PathBuf> {
+    let dir = data.join(format!("fixture-{}-{}", spec.train, spec.test));
+    let whole = |dir: &Path| {
+        Dataset::open(dir)
+            .is_ok_and(|d| d.is_fixture && d.train.len() == spec.train && d.test.len() == spec.test)
+    };
+    if whole(&dir) {
+        return Ok(dir);
+    }
+    create_dir(data)?;
+    remove_stale_staging(data);
+    let staging = tempfile::Builder::new()
+        .prefix(".fixture-")
+        .suffix(sd_train::files::TEMPORARY_SUFFIX)
+        .tempdir_in(data)
+        .map_err(Error::io(data))?;
+    fixture::write_cifar10(staging.path(), spec)?;
+    if !whole(staging.path()) {
+        return Err(Error::io(staging.path())(std::io::Error::other(
+            "the fixture just written does not read back",
+        )));
+    }
+    if dir.exists() {
+        tracing::warn!("{} is not a whole fixture; writing it again", dir.display());
+        std::fs::remove_dir_all(&dir).map_err(Error::io(&dir))?;
+    }
+    match std::fs::rename(staging.path(), &dir) {
+        Ok(()) => Ok(dir),
+        // Another process (a shard) put a fixture there first.
+        Err(_) if whole(&dir) => Ok(dir),
+        Err(e) => Err(Error::io(&dir)(e)),
+    }
+}
+
+/// Removes fixture staging directories of killed processes (older than ten minutes: a younger
+/// one may be another shard's, still writing).
+fn remove_stale_staging(data: &Path) {
+    let Ok(entries) = std::fs::read_dir(data) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let old = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| t.elapsed().ok())
+            .is_some_and(|age| age.as_secs() > 600);
+        if name.starts_with(".fixture-") && name.ends_with(sd_train::files::TEMPORARY_SUFFIX) && old
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// Where the data of `profile` comes from, for the messages of a missing or unreadable data set.
@@ -253,24 +302,37 @@ pub struct Runner<'a> {
 }
 
 impl Runner<'_> {
+    /// The trainer of `chain`, its settings checked against the data (nothing is written).
+    fn trainer<'d>(&self, chain: ChainSpec, data: &'d ChainData) -> Result<Chain<'d>> {
+        let trainer = Chain {
+            record: ChainRecord {
+                alpha: chain.alpha,
+                seed: chain.seed,
+                steps: self.profile.steps,
+                settings: self.profile.settings(),
+            },
+            data,
+            device: self.device.clone(),
+            num_workers: self.profile.num_workers,
+        };
+        trainer.check()?;
+        Ok(trainer)
+    }
+
+    /// Checks every setting of `chain` against the data, writing nothing: the splits fit the
+    /// data set, and the chain can train ([`Chain::check`]).
+    pub fn check(&self, chain: ChainSpec) -> Result<()> {
+        let data = ChainData::new(self.dataset, &split(self.profile, chain.seed))?;
+        self.trainer(chain, &data).map(drop)
+    }
+
     /// Trains what is missing of `chain` in `dir` ([`Start::Resume`]: finished steps are kept,
     /// an interrupted step is trained again from its teacher's checkpoint; step 0 is copied from
     /// a sibling chain of the same seed when one has it). Returns the steps trained now, or
     /// `None` when another process holds the chain's lock.
     pub fn run(&self, chain: ChainSpec, dir: &ChainDir) -> Result<Option<usize>> {
-        let record = ChainRecord {
-            alpha: chain.alpha,
-            seed: chain.seed,
-            steps: self.profile.steps,
-            settings: self.profile.settings(),
-        };
         let data = ChainData::new(self.dataset, &split(self.profile, chain.seed))?;
-        let trainer = Chain {
-            record,
-            data: &data,
-            device: self.device.clone(),
-            num_workers: self.profile.num_workers,
-        };
+        let trainer = self.trainer(chain, &data)?;
         let source = if dir.finished_steps()? == 0 {
             finished_first_fit(&trainer.record, dir)?
         } else {
@@ -316,7 +378,22 @@ pub fn run(profile: &Profile, options: &Options) -> Result<PathBuf> {
         problem: format!("cannot be read ({e})"),
         how: how_to_get(profile),
     })?;
+    // Every chain's settings against the data, before anything is written.
+    let chains = select(profile, options.shard);
+    let runner = Runner {
+        profile,
+        dataset: &dataset,
+        device,
+        show_progress: options.show_progress,
+    };
+    for chain in &chains {
+        runner.check(*chain)?;
+    }
     create_dir(out)?;
+    // Temporaries of killed writers of the reports (an hour old: shards may be writing now).
+    for dir in [out.to_path_buf(), out.join("krr")] {
+        sd_train::files::remove_temporaries_older_than(&dir, std::time::Duration::from_secs(3600))?;
+    }
     let info = ExperimentInfo {
         profile: profile.name.clone(),
         description: profile.description.clone(),
@@ -333,13 +410,6 @@ pub fn run(profile: &Profile, options: &Options) -> Result<PathBuf> {
             eprintln!("kernel ridge regression: {}", tables.display());
         }
     }
-    let chains = select(profile, options.shard);
-    let runner = Runner {
-        profile,
-        dataset: &dataset,
-        device,
-        show_progress: options.show_progress,
-    };
     let started = Instant::now();
     for (index, chain) in chains.iter().enumerate() {
         let dir = ChainDir::new(out.join("runs").join(chain.dir_name()));
@@ -498,9 +568,17 @@ mod tests {
         })
         .unwrap();
         dir.claim(&record).unwrap();
+        // Other settings: taken while no step is finished, refused once one is.
         let mut other = record.clone();
         other.settings.epochs = 5;
-        let error = dir.claim(&other).unwrap_err().to_string();
-        assert!(error.contains("epochs 1 there, 5 now"), "{error}");
+        dir.claim(&other).unwrap();
+        std::fs::write(
+            dir.test_file(),
+            "{\"step\":0,\"alpha\":1.0,\"test_acc_final\":0.5,\"test_acc_best\":0.5,\
+             \"best_epoch\":0,\"best_val_acc\":0.5,\"last_checkpoint\":\"x\"}\n",
+        )
+        .unwrap();
+        let error = dir.claim(&record).unwrap_err().to_string();
+        assert!(error.contains("epochs 5 there, 1 now"), "{error}");
     }
 }

@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
-use sd_train::files::{create_dir, write_atomic, write_atomic_with};
+use sd_train::files::write_set;
 
 use crate::error::{Error, Result};
 use crate::krr::KrrReport;
@@ -386,40 +386,53 @@ where
     Ok(())
 }
 
-/// Draws one figure as `<dir>/<name>.png` and `<dir>/<name>.svg`, each written atomically.
+/// A figure rendered in memory: file names and bytes.
+type Rendered = Vec<(String, Vec<u8>)>;
+
+/// Draws one figure as `<name>.png` and `<name>.svg`, in memory (`dir` only names the files in
+/// errors).
 fn figure(
     dir: &Path,
     name: &str,
     draw_png: impl Fn(&DrawingArea<BitMapBackend<'_>, Shift>) -> DrawResult,
     draw_svg: impl Fn(&DrawingArea<SVGBackend<'_>, Shift>) -> DrawResult,
-) -> Result<Vec<PathBuf>> {
+) -> Result<Rendered> {
     let png = dir.join(format!("{name}.png"));
     register_font(&png)?;
-    let mut failure = None;
-    let written = write_atomic_with(&png, |file| {
-        let root = BitMapBackend::new(file.path(), SIZE).into_drawing_area();
-        let drawn = draw_png(&root);
-        drop(root);
-        drawn.map_err(|e| {
-            failure = Some(e.to_string());
-            std::io::Error::other("the figure could not be drawn")
-        })
-    });
-    if let Some(message) = failure {
-        return Err(Error::Plot { path: png, message });
+    let failed = |path: &Path, message: String| Error::Plot {
+        path: path.to_path_buf(),
+        message,
+    };
+    let mut pixels = vec![0u8; 3 * SIZE.0 as usize * SIZE.1 as usize];
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, SIZE).into_drawing_area();
+        draw_png(&root).map_err(|e| failed(&png, e.to_string()))?;
     }
-    written?;
+    let image = image::RgbImage::from_raw(SIZE.0, SIZE.1, pixels)
+        .ok_or_else(|| failed(&png, "the bitmap has the wrong size".into()))?;
+    let mut png_bytes = std::io::Cursor::new(Vec::new());
+    image
+        .write_to(&mut png_bytes, image::ImageOutputFormat::Png)
+        .map_err(|e| failed(&png, e.to_string()))?;
     let svg = dir.join(format!("{name}.svg"));
     let mut text = String::new();
     {
         let root = SVGBackend::with_string(&mut text, SIZE).into_drawing_area();
-        draw_svg(&root).map_err(|e| Error::Plot {
-            path: svg.clone(),
-            message: e.to_string(),
-        })?;
+        draw_svg(&root).map_err(|e| failed(&svg, e.to_string()))?;
     }
-    write_atomic(&svg, text.as_bytes())?;
-    Ok(vec![png, svg])
+    Ok(vec![
+        (format!("{name}.png"), png_bytes.into_inner()),
+        (format!("{name}.svg"), text.into_bytes()),
+    ])
+}
+
+/// Whether a file name is one of [`write_figures`]' figures.
+fn is_krr_figure(name: &str) -> bool {
+    let Some((stem, extension)) = name.rsplit_once('.') else {
+        return false;
+    };
+    matches!(extension, "png" | "svg")
+        && (stem == "fit" || stem.starts_with("fit_") || stem == "b_diag" || stem == "ratios")
 }
 
 /// Writes the report's figures into `dir` (created if needed) and returns their paths.
@@ -427,9 +440,12 @@ fn figure(
 /// The fit figure needs one feature column (the grid curves of the report); the `B` and ratio
 /// figures need the spectrum (the eigen route). Figures that cannot be drawn are skipped with a
 /// warning.
+///
+/// The set is written as a whole: every figure is drawn first and written to a temporary file,
+/// and only then are they renamed into place and the figures of an earlier set that this one
+/// lacks removed. A failure on the way leaves the earlier set as it was.
 pub fn write_figures(report: &KrrReport, dir: &Path) -> Result<Vec<PathBuf>> {
-    create_dir(dir)?;
-    let mut written = Vec::new();
+    let mut rendered = Rendered::new();
     match &report.curves {
         Some(_) => {
             for (output, target) in report.target_names.iter().enumerate() {
@@ -438,7 +454,7 @@ pub fn write_figures(report: &KrrReport, dir: &Path) -> Result<Vec<PathBuf>> {
                 } else {
                     format!("fit_{}", sanitize(target))
                 };
-                written.extend(figure(
+                rendered.extend(figure(
                     dir,
                     &name,
                     |root| draw_fit(root, report, output),
@@ -452,14 +468,14 @@ pub fn write_figures(report: &KrrReport, dir: &Path) -> Result<Vec<PathBuf>> {
         ),
     }
     if report.steps.iter().all(|s| s.b_diag.is_some()) {
-        written.extend(figure(
+        rendered.extend(figure(
             dir,
             "b_diag",
             |root| draw_b_diag(root, report),
             |root| draw_b_diag(root, report),
         )?);
         if report.n_train >= 2 {
-            written.extend(figure(
+            rendered.extend(figure(
                 dir,
                 "ratios",
                 |root| draw_ratios(root, report),
@@ -468,6 +484,16 @@ pub fn write_figures(report: &KrrReport, dir: &Path) -> Result<Vec<PathBuf>> {
         }
     } else {
         tracing::warn!("the B and ratio figures need the eigen route; skipped");
+    }
+    let written = write_set(dir, &rendered)?;
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if is_krr_figure(&name) && !rendered.iter().any(|(n, _)| *n == name) {
+                let path = entry.path();
+                std::fs::remove_file(&path).map_err(Error::io(&path))?;
+            }
+        }
     }
     Ok(written)
 }
@@ -571,13 +597,13 @@ pub fn write_accuracy_figure(
     series: &[AccuracySeries],
     y_label: &str,
 ) -> Result<Vec<PathBuf>> {
-    create_dir(dir)?;
-    figure(
+    let rendered = figure(
         dir,
         name,
         |root| draw_accuracy(root, series, y_label),
         |root| draw_accuracy(root, series, y_label),
-    )
+    )?;
+    Ok(write_set(dir, &rendered)?)
 }
 
 fn sanitize(name: &str) -> String {

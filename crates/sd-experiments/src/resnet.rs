@@ -84,17 +84,21 @@ pub fn run_name(unix_seconds: u64, alpha: Alpha, lr: f64, seed: u64) -> String {
     )
 }
 
-/// The run directory: the teacher's when it lies in `<run>/step_<k>/`, else a new one.
-fn run_directory(job: &ResnetJob) -> ChainDir {
+/// The run directory: the teacher's when it lies in `<run>/step_<k>/`, else a new one, created
+/// exclusively (`-2`, `-3`, ... after the name when another run took it in the same second).
+fn run_directory(job: &ResnetJob) -> Result<ChainDir> {
     if let Some((checkpoint, k)) = &job.teacher
         && let Some(dir) = ChainDir::of_checkpoint(checkpoint, *k)
     {
-        return dir;
+        return Ok(dir);
     }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    ChainDir::new(job.out.join(run_name(now, job.alpha, job.lr, job.seed)))
+    Ok(ChainDir::create_new(
+        &job.out,
+        &run_name(now, job.alpha, job.lr, job.seed),
+    )?)
 }
 
 /// The data path as recorded: absolute, so that a resume from elsewhere compares equal.
@@ -169,23 +173,22 @@ pub fn run(job: &ResnetJob) -> Result<(PathBuf, Vec<StepResult>)> {
         num_workers: job.num_workers,
     };
     chain.check()?;
-    let dir = run_directory(job);
+    // The teacher is checked before a directory is made.
+    let teacher = match &job.teacher {
+        Some((path, step)) => Some((chain.load_teacher(path, *step)?, *step)),
+        None => None,
+    };
+    let dir = run_directory(job)?;
     let mut progress = Progress::new(job.show_progress);
     tracing::info!(run = %dir.path().display(), "training");
-    let results = match &job.teacher {
-        Some((path, step)) => {
-            let teacher = chain.load_network(path)?;
-            chain.run(
-                &dir,
-                Start::Teacher {
-                    step: *step,
-                    teacher: &teacher,
-                },
-                &mut progress,
-            )?
-        }
-        None => chain.run(&dir, Start::Resume, &mut progress)?,
+    let start = match &teacher {
+        Some((teacher, step)) => Start::Teacher {
+            step: *step,
+            teacher,
+        },
+        None => Start::Resume,
     };
+    let results = chain.run(&dir, start, &mut progress)?;
     Ok((dir.path().to_path_buf(), results))
 }
 

@@ -160,17 +160,91 @@ fn quoted(cell: &str) -> String {
     }
 }
 
+/// The longest line read: far more than a row of a wide data set (784 pixels at 20 characters
+/// each is 16 KB), far less than memory.
+pub const MAX_LINE_BYTES: u64 = 64 << 20;
+/// The most read from something that is not a regular file (a pipe, a device): its size is not
+/// known beforehand. Save larger inputs to a file.
+pub const MAX_STREAM_BYTES: u64 = 1 << 30;
+
+/// Reads at most `left` bytes (a regular file's size when opened, or [`MAX_STREAM_BYTES`]), and
+/// no line longer than [`MAX_LINE_BYTES`]: `/dev/zero` or a binary file is refused after a bounded
+/// read instead of filling memory.
+struct Bounded<R> {
+    inner: R,
+    left: u64,
+    stream: bool,
+    line: u64,
+    line_bytes: u64,
+}
+
+impl<R: std::io::Read> std::io::Read for Bounded<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 {
+            // A regular file may grow while it is read; what it held when opened is the input.
+            return if self.stream && self.inner.read(&mut [0u8])? > 0 {
+                Err(std::io::Error::other(format!(
+                    "more than {} GiB from something that is not a regular file; save it to a \
+                     file first",
+                    MAX_STREAM_BYTES >> 30
+                )))
+            } else {
+                Ok(0)
+            };
+        }
+        let cap = buf
+            .len()
+            .min(usize::try_from(self.left).unwrap_or(usize::MAX));
+        let n = self.inner.read(&mut buf[..cap])?;
+        self.left -= n as u64;
+        for &byte in &buf[..n] {
+            if byte == b'\n' {
+                self.line += 1;
+                self.line_bytes = 0;
+            } else {
+                self.line_bytes += 1;
+            }
+        }
+        if self.line_bytes > MAX_LINE_BYTES {
+            return Err(std::io::Error::other(format!(
+                "line {} is longer than {} MiB: not a CSV table",
+                self.line + 1,
+                MAX_LINE_BYTES >> 20
+            )));
+        }
+        Ok(n)
+    }
+}
+
 fn read_cells(path: &Path) -> Result<Cells, TableError> {
     let io = |source| TableError::Io {
         path: path.to_path_buf(),
         source,
     };
     let file = std::fs::File::open(path).map_err(io)?;
+    let metadata = file.metadata().map_err(io)?;
+    if metadata.is_dir() {
+        return Err(io(std::io::Error::other(
+            "is a directory, expected a CSV file",
+        )));
+    }
+    let stream = !metadata.is_file();
+    let bounded = Bounded {
+        inner: file,
+        left: if stream {
+            MAX_STREAM_BYTES
+        } else {
+            metadata.len()
+        },
+        stream,
+        line: 0,
+        line_bytes: 0,
+    };
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
         .flexible(true)
         .trim(csv::Trim::All)
-        .from_reader(std::io::BufReader::new(file));
+        .from_reader(std::io::BufReader::new(bounded));
     let malformed = |err: csv::Error| match err.kind() {
         csv::ErrorKind::Io(_) => {
             let csv::ErrorKind::Io(source) = err.into_kind() else {
