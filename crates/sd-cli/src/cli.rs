@@ -260,11 +260,11 @@ pub struct ResnetArgs {
     pub val_on_test: bool,
 
     /// Train on the first N training images only, balanced across classes
-    #[arg(long, alias = "limit-train", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, alias = "limit-train", value_name = "N", value_parser = image_count)]
     pub train_size: Option<u64>,
 
     /// Test on the first N test images only, balanced across classes
-    #[arg(long, alias = "limit-test", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, alias = "limit-test", value_name = "N", value_parser = image_count)]
     pub test_size: Option<u64>,
 
     /// Threads making batches
@@ -417,7 +417,7 @@ pub struct InspectArgs {
     pub seed: u64,
 
     /// Keep only the first N training images, balanced across classes
-    #[arg(long, alias = "limit-train", value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, alias = "limit-train", value_name = "N", value_parser = image_count)]
     pub train_size: Option<u64>,
 
     /// Output format on stdout
@@ -612,5 +612,14 @@ impl KrrArgs {
             need_curves: self.plot.is_some(),
             show_progress,
         })
+    }
+}
+
+/// A number of images to keep: at least 1 (leaving the flag out keeps them all).
+fn image_count(text: &str) -> Result<u64, String> {
+    match text.trim().parse::<u64>() {
+        Ok(0) => Err("must be at least 1 (leave the flag out to use all images)".into()),
+        Ok(n) => Ok(n),
+        Err(_) => Err(format!("'{text}' is not a whole number of images")),
     }
 }

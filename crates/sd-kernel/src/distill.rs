@@ -155,6 +155,22 @@ fn check_finite(what: &'static str, m: MatRef<'_, f64>) -> Result<()> {
     Ok(())
 }
 
+/// Refuses a kernel matrix with an infinite or NaN entry, which finite inputs only give when the
+/// kernel overflowed: said so, rather than blamed on the factorisation that fails later.
+fn check_kernel_values<K: Kernel + ?Sized>(kernel: &K, m: MatRef<'_, f64>) -> Result<()> {
+    check_finite("the kernel matrix", m).map_err(|e| match e {
+        Error::NonFinite {
+            row, column, value, ..
+        } => Error::KernelOverflow {
+            kernel: kernel.name().to_string(),
+            row,
+            column,
+            value,
+        },
+        other => other,
+    })
+}
+
 fn check_alpha(alpha: f64, step: Option<usize>) -> Result<f64> {
     if alpha.is_finite() && (0.0..=1.0).contains(&alpha) {
         Ok(alpha)
@@ -217,6 +233,7 @@ impl<K: Kernel> SelfDistillation<K> {
         check_finite("y", y)?;
         memory::check_fits(n, route.peak_matrices(), memory::available_bytes())?;
         let gram = gram_matrix(&kernel, x);
+        check_kernel_values(&kernel, gram.as_ref())?;
         let solver = match route {
             Route::Cholesky => Solver::Cholesky(Cholesky::new(gram, lambda)?),
             Route::Eigen => Solver::Eigen(Eigen::new(gram, lambda)?),
@@ -479,9 +496,9 @@ impl<K: Kernel> SelfDistillation<K> {
             });
         }
         check_finite("new inputs", x_new)?;
-        Ok(Evaluator {
-            cross: cross_gram_matrix(&self.kernel, x_new, self.x.as_ref()),
-        })
+        let cross = cross_gram_matrix(&self.kernel, x_new, self.x.as_ref());
+        check_kernel_values(&self.kernel, cross.as_ref())?;
+        Ok(Evaluator { cross })
     }
 
     /// Validates the reference of an optimal-alpha schedule and refuses the training data itself.

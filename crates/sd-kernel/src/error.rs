@@ -66,6 +66,21 @@ pub enum Error {
         /// The entry.
         value: f64,
     },
+    /// A kernel value too large for f64 (a high-degree polynomial kernel, say).
+    #[error(
+        "the {kernel} kernel overflowed: k(x_{row}, x_{column}) = {value} does not fit a 64-bit \
+         float; lower the degree or gamma, or scale the features down"
+    )]
+    KernelOverflow {
+        /// The kernel's name, e.g. `poly`.
+        kernel: String,
+        /// 0-based row of the first such entry.
+        row: usize,
+        /// 0-based column.
+        column: usize,
+        /// The entry.
+        value: f64,
+    },
     /// A distillation run of zero steps.
     #[error("the number of steps must be at least 1")]
     ZeroSteps,
