@@ -136,7 +136,7 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            eprintln!("error: {}", terminal::error_line(err.as_ref()));
             ExitCode::from(2)
         }
     }

@@ -284,6 +284,11 @@ pub struct ResnetArgs {
     #[arg(long, value_name = "K", requires = "teacher_ckpt")]
     pub teacher_step: Option<usize>,
 
+    /// Continue this run directory (one a killed or finished run left): the same flags as the
+    /// run that made it, and its steps not yet finished are trained; other settings are refused
+    #[arg(long, value_name = "RUN_DIR", conflicts_with_all = ["teacher_ckpt", "teacher_step"])]
+    pub resume: Option<PathBuf>,
+
     /// Parent directory of the run directories
     #[arg(long, value_name = "DIR", default_value = "runs")]
     pub out: PathBuf,
@@ -324,6 +329,7 @@ impl ResnetArgs {
             num_workers: self.num_workers,
             pretrained: self.pretrained.clone(),
             teacher,
+            resume: self.resume.clone(),
             out: self.out.clone(),
             device: self.device,
             show_progress,

@@ -45,44 +45,10 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) if is_broken_pipe(&err) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {}", error_line(&err));
+            eprintln!("error: {}", terminal::error_line(err.as_ref()));
             ExitCode::from(FAILURE)
         }
     }
-}
-
-/// The error and its causes on one line, each cause said once: a cause whose text its error
-/// already quotes is not repeated, and line breaks and control characters in a message (a
-/// decoder quoting the bytes it choked on) are escaped.
-fn error_line(err: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if text.is_empty() || line.contains(&text) {
-            continue;
-        }
-        if !line.is_empty() {
-            line.push_str(": ");
-        }
-        line.push_str(&text);
-    }
-    // The system's words are enough: "No such file or directory", without "(os error 2)".
-    while let Some(start) = line.find(" (os error ") {
-        match line[start..].find(')') {
-            Some(end) => line.replace_range(start..start + end + 1, ""),
-            None => break,
-        }
-    }
-    line.chars()
-        .flat_map(|c| {
-            let escaped: Vec<char> = if c.is_control() {
-                c.escape_default().collect()
-            } else {
-                vec![c]
-            };
-            escaped
-        })
-        .collect()
 }
 
 /// Output piped into `head` closes early; that is not an error.

@@ -151,10 +151,11 @@ fn plot_writes_png_and_svg_figures() {
     for label in ["f₀", "f₅", "f∞", "training data"] {
         assert!(fit.contains(label), "legend entry {label}");
     }
+    // Six figures and the list of the set; no temporary files left.
+    assert_eq!(std::fs::read_dir(&figures).unwrap().count(), 7);
     assert_eq!(
-        std::fs::read_dir(&figures).unwrap().count(),
-        6,
-        "no temporary files left"
+        std::fs::read_to_string(figures.join(".sd-figures")).unwrap(),
+        "fit.png\nfit.svg\nb_diag.png\nb_diag.svg\nratios.png\nratios.svg\n"
     );
 }
 

@@ -120,6 +120,26 @@ fn two_runs_at_once_never_share_a_directory() {
     let data = fixture(dir.path());
     let out = dir.path().join("runs");
     let out_s = out.to_str().unwrap();
+    // The names this run could take in the next seconds are taken already (another run's).
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let mut taken = Vec::new();
+    for t in now - 1..now + 30 {
+        let date = Command::new("date")
+            .args(["-u", "-d", &format!("@{t}"), "+%Y%m%d-%H%M%S"])
+            .output()
+            .unwrap();
+        let name = format!(
+            "{}_0.6_0.001_0",
+            String::from_utf8(date.stdout).unwrap().trim()
+        );
+        let other = out.join(name);
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::write(other.join("another-run.txt"), "mine").unwrap();
+        taken.push(other);
+    }
     let mut args = resnet_args(&data, out_s, "0.6");
     args.extend(["--steps", "2"]);
     let children: Vec<_> = (0..2)
@@ -137,7 +157,13 @@ fn two_runs_at_once_never_share_a_directory() {
         let output = child.wait_with_output().unwrap();
         assert!(output.status.success(), "{}", stderr(&output));
     }
-    let dirs = run_dirs(&out);
+    for other in &taken {
+        assert_eq!(files(other), ["another-run.txt"], "{}", other.display());
+    }
+    let dirs: Vec<PathBuf> = run_dirs(&out)
+        .into_iter()
+        .filter(|d| !taken.contains(d))
+        .collect();
     assert_eq!(dirs.len(), 2, "{dirs:?}");
     for run in &dirs {
         // Each holds one run: 2 epoch rows, 2 test rows, one set of checkpoints per step.
@@ -151,13 +177,13 @@ fn two_runs_at_once_never_share_a_directory() {
             assert_eq!(best, 1, "{}", run.display());
         }
     }
-    // The names differ only by the suffix of the second: `<time>_0.6_0.001_0[-2]`.
+    // Both took the next free name: `<time>_0.6_0.001_0-2`, `-3`, ...
     let names: Vec<String> = dirs
         .iter()
         .map(|d| d.file_name().unwrap().to_string_lossy().into_owned())
         .collect();
     assert!(
-        names.iter().all(|n| n.contains("_0.6_0.001_0")),
+        names.iter().all(|n| n.contains("_0.6_0.001_0-")),
         "{names:?}"
     );
 }
@@ -292,6 +318,12 @@ fn resumes_append_rows_and_read_strictly() {
         std::fs::write(path, b"half a file").unwrap();
     }
 
+    // A kill between step 1's test row and the flag in its sidecar: the row decides.
+    let sidecar_path = run.join("step_1/last.json");
+    let mut sidecar: serde_json::Value = serde_json::from_str(&read(&sidecar_path)).unwrap();
+    sidecar["finished"] = false.into();
+    std::fs::write(&sidecar_path, sidecar.to_string()).unwrap();
+
     let teacher = run.join("step_1/last.safetensors");
     let mut args = resnet_args(&data, out_s, "0.6");
     args.extend([
@@ -304,6 +336,8 @@ fn resumes_append_rows_and_read_strictly() {
     ]);
     let output = sd_cli(&args);
     assert!(output.status.success(), "{}", stderr(&output));
+    let sidecar: serde_json::Value = serde_json::from_str(&read(&sidecar_path)).unwrap();
+    assert_eq!(sidecar["finished"], true);
     let metrics_after = read(&metrics_csv);
     assert!(
         metrics_after.starts_with(&metrics_before),
@@ -322,12 +356,70 @@ fn resumes_append_rows_and_read_strictly() {
         files(&run)
     );
 
+    // From the step-0 teacher again: step 1 is trained anew, and step 2, whose row goes, goes
+    // with its checkpoints (they can no longer pass for a finished step).
+    let mut again = resnet_args(&data, out_s, "0.6");
+    let step_0 = run.join("step_0/last.safetensors");
+    again.extend([
+        "--steps",
+        "1",
+        "--teacher-step",
+        "0",
+        "--teacher-ckpt",
+        step_0.to_str().unwrap(),
+    ]);
+    let output = sd_cli(&again);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(read(&run.join("test.csv")).lines().count(), 3);
+    assert!(!run.join("step_2").exists());
+
     // A row cut short (a disk that filled up) is an error naming the file and the line.
     let test_jsonl = run.join("test.jsonl");
     let text = read(&test_jsonl);
     std::fs::write(&test_jsonl, &text[..text.len() - 20]).unwrap();
     let err = error_line(&args);
-    assert!(err.contains("test.jsonl, line 3"), "{err}");
+    assert!(err.contains("test.jsonl, line 2"), "{err}");
+}
+
+/// A killed `sd-cli resnet` run continues with the same command and `--resume`; with other
+/// settings it is refused.
+#[test]
+fn a_killed_run_continues_with_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = fixture(dir.path());
+    let out = dir.path().join("runs");
+    let out_s = out.to_str().unwrap();
+    let run = trained(&data, &out, "0.6", "3");
+    let first_rows = read(&run.join("metrics.csv"));
+    // What a kill during step 2 leaves: rows of steps 0 and 1, a half-trained step 2.
+    let tests = read(&run.join("test.jsonl"));
+    let kept: Vec<&str> = tests.lines().take(2).collect();
+    std::fs::write(run.join("test.jsonl"), kept.join("\n") + "\n").unwrap();
+    let run_s = run.to_str().unwrap();
+    let mut args = resnet_args(&data, out_s, "0.6");
+    args.extend(["--steps", "3", "--resume", run_s]);
+    let output = sd_cli(&args);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(run_dirs(&out), vec![run.clone()]);
+    assert_eq!(read(&run.join("test.csv")).lines().count(), 4);
+    // Steps 0 and 1 were kept byte for byte; step 2 was trained again, to the same numbers
+    // (all but its timings).
+    let (before, after) = (first_rows, read(&run.join("metrics.csv")));
+    let (before, after): (Vec<&str>, Vec<&str>) =
+        (before.lines().collect(), after.lines().collect());
+    assert_eq!(before.len(), 4);
+    assert_eq!(before[..3], after[..3]);
+    let numbers = |line: &str| line.split(',').take(8).collect::<Vec<_>>().join(",");
+    assert_eq!(numbers(before[3]), numbers(after[3]));
+
+    let mut args = resnet_args(&data, out_s, "0.3");
+    args.extend(["--resume", run_s]);
+    let err = error_line(&args);
+    assert!(err.contains("alpha 0.6 there, 0.3 now"), "{err}");
+    let mut args = resnet_args(&data, out_s, "0.6");
+    args.extend(["--resume", dir.path().to_str().unwrap()]);
+    let err = error_line(&args);
+    assert!(err.contains("is not a run directory"), "{err}");
 }
 
 /// Cases 6 and 11: nothing to train on is refused before a directory is made; a loss that
@@ -418,6 +510,8 @@ fn refused_experiments_write_nothing_and_unfinished_chains_take_new_settings() {
     let output = sd_cli(&args);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(read(&chain.join("test.csv")).lines().count(), 2);
+    // The first attempt's epoch row went; only the new one is there.
+    assert_eq!(read(&chain.join("metrics.jsonl")).lines().count(), 1);
     // Once a step is finished, other settings are refused, naming the difference.
     args.extend(["--set", "val_size=25"]);
     let err = error_line(&args);
@@ -430,10 +524,22 @@ fn refused_experiments_write_nothing_and_unfinished_chains_take_new_settings() {
 fn a_half_written_fixture_is_replaced() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("exp");
-    let fixture = out.join("data/fixture-100-100/cifar-10-batches-bin");
-    std::fs::create_dir_all(&fixture).unwrap();
-    // What an interrupted write leaves: the first batch file, and nothing else.
-    std::fs::write(fixture.join("data_batch_1.bin"), vec![0u8; 3073 * 20]).unwrap();
+    let parent = out.join("data/fixture-100-100");
+    let fixture = parent.join("cifar-10-batches-bin");
+    // What an interrupted write leaves: the manifest and some batch files, not all.
+    let output = sd_cli(&[
+        "data",
+        "fixture",
+        "--out",
+        parent.to_str().unwrap(),
+        "--train",
+        "100",
+        "--test",
+        "100",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    std::fs::remove_file(fixture.join("data_batch_2.bin")).unwrap();
+    std::fs::write(fixture.join(".data_batch_2.bin.4242.sd-tmp"), b"half").unwrap();
     let output = sd_cli(&[
         "experiments",
         "run",
@@ -475,7 +581,13 @@ fn figures_are_replaced_as_a_set() {
     let figures_s = figures.to_str().unwrap();
     let output = sd_cli(&["krr", "--alpha", "0.25", "--plot", figures_s]);
     assert!(output.status.success(), "{}", stderr(&output));
-    let old: Vec<(String, Vec<u8>)> = files(&figures)
+    let figure_files = |dir: &Path| -> Vec<String> {
+        files(dir)
+            .into_iter()
+            .filter(|f| f != ".sd-figures")
+            .collect()
+    };
+    let old: Vec<(String, Vec<u8>)> = figure_files(&figures)
         .into_iter()
         .map(|f| (f.clone(), std::fs::read(figures.join(&f)).unwrap()))
         .collect();
@@ -503,6 +615,8 @@ fn figures_are_replaced_as_a_set() {
         }
     }
     assert!(!files(&figures).iter().any(|f| f.contains("sd-tmp")));
+    // A file of the user's that looks like a figure is not ours to remove.
+    std::fs::write(figures.join("fit_mine.png"), b"the user's").unwrap();
 
     // Two features: no fit figure. The old one goes; the set stays consistent.
     std::fs::remove_dir(figures.join("ratios.svg")).unwrap();
@@ -516,8 +630,14 @@ fn figures_are_replaced_as_a_set() {
     let output = sd_cli(&["krr", "--data", data.to_str().unwrap(), "--plot", figures_s]);
     assert!(output.status.success(), "{}", stderr(&output));
     assert_eq!(
-        files(&figures),
-        ["b_diag.png", "b_diag.svg", "ratios.png", "ratios.svg"]
+        figure_files(&figures),
+        [
+            "b_diag.png",
+            "b_diag.svg",
+            "fit_mine.png",
+            "ratios.png",
+            "ratios.svg"
+        ]
     );
 }
 

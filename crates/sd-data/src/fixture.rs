@@ -292,6 +292,17 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .unwrap_or_default();
     // Hidden, and not ending in a data file's extension (as every temporary of this workspace).
     let temporary = path.with_file_name(format!(".{name}.{}.sd-tmp", std::process::id()));
+    // What a killed writer of this file left (this version's names and the earlier `.partial`).
+    if let Some(Ok(entries)) = path.parent().map(std::fs::read_dir) {
+        for entry in entries.flatten() {
+            let other = entry.file_name().to_string_lossy().into_owned();
+            if other.starts_with(&format!(".{name}."))
+                && (other.ends_with(".sd-tmp") || other.ends_with(".partial"))
+            {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
     let result = (|| {
         let mut file = std::fs::File::create(&temporary)?;
         file.write_all(bytes)?;

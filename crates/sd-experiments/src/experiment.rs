@@ -190,9 +190,25 @@ pub fn fixture_dir(data: &Path, spec: FixtureSpec) -> Result<PathBuf> {
             "the fixture just written does not read back",
         )));
     }
+    if whole(&dir) {
+        // Another process (a shard) put a fixture there meanwhile.
+        return Ok(dir);
+    }
     if dir.exists() {
         tracing::warn!("{} is not a whole fixture; writing it again", dir.display());
-        std::fs::remove_dir_all(&dir).map_err(Error::io(&dir))?;
+        // Moved aside first (a rename is atomic), then removed: a process that finds it at
+        // that moment sees a whole fixture or none.
+        let damaged = tempfile::Builder::new()
+            .prefix(".fixture-damaged-")
+            .suffix(sd_train::files::TEMPORARY_SUFFIX)
+            .tempdir_in(data)
+            .map_err(Error::io(data))?;
+        let aside = damaged.path().join("fixture");
+        match std::fs::rename(&dir, &aside) {
+            Ok(()) => {}
+            Err(_) if !dir.exists() => {}
+            Err(e) => return Err(Error::io(&dir)(e)),
+        }
     }
     match std::fs::rename(staging.path(), &dir) {
         Ok(()) => Ok(dir),

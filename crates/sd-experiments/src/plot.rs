@@ -426,7 +426,7 @@ fn figure(
     ])
 }
 
-/// Whether a file name is one of [`write_figures`]' figures.
+/// Whether a file name is one of [`write_figures`]' figures (a damaged list names nothing else).
 fn is_krr_figure(name: &str) -> bool {
     let Some((stem, extension)) = name.rsplit_once('.') else {
         return false;
@@ -442,8 +442,9 @@ fn is_krr_figure(name: &str) -> bool {
 /// warning.
 ///
 /// The set is written as a whole: every figure is drawn first and written to a temporary file,
-/// and only then are they renamed into place and the figures of an earlier set that this one
-/// lacks removed. A failure on the way leaves the earlier set as it was.
+/// and only then are they renamed into place and the figures of the earlier set written here
+/// that this one lacks removed (other files in `dir` are left alone). A failure on the way
+/// leaves the earlier set as it was.
 pub fn write_figures(report: &KrrReport, dir: &Path) -> Result<Vec<PathBuf>> {
     let mut rendered = Rendered::new();
     match &report.curves {
@@ -486,17 +487,32 @@ pub fn write_figures(report: &KrrReport, dir: &Path) -> Result<Vec<PathBuf>> {
         tracing::warn!("the B and ratio figures need the eigen route; skipped");
     }
     let written = write_set(dir, &rendered)?;
-    if let Ok(entries) = std::fs::read_dir(dir) {
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if is_krr_figure(&name) && !rendered.iter().any(|(n, _)| *n == name) {
-                let path = entry.path();
-                std::fs::remove_file(&path).map_err(Error::io(&path))?;
+    // The figures the last set wrote (listed in `.sd-figures`) that this one lacks go; nothing
+    // else in `dir` is touched. The list is written last, so a kill before it leaves the old
+    // list, and the next set finishes the removal.
+    let manifest = dir.join(FIGURE_LIST);
+    let earlier = match std::fs::read_to_string(&manifest) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(Error::io(&manifest)(e)),
+    };
+    for name in earlier.lines().map(str::trim) {
+        if is_krr_figure(name) && !rendered.iter().any(|(n, _)| n == name) {
+            let path = dir.join(name);
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(&path)(e)),
             }
         }
     }
+    let list: String = rendered.iter().map(|(n, _)| format!("{n}\n")).collect();
+    sd_train::files::write_atomic(&manifest, list.as_bytes())?;
     Ok(written)
 }
+
+/// The list of the figures [`write_figures`] last wrote into a directory.
+const FIGURE_LIST: &str = ".sd-figures";
 
 /// One line of the accuracy figure: `(step, mean, standard deviation)` per point.
 #[derive(Debug, Clone)]

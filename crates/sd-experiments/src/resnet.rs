@@ -54,6 +54,9 @@ pub struct ResnetJob {
     pub pretrained: Option<PathBuf>,
     /// Resume a chain: a checkpoint and the step it belongs to, teacher of the next step.
     pub teacher: Option<(PathBuf, usize)>,
+    /// Continue this run directory instead of making a new one: its unfinished steps are
+    /// trained ([`Start::Resume`]); its `chain.json` must match.
+    pub resume: Option<PathBuf>,
     /// Parent of new run directories.
     pub out: PathBuf,
     /// Where to train.
@@ -87,6 +90,9 @@ pub fn run_name(unix_seconds: u64, alpha: Alpha, lr: f64, seed: u64) -> String {
 /// The run directory: the teacher's when it lies in `<run>/step_<k>/`, else a new one, created
 /// exclusively (`-2`, `-3`, ... after the name when another run took it in the same second).
 fn run_directory(job: &ResnetJob) -> Result<ChainDir> {
+    if let Some(dir) = &job.resume {
+        return Ok(ChainDir::new(dir));
+    }
     if let Some((checkpoint, k)) = &job.teacher
         && let Some(dir) = ChainDir::of_checkpoint(checkpoint, *k)
     {
@@ -173,9 +179,30 @@ pub fn run(job: &ResnetJob) -> Result<(PathBuf, Vec<StepResult>)> {
         num_workers: job.num_workers,
     };
     chain.check()?;
-    // The teacher is checked before a directory is made.
+    if let Some(dir) = &job.resume
+        && !ChainDir::is_chain(dir)
+    {
+        return Err(Error::setting(
+            "resume",
+            format!(
+                "{} is not a run directory (it has no chain.json)",
+                dir.display()
+            ),
+        ));
+    }
+    if job.resume.is_some() && job.teacher.is_some() {
+        return Err(Error::setting("resume", "cannot go with a teacher"));
+    }
+    // The teacher is checked before a directory is made; one in a run directory under that
+    // directory's lock (a process training it again would rewrite it).
     let teacher = match &job.teacher {
-        Some((path, step)) => Some((chain.load_teacher(path, *step)?, *step)),
+        Some((path, step)) => {
+            let _lock = match ChainDir::of_checkpoint(path, *step) {
+                Some(run) if ChainDir::is_chain(run.path()) => Some(run.lock()?),
+                _ => None,
+            };
+            Some((chain.load_teacher(path, *step)?, *step))
+        }
         None => None,
     };
     let dir = run_directory(job)?;

@@ -59,6 +59,40 @@ pub fn one_line_error(rendered: &str) -> String {
     format!("error: {}", parts.join("; "))
 }
 
+/// An error and its causes on one line, each cause said once: a cause whose text its error
+/// already quotes is not repeated, the system's error codes (`(os error 2)`) are left out, and
+/// line breaks and control characters in a message (a decoder quoting the bytes it choked on) are
+/// escaped.
+pub fn error_line(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut line = String::new();
+    let mut cause = Some(err);
+    while let Some(error) = cause {
+        let text = error.to_string();
+        if !text.is_empty() && !line.contains(&text) {
+            if !line.is_empty() {
+                line.push_str(": ");
+            }
+            line.push_str(&text);
+        }
+        cause = error.source();
+    }
+    while let Some(start) = line.find(" (os error ") {
+        match line[start..].find(')') {
+            Some(end) => line.replace_range(start..start + end + 1, ""),
+            None => break,
+        }
+    }
+    line.chars()
+        .flat_map(|c| -> Vec<char> {
+            if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            }
+        })
+        .collect()
+}
+
 /// A chain's progress on stderr: a bar per epoch (loss, accuracy, images/s, ETA) when `bars` and
 /// stderr is a terminal; a line per network trained and per alpha chosen when `lines`; log lines
 /// (info) per epoch and per step.
@@ -200,5 +234,19 @@ mod tests {
             "error: unexpected argument '--alpa' found; tip: a similar argument exists: \
              '--alpha'; see --help"
         );
+    }
+
+    #[test]
+    fn each_cause_is_said_once_on_one_line() {
+        let missing = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let error = crate::error::Error::io("/data/points.csv")(missing);
+        let line = error_line(&error);
+        assert_eq!(line.matches("not found").count(), 1, "{line}");
+        assert!(line.starts_with("/data/points.csv"), "{line}");
+        let os = std::io::Error::from_raw_os_error(2);
+        let line = error_line(&crate::error::Error::io("x.csv")(os));
+        assert_eq!(line, "x.csv: No such file or directory");
+        let garbled = std::io::Error::other("bad byte \u{1}\nnext line");
+        assert_eq!(error_line(&garbled), "bad byte \\u{1}\\nnext line");
     }
 }

@@ -279,6 +279,10 @@ impl Chain<'_> {
         };
         dir.truncate(first)?;
         dir.probe().truncate(probes_kept)?;
+        // Checkpoints go with their rows: nothing of a step without its row may pass for it.
+        dir.clear_steps_from(first)?;
+        dir.probe().clear_steps_from(probes_kept)?;
+        dir.mark_finished_steps()?;
         dir.update_auto_alpha(first, None)?;
         let mut first_fit = None;
         let mut trained = Vec::new();
@@ -408,6 +412,21 @@ impl Chain<'_> {
                  --teacher-step {its_step})"
             )));
         }
+        // In a run directory its test rows say which steps finished (a kill between a step's
+        // test row and its sidecar's flag, or a checkpoint of an earlier run whose rows were
+        // dropped, must not decide).
+        if let Some(run) = ChainDir::of_checkpoint(path, step)
+            && ChainDir::is_chain(run.path())
+        {
+            if !run.read_tests()?.iter().any(|r| r.step == step) {
+                return Err(refuse(format!(
+                    "step {step} did not finish in {} (its test.jsonl has no row for it); \
+                     continue that run with --resume to finish it",
+                    run.path().display()
+                )));
+            }
+            return self.load_network(path);
+        }
         let epochs = number("epochs").or_else(|| {
             sidecar
                 .pointer("/chain/settings/epochs")
@@ -420,8 +439,8 @@ impl Chain<'_> {
         };
         if !finished {
             return Err(refuse(format!(
-                "step {step} did not finish (this checkpoint is from epoch {epoch}{}); resume \
-                 its chain to finish it",
+                "step {step} did not finish (this checkpoint is from epoch {epoch}{}); continue \
+                 its run with --resume to finish it",
                 epochs.map_or(String::new(), |n| format!(" of {n}"))
             )));
         }

@@ -281,6 +281,46 @@ impl ChainDir {
         write_json(&path, &sidecar)
     }
 
+    /// Sets `finished` in the `last.json` of every step with a test row that lacks it (a kill
+    /// between the row and the flag).
+    pub(crate) fn mark_finished_steps(&self) -> Result<()> {
+        for row in self.read_tests()? {
+            let path = self.last_checkpoint(row.step).with_extension("json");
+            let flagged = read_json::<serde_json::Value>(&path)?
+                .is_none_or(|sidecar| sidecar["finished"] == true);
+            if !flagged {
+                self.mark_finished(row.step)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes the checkpoints of every step from `first` on, and their directories when empty.
+    pub(crate) fn clear_steps_from(&self, first: usize) -> Result<()> {
+        let entries = match std::fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(TrainError::io(&self.root)(e)),
+        };
+        for entry in entries {
+            let path = entry.map_err(TrainError::io(&self.root))?.path();
+            let step = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix("step_"))
+                .and_then(|k| k.parse::<usize>().ok());
+            if let Some(step) = step
+                && step >= first
+                && path.is_dir()
+            {
+                self.clear_step(step)?;
+                // Only when empty: a user's own files stay.
+                let _ = std::fs::remove_dir(&path);
+            }
+        }
+        Ok(())
+    }
+
     /// Removes the checkpoints of step `step` (a step about to be trained again) and makes its
     /// directory.
     pub(crate) fn clear_step(&self, step: usize) -> Result<()> {
@@ -387,7 +427,8 @@ impl ChainDir {
                 ..r
             })
             .collect();
-        update_rows(&self.test_file(), Some(self.test_csv()), |_| false, &tests).map(drop)
+        update_rows(&self.test_file(), Some(self.test_csv()), |_| false, &tests)?;
+        self.mark_finished(0)
     }
 }
 

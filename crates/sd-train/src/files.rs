@@ -39,9 +39,10 @@ fn temporary_for(path: &Path) -> Result<tempfile::NamedTempFile> {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
-    let name = path
+    // The name, cut to 64 characters: the temporary's must stay within the system's limit.
+    let name: String = path
         .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
+        .map(|n| n.to_string_lossy().chars().take(64).collect())
         .unwrap_or_default();
     let file = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
@@ -65,6 +66,8 @@ fn temporary_for(path: &Path) -> Result<tempfile::NamedTempFile> {
 /// temporary behind.
 pub fn write_set(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<Vec<PathBuf>> {
     create_dir(dir)?;
+    // Temporaries of a set a killed process was writing (an hour old: not a live writer's).
+    remove_temporaries_older_than(dir, std::time::Duration::from_secs(3600))?;
     // What a rename cannot replace (a directory in the way) fails now, before anything moves.
     for (name, _) in files {
         let path = dir.join(name);

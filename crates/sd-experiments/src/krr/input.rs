@@ -169,7 +169,8 @@ pub const MAX_STREAM_BYTES: u64 = 1 << 30;
 
 /// Reads at most `left` bytes (a regular file's size when opened, or [`MAX_STREAM_BYTES`]), and
 /// no line longer than [`MAX_LINE_BYTES`]: `/dev/zero` or a binary file is refused after a bounded
-/// read instead of filling memory.
+/// read instead of filling memory, and a file that grows while it is read is refused rather than
+/// cut at an arbitrary byte.
 struct Bounded<R> {
     inner: R,
     left: u64,
@@ -181,15 +182,20 @@ struct Bounded<R> {
 impl<R: std::io::Read> std::io::Read for Bounded<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         if self.left == 0 {
-            // A regular file may grow while it is read; what it held when opened is the input.
-            return if self.stream && self.inner.read(&mut [0u8])? > 0 {
+            return if self.inner.read(&mut [0u8])? == 0 {
+                Ok(0)
+            } else if self.stream {
                 Err(std::io::Error::other(format!(
                     "more than {} GiB from something that is not a regular file; save it to a \
                      file first",
                     MAX_STREAM_BYTES >> 30
                 )))
             } else {
-                Ok(0)
+                // Its last row may have been cut mid-number, and would still parse.
+                Err(std::io::Error::other(
+                    "grew while it was read (another program is writing it); read it again \
+                     once it is complete",
+                ))
             };
         }
         let cap = buf
