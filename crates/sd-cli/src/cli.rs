@@ -12,6 +12,7 @@ use sd_alpha::Alpha;
 use sd_experiments::DeviceSpec;
 use sd_experiments::data::{FixtureLayout, InspectConfig};
 use sd_experiments::experiment::Shard;
+use sd_experiments::krr::images::ImageSource;
 use sd_experiments::krr::output::Format;
 use sd_experiments::krr::{KernelKind, KrrConfig, SolverChoice};
 use sd_experiments::resnet::ResnetJob;
@@ -551,6 +552,49 @@ pub struct KrrArgs {
     #[arg(long, value_name = "FILE", requires = "data")]
     pub test: Option<PathBuf>,
 
+    /// An image data set instead of --data: a (Fashion-)MNIST IDX directory or CIFAR-10; pixels
+    /// / 255, one-hot targets, test accuracy by argmax (--gamma defaults to 0.02 here)
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["data", "test", "target"])]
+    pub images: Option<PathBuf>,
+
+    /// With --images: train on N of the training images (the first N in file order, or a random
+    /// N with --subset-seed) [default: all]
+    #[arg(long, value_name = "N", value_parser = image_count, requires = "images")]
+    pub train_size: Option<u64>,
+
+    /// With --images: test on M of the test images, chosen as --train-size chooses [default: all]
+    #[arg(long, value_name = "M", value_parser = image_count, requires = "images")]
+    pub test_size: Option<u64>,
+
+    /// With --images: hold the last V of the chosen training images out for choosing alpha
+    /// [default: none for a fixed alpha, a tenth for --alpha auto]
+    #[arg(long, value_name = "V", requires = "images")]
+    pub val_size: Option<u64>,
+
+    /// With --images: take a seeded random subset instead of the first images in file order
+    #[arg(long, value_name = "S", requires = "images")]
+    pub subset_seed: Option<u64>,
+
+    /// With --images: replace each training label with probability P by a class drawn uniformly
+    /// from all classes (test labels are never touched)
+    #[arg(
+        long,
+        value_name = "P",
+        default_value_t = 0.0,
+        requires = "images",
+        allow_hyphen_values = true
+    )]
+    pub label_noise: f64,
+
+    /// With --images: the seed of --label-noise
+    #[arg(long, value_name = "S", default_value_t = 0, requires = "images")]
+    pub noise_seed: u64,
+
+    /// With --images: centre and scale each pixel by the training images' mean and standard
+    /// deviation
+    #[arg(long, requires = "images")]
+    pub standardize: bool,
+
     /// Output format on stdout
     #[arg(long, default_value = "table", value_parser = one_of::<Format>(&[
         ("table", "A table for people, like the original notebook's"),
@@ -604,8 +648,25 @@ impl KrrArgs {
                  cholesky"
             );
         }
+        // Pixels in [0, 1] put 784-dimensional images about 10 apart: the toy's gamma of 80
+        // would make every kernel value 0.
+        let gamma = match (&self.images, self.kernel) {
+            (Some(_), KernelKind::Rbf | KernelKind::Laplacian) => self.gamma.or(Some(IMAGES_GAMMA)),
+            _ => self.gamma,
+        };
+        let images = self.images.as_ref().map(|path| ImageSource {
+            path: path.clone(),
+            train_size: self.train_size.map(|n| n as usize),
+            test_size: self.test_size.map(|n| n as usize),
+            val_size: self.val_size.map(|n| n as usize),
+            subset_seed: self.subset_seed,
+            label_noise: self.label_noise,
+            noise_seed: self.noise_seed,
+            standardize: self.standardize,
+        });
         Ok(KrrConfig {
-            kernel: self.kernel.with(self.gamma, self.coef0, self.degree)?,
+            kernel: self.kernel.with(gamma, self.coef0, self.degree)?,
+            images,
             lambda: self.lambda,
             alpha: self.alpha,
             clamp: self.clamp_alpha,
@@ -620,6 +681,9 @@ impl KrrArgs {
         })
     }
 }
+
+/// The default `gamma` of `krr --images` (rbf and laplacian).
+const IMAGES_GAMMA: f64 = 0.02;
 
 /// A number of images to keep: at least 1 (leaving the flag out keeps them all).
 fn image_count(text: &str) -> Result<u64, String> {

@@ -749,3 +749,96 @@ fn experiments_run_and_report_as_xtask_does() {
     let err = error_line(&["experiments", "report", dir.path().to_str().unwrap()]);
     assert!(err.contains("not an experiment directory"), "{err}");
 }
+
+#[test]
+fn krr_on_images_reports_accuracy_and_refuses_what_does_not_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("idx");
+    let data_s = data.to_str().unwrap();
+    assert!(
+        sd_cli(&[
+            "data", "fixture", "--out", data_s, "--layout", "idx", "--train", "300", "--test",
+            "100",
+        ])
+        .status
+        .success()
+    );
+    let output = sd_cli(&[
+        "krr",
+        "--images",
+        data_s,
+        "--train-size",
+        "200",
+        "--alpha",
+        "auto",
+        "--label-noise",
+        "0.3",
+        "--noise-seed",
+        "1",
+        "--steps",
+        "3",
+        "--format",
+        "json",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&output)).unwrap();
+    // 200 chosen, a tenth held out for alpha: 180 train; 784 pixels; 10 one-hot outputs.
+    assert_eq!(json["n_train"], 180);
+    assert_eq!(json["n_features"], 784);
+    assert_eq!(json["targets"].as_array().unwrap().len(), 10);
+    assert_eq!(json["images"]["label_noise"], 0.3);
+    assert_eq!(json["images"]["noise_seed"], 1);
+    assert!(json["images"]["labels_changed"].as_u64().unwrap() > 20);
+    assert!(
+        json["data"]
+            .as_str()
+            .unwrap()
+            .contains("20 validation images")
+    );
+    for step in json["steps"].as_array().unwrap() {
+        let accuracy = step["accuracy"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&accuracy), "{step}");
+        assert!(step["loss"].as_f64().is_some());
+    }
+    // The fixture's classes are easy: far above chance even with 30% noise.
+    assert!(
+        json["steps"][0]["accuracy"].as_f64().unwrap() > 0.5,
+        "{json}"
+    );
+    assert!(json["steps"][1]["optimal_alpha"].as_f64().is_some());
+
+    // The table has the accuracy column; CSV too, with the noise on every row.
+    let output = sd_cli(&[
+        "krr", "--images", data_s, "--alpha", "0.5", "--steps", "2", "--format", "csv",
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let csv = stdout(&output);
+    assert!(
+        csv.starts_with("step,alpha,loss,train_loss,accuracy,label_noise\n"),
+        "{csv}"
+    );
+    assert_eq!(csv.lines().count(), 4, "{csv}");
+    let output = sd_cli(&["krr", "--images", data_s, "--test-size", "40"]);
+    let table = stdout(&output);
+    assert!(
+        table.contains("accuracy") && table.contains("40 test images"),
+        "{table}"
+    );
+
+    for (args, expected) in [
+        (vec!["--train-size", "0"], "must be at least 1"),
+        (vec!["--train-size", "301"], "more than the 300"),
+        (vec!["--label-noise", "1"], "[0, 1)"),
+        (vec!["--val-size", "300"], "leaves no training images"),
+        (vec!["--data", "x.csv"], "cannot be used with"),
+    ] {
+        let mut full = vec!["krr", "--images", data_s];
+        full.extend(args);
+        let err = error_line(&full);
+        assert!(err.contains(expected), "{full:?}: {err}");
+    }
+    let err = error_line(&["krr", "--images", dir.path().to_str().unwrap()]);
+    assert!(err.contains("no data set found"), "{err}");
+    let err = error_line(&["krr", "--train-size", "10"]);
+    assert!(err.contains("--images"), "{err}");
+}

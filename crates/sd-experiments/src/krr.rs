@@ -1,6 +1,7 @@
 //! The kernel ridge regression job: one self-distillation run, from settings to a report that
 //! prints as a table, JSON or CSV ([`output`]) and draws as figures ([`crate::plot`]).
 
+pub mod images;
 pub mod input;
 pub mod output;
 pub mod toy;
@@ -260,8 +261,11 @@ pub struct KrrConfig {
     pub clamp: bool,
     /// Steps, the first fit (step 0) included, `>= 1`.
     pub steps: usize,
-    /// Training CSV; `None` for the toy example.
+    /// Training CSV; `None` for the toy example (or images).
     pub data: Option<PathBuf>,
+    /// An image data set instead of a CSV ([`images`]): one-hot targets, test accuracy, alpha
+    /// `auto` chosen on a validation split.
+    pub images: Option<images::ImageSource>,
     /// Target columns of the training CSV (empty: the last column).
     pub targets: Vec<String>,
     /// Held-out CSV: the loss reference (and the reference of `alpha = auto`).
@@ -289,6 +293,7 @@ impl KrrConfig {
             clamp: false,
             steps: sd_kernel::toy::STEPS,
             data: None,
+            images: None,
             targets: Vec::new(),
             test: None,
             solver: SolverChoice::Auto,
@@ -311,6 +316,9 @@ pub struct StepReport {
     pub optimal_alpha: Option<f64>,
     /// Mean squared error against the reference; `null` without one.
     pub loss: Option<f64>,
+    /// Share of the test images classified right (argmax); images only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<f64>,
     /// Mean squared error against the training targets.
     pub train_loss: f64,
     /// Diagonal of `B(t)` (eigenvalue order, descending); `null` on the Cholesky route.
@@ -324,6 +332,9 @@ pub struct LimitReport {
     pub alpha: f64,
     /// Mean squared error against the reference; `null` without one.
     pub loss: Option<f64>,
+    /// Share of the test images classified right (argmax); images only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub accuracy: Option<f64>,
     /// Mean squared error against the training targets.
     pub train_loss: f64,
     /// Diagonal of `B(inf)`; `null` on the Cholesky route.
@@ -378,6 +389,8 @@ pub struct KrrReport {
     pub eigenvalues: Option<Vec<f64>>,
     /// Grid predictions for the fit figure.
     pub curves: Option<Curves>,
+    /// With images: how they were read and chosen, and how many labels the noise changed.
+    pub images: Option<(images::ImageSource, usize)>,
 }
 
 impl KrrReport {
@@ -397,10 +410,55 @@ struct Problem {
     target_names: Vec<String>,
     data: String,
     reference: Option<(Mat<f64>, Mat<f64>, String)>,
+    /// The reference of `alpha = auto`: the loss's reference, or with images the validation
+    /// split (never the test images).
+    alpha_reference: Option<(Mat<f64>, Mat<f64>)>,
+    /// Labels of the reference, for accuracy (images).
+    test_labels: Option<Vec<u8>>,
+    labels_changed: usize,
     truth: Option<fn(f64) -> f64>,
 }
 
+impl Problem {
+    fn with_alpha_reference(mut self) -> Self {
+        self.alpha_reference = self
+            .reference
+            .as_ref()
+            .map(|(x, y, _)| (x.clone(), y.clone()));
+        self
+    }
+}
+
 fn load(config: &KrrConfig) -> Result<Problem> {
+    if let Some(source) = &config.images {
+        if config.data.is_some() || config.test.is_some() || !config.targets.is_empty() {
+            return Err(Error::setting(
+                "images",
+                "cannot go with data, test or target (the images bring their own)",
+            ));
+        }
+        let problem = images::load(source, config.alpha.is_auto())?;
+        let test_rows = problem.test.x.nrows();
+        let alpha_reference = (problem.val.x.nrows() > 0).then_some((problem.val.x, problem.val.y));
+        return Ok(Problem {
+            x: problem.train.x,
+            y: problem.train.y,
+            target_names: problem.class_names,
+            data: problem.description,
+            reference: Some((
+                problem.test.x,
+                problem.test.y,
+                format!(
+                    "mean squared error against the one-hot labels of the {test_rows} test \
+                     images; accuracy: argmax"
+                ),
+            )),
+            alpha_reference,
+            test_labels: Some(problem.test.labels),
+            labels_changed: problem.labels_changed,
+            truth: None,
+        });
+    }
     match &config.data {
         None => Ok(Problem {
             x: sd_kernel::toy::inputs(),
@@ -415,8 +473,12 @@ fn load(config: &KrrConfig) -> Result<Problem> {
                     sd_kernel::toy::GRID_POINTS
                 ),
             )),
+            alpha_reference: None,
+            test_labels: None,
+            labels_changed: 0,
             truth: Some(sd_kernel::toy::true_function),
-        }),
+        }
+        .with_alpha_reference()),
         Some(path) => {
             let train = Table::read(path, &config.targets)?;
             let reference = match &config.test {
@@ -447,8 +509,12 @@ fn load(config: &KrrConfig) -> Result<Problem> {
                 y: train.y,
                 target_names: train.target_names,
                 reference,
+                alpha_reference: None,
+                test_labels: None,
+                labels_changed: 0,
                 truth: None,
-            })
+            }
+            .with_alpha_reference())
         }
     }
 }
@@ -471,7 +537,7 @@ pub fn run(config: &KrrConfig) -> Result<KrrReport> {
         ));
     }
     let problem = load(config)?;
-    if config.alpha.is_auto() && problem.reference.is_none() {
+    if config.alpha.is_auto() && problem.alpha_reference.is_none() {
         return Err(Error::AutoWithoutReference);
     }
     let route = match config.solver {
@@ -505,7 +571,14 @@ pub fn run(config: &KrrConfig) -> Result<KrrReport> {
         problem.y.as_ref(),
         config.lambda,
         route,
-    )?;
+    )
+    .map_err(|e| match e {
+        sd_kernel::Error::TooLarge { .. } if config.images.is_some() => Error::setting(
+            "train_size",
+            format!("is too large for the exact routes here: {e}; take fewer training images"),
+        ),
+        e => e.into(),
+    })?;
     tracing::info!(seconds = started.elapsed().as_secs_f64(), "factorised");
     if let Some(spinner) = &spinner {
         spinner.set_message(format!("{} distillation steps", config.steps));
@@ -514,7 +587,7 @@ pub fn run(config: &KrrConfig) -> Result<KrrReport> {
     let schedule = match config.alpha {
         Alpha::Fixed(alpha) => Schedule::Constant(alpha),
         Alpha::Auto => {
-            let (x, targets, _) = problem.reference.as_ref().expect("checked above");
+            let (x, targets) = problem.alpha_reference.as_ref().expect("checked above");
             Schedule::Optimal(OptimalAlpha {
                 x: x.clone(),
                 targets: targets.clone(),
@@ -554,6 +627,10 @@ pub fn run(config: &KrrConfig) -> Result<KrrReport> {
             targets.as_ref(),
         ))
     };
+    let accuracy = |coef: &Mat<f64>| -> Option<f64> {
+        let (evaluator, labels) = (evaluator.as_ref()?, problem.test_labels.as_ref()?);
+        Some(images::accuracy(&evaluator.predict(coef.as_ref()), labels))
+    };
     let train_loss = |fitted: &Mat<f64>| mean_squared_error(fitted.as_ref(), problem.y.as_ref());
 
     if let Some(spinner) = spinner {
@@ -583,6 +660,7 @@ pub fn run(config: &KrrConfig) -> Result<KrrReport> {
                 alpha: step.alpha,
                 optimal_alpha: step.optimal_alpha,
                 loss: loss(&step.fit.dual_coef),
+                accuracy: accuracy(&step.fit.dual_coef),
                 train_loss: train_loss(&step.fit.fitted),
                 b_diag: step.b_diag.clone(),
             })
@@ -590,11 +668,16 @@ pub fn run(config: &KrrConfig) -> Result<KrrReport> {
         limit: limit.as_ref().map(|limit| LimitReport {
             alpha: limit.alpha,
             loss: loss(&limit.fit.dual_coef),
+            accuracy: accuracy(&limit.fit.dual_coef),
             train_loss: train_loss(&limit.fit.fitted),
             b_diag: limit.b_diag.clone(),
         }),
         eigenvalues: model.eigenvalues().map(<[f64]>::to_vec),
         curves,
+        images: config
+            .images
+            .clone()
+            .map(|source| (source, problem.labels_changed)),
     })
 }
 

@@ -79,10 +79,22 @@ struct JsonReport<'a> {
     n_train: usize,
     n_features: usize,
     targets: &'a [String],
+    /// What was read, in words.
+    data: &'a str,
+    /// With images: how they were read and chosen.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    images: Option<JsonImages<'a>>,
     reference: Option<&'a str>,
     steps: &'a [StepReport],
     limit: Option<&'a LimitReport>,
     eigenvalues: Option<&'a [f64]>,
+}
+
+#[derive(Serialize)]
+struct JsonImages<'a> {
+    #[serde(flatten)]
+    source: &'a crate::krr::images::ImageSource,
+    labels_changed: usize,
 }
 
 /// The report as one JSON object (pretty-printed, ending in a newline).
@@ -106,6 +118,14 @@ pub fn json(report: &KrrReport) -> String {
         n_train: report.n_train,
         n_features: report.n_features,
         targets: &report.target_names,
+        data: &report.data,
+        images: report
+            .images
+            .as_ref()
+            .map(|(source, labels_changed)| JsonImages {
+                source,
+                labels_changed: *labels_changed,
+            }),
         reference: report.reference.as_deref(),
         steps: &report.steps,
         limit: report.limit.as_ref(),
@@ -166,14 +186,20 @@ pub fn table(report: &KrrReport) -> String {
     );
     out.push('\n');
     let clamped = report.alpha.is_auto() && report.clamp;
-    let mut rows: Vec<[String; 5]> = vec![[
+    let accuracy = report.images.is_some();
+    let mut rows: Vec<[String; 6]> = vec![[
         "step".into(),
         "alpha".into(),
         if clamped { "optimum" } else { "" }.into(),
         "loss".into(),
+        if accuracy { "accuracy" } else { "" }.into(),
         "train loss".into(),
     ]];
     let loss_cell = |loss: Option<f64>| loss.map_or("-".into(), number);
+    let accuracy_cell = |value: Option<f64>| match value {
+        Some(value) if accuracy => format!("{value:.4}"),
+        _ => String::new(),
+    };
     for step in &report.steps {
         rows.push([
             step.step.to_string(),
@@ -184,6 +210,7 @@ pub fn table(report: &KrrReport) -> String {
                 String::new()
             },
             loss_cell(step.loss),
+            accuracy_cell(step.accuracy),
             number(step.train_loss),
         ]);
     }
@@ -193,10 +220,11 @@ pub fn table(report: &KrrReport) -> String {
             alpha_cell(Some(limit.alpha)),
             String::new(),
             loss_cell(limit.loss),
+            accuracy_cell(limit.accuracy),
             number(limit.train_loss),
         ]);
     }
-    let widths: Vec<usize> = (0..5)
+    let widths: Vec<usize> = (0..6)
         .map(|c| rows.iter().map(|r| r[c].len()).max().unwrap_or(0))
         .collect();
     for row in &rows {
@@ -252,11 +280,26 @@ pub fn csv_rows(report: &KrrReport) -> Vec<[String; 4]> {
     rows
 }
 
-/// The report as CSV: `step,alpha,loss,train_loss`; empty cells where there is no value.
+/// The report as CSV: `step,alpha,loss,train_loss`; empty cells where there is no value. With
+/// images, also `accuracy` and `label_noise` (the same on every row).
 pub fn csv(report: &KrrReport) -> String {
     let mut writer = csv::Writer::from_writer(Vec::new());
-    writer.write_record(CSV_HEADER).expect("writing to memory");
-    for row in csv_rows(report) {
+    let mut header: Vec<&str> = CSV_HEADER.to_vec();
+    if report.images.is_some() {
+        header.extend(["accuracy", "label_noise"]);
+    }
+    writer.write_record(&header).expect("writing to memory");
+    let accuracies = report
+        .steps
+        .iter()
+        .map(|s| s.accuracy)
+        .chain(report.limit.as_ref().map(|l| l.accuracy));
+    for (row, accuracy) in csv_rows(report).into_iter().zip(accuracies) {
+        let mut row = row.to_vec();
+        if let Some((source, _)) = &report.images {
+            row.push(accuracy.map_or(String::new(), |a| a.to_string()));
+            row.push(source.label_noise.to_string());
+        }
         writer.write_record(row).expect("writing to memory");
     }
     String::from_utf8(writer.into_inner().expect("writing to memory")).expect("ASCII")
