@@ -82,6 +82,32 @@ impl DenseMatrix {
         left[low * n..(low + 1) * n].swap_with_slice(&mut right[..n]);
     }
 
+    /// Copies the strict lower triangle onto the upper one (`self[(i, j)] = self[(j, i)]` for
+    /// `i < j`) of a square matrix, which is then exactly symmetric. Blocked: each source column
+    /// is read as a contiguous stretch.
+    pub(crate) fn mirror_lower(&mut self) {
+        const B: usize = 64;
+        let n = self.nrows;
+        debug_assert_eq!(n, self.ncols);
+        for j0 in (0..n).step_by(B) {
+            let width = B.min(n - j0);
+            let (left, right) = self.data.split_at_mut(j0 * n);
+            // Rows j0..j0 + width of the columns before the block, onto the block's columns.
+            for i in 0..j0 {
+                let source = &left[i * n + j0..i * n + j0 + width];
+                for (b, &value) in source.iter().enumerate() {
+                    right[b * n + i] = value;
+                }
+            }
+            // Inside the diagonal block.
+            for b in 1..width {
+                for a in 0..b {
+                    right[b * n + j0 + a] = right[a * n + j0 + b];
+                }
+            }
+        }
+    }
+
     /// A copy, made in parallel.
     pub fn par_clone(&self) -> Self {
         let mut copy = Self::zeros(self.nrows, self.ncols);

@@ -92,6 +92,59 @@ pub trait Kernel: Send + Sync {
             *value = self.eval(points.row(start + i), y);
         }
     }
+
+    /// The kernel as a function of inner products, where it is one ([`Rbf`], [`Linear`],
+    /// [`Polynomial`]): [`gram_matrix`] and [`cross_gram_matrix`] then take all inner products in
+    /// one matrix product (GEMM) on inputs of [`GEMM_MIN_FEATURES`] dimensions or more. `None`
+    /// (the default) always evaluates point by point.
+    fn inner_product_form(&self) -> Option<InnerProductForm> {
+        None
+    }
+}
+
+/// From this many input dimensions on, [`gram_matrix`] and [`cross_gram_matrix`] compute kernels
+/// with an [`InnerProductForm`] from one matrix product of the inputs. With `d` dimensions a
+/// point-by-point Gram matrix costs `n^2 d` scalar operations in loops that vectorise over points
+/// only; the product runs at the machine's GEMM rate (784-pixel images, n = 10,000: 18 s became
+/// about 2 s here). The values then differ from [`Kernel::eval`]'s in the last bits (the squared
+/// distance `|a|^2 + |b|^2 - 2 <a, b>` is rounded differently); the Gram matrix stays exactly
+/// symmetric, and an RBF Gram matrix's diagonal exactly 1.
+pub const GEMM_MIN_FEATURES: usize = 64;
+
+/// How a kernel follows from inner products ([`Kernel::inner_product_form`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum InnerProductForm {
+    /// `exp(-gamma d)` of the squared distance `d = |a|^2 + |b|^2 - 2 <a, b>` (clamped at 0).
+    SquaredDistance {
+        /// As [`Rbf`]'s.
+        gamma: f64,
+    },
+    /// `(gamma <a, b> + coef0)^degree`.
+    Dot {
+        /// Scale of the inner product.
+        gamma: f64,
+        /// Additive constant.
+        coef0: f64,
+        /// Degree.
+        degree: u32,
+    },
+}
+
+impl InnerProductForm {
+    /// The kernel's value from `<a, b>`, `|a|^2` and `|b|^2`.
+    #[inline]
+    fn value(self, dot: f64, a_norm: f64, b_norm: f64) -> f64 {
+        match self {
+            InnerProductForm::SquaredDistance { gamma } => {
+                (-gamma * (a_norm + b_norm - 2.0 * dot).max(0.0)).exp()
+            }
+            InnerProductForm::Dot {
+                gamma,
+                coef0,
+                degree,
+            } => (gamma * dot + coef0).powi(degree.min(i32::MAX as u32) as i32),
+        }
+    }
 }
 
 impl<K: Kernel + ?Sized> Kernel for &K {
@@ -104,6 +157,9 @@ impl<K: Kernel + ?Sized> Kernel for &K {
     fn eval_rows(&self, points: &Points, start: usize, y: &[f64], out: &mut [f64]) {
         (**self).eval_rows(points, start, y, out)
     }
+    fn inner_product_form(&self) -> Option<InnerProductForm> {
+        (**self).inner_product_form()
+    }
 }
 
 impl<K: Kernel + ?Sized> Kernel for Box<K> {
@@ -115,6 +171,9 @@ impl<K: Kernel + ?Sized> Kernel for Box<K> {
     }
     fn eval_rows(&self, points: &Points, start: usize, y: &[f64], out: &mut [f64]) {
         (**self).eval_rows(points, start, y, out)
+    }
+    fn inner_product_form(&self) -> Option<InnerProductForm> {
+        (**self).inner_product_form()
     }
 }
 
@@ -240,6 +299,9 @@ impl Kernel for Rbf {
     fn name(&self) -> &'static str {
         "rbf"
     }
+    fn inner_product_form(&self) -> Option<InnerProductForm> {
+        Some(InnerProductForm::SquaredDistance { gamma: self.gamma })
+    }
     fn eval_rows(&self, points: &Points, start: usize, y: &[f64], out: &mut [f64]) {
         pulp::Arch::new().dispatch(StationaryRows::<false> {
             points,
@@ -319,6 +381,13 @@ impl Kernel for Linear {
     fn name(&self) -> &'static str {
         "linear"
     }
+    fn inner_product_form(&self) -> Option<InnerProductForm> {
+        Some(InnerProductForm::Dot {
+            gamma: 1.0,
+            coef0: 0.0,
+            degree: 1,
+        })
+    }
 }
 
 impl fmt::Display for Linear {
@@ -392,6 +461,13 @@ impl Kernel for Polynomial {
     fn name(&self) -> &'static str {
         "poly"
     }
+    fn inner_product_form(&self) -> Option<InnerProductForm> {
+        Some(InnerProductForm::Dot {
+            gamma: self.gamma,
+            coef0: self.coef0,
+            degree: self.degree,
+        })
+    }
 }
 
 impl fmt::Display for Polynomial {
@@ -410,7 +486,27 @@ impl fmt::Display for Polynomial {
 /// computed, both triangles: for a kernel whose `eval` is bitwise symmetric, as every kernel of
 /// this crate is, the matrix is exactly symmetric, and this is faster than computing one triangle
 /// and copying it across (a strided pass over `8 n^2` bytes).
+///
+/// Kernels with an [`InnerProductForm`] on inputs of [`GEMM_MIN_FEATURES`] dimensions or more go
+/// through one matrix product instead (the lower triangle from it, mirrored onto the upper).
 pub fn gram_matrix<K: Kernel + ?Sized>(kernel: &K, x: MatRef<'_, f64>) -> DenseMatrix {
+    if x.ncols() >= GEMM_MIN_FEATURES
+        && let Some(form) = kernel.inner_product_form()
+    {
+        let n = x.nrows();
+        let mut gram = DenseMatrix::zeros(n, n);
+        product_into(&mut gram, x, x);
+        // The squared norms from the product's own diagonal: the distance of a point to itself
+        // is then exactly 0.
+        let norms: Vec<f64> = (0..n).map(|i| gram.col(i)[i]).collect();
+        gram.par_cols_mut().enumerate().for_each(|(j, column)| {
+            for i in j..n {
+                column[i] = form.value(column[i], norms[i], norms[j]);
+            }
+        });
+        gram.mirror_lower();
+        return gram;
+    }
     let points = Points::new(x);
     let mut gram = DenseMatrix::zeros(points.len(), points.len());
     gram.par_cols_mut().enumerate().for_each(|(j, column)| {
@@ -431,6 +527,25 @@ pub fn cross_gram_matrix<K: Kernel + ?Sized>(
     x: MatRef<'_, f64>,
 ) -> DenseMatrix {
     assert_eq!(x_new.ncols(), x.ncols(), "points of different dimensions");
+    if x.ncols() >= GEMM_MIN_FEATURES
+        && let Some(form) = kernel.inner_product_form()
+    {
+        let squared_norms = |m: MatRef<'_, f64>| -> Vec<f64> {
+            (0..m.nrows())
+                .into_par_iter()
+                .map(|i| m.row(i).iter().map(|v| v * v).sum())
+                .collect()
+        };
+        let (new_norms, norms) = (squared_norms(x_new), squared_norms(x));
+        let mut cross = DenseMatrix::zeros(x_new.nrows(), x.nrows());
+        product_into(&mut cross, x_new, x);
+        cross.par_cols_mut().enumerate().for_each(|(j, column)| {
+            for (i, value) in column.iter_mut().enumerate() {
+                *value = form.value(*value, new_norms[i], norms[j]);
+            }
+        });
+        return cross;
+    }
     let new_points = Points::new(x_new);
     let points = Points::new(x);
     let mut cross = DenseMatrix::zeros(new_points.len(), points.len());
@@ -440,10 +555,73 @@ pub fn cross_gram_matrix<K: Kernel + ?Sized>(
     cross
 }
 
+/// `out = a b^T` (all inner products of `a`'s rows with `b`'s), in parallel.
+fn product_into(out: &mut DenseMatrix, a: MatRef<'_, f64>, b: MatRef<'_, f64>) {
+    faer::linalg::matmul::matmul(
+        out.as_mut(),
+        faer::Accum::Replace,
+        a,
+        b.transpose(),
+        1.0,
+        faer::get_global_parallelism(),
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use faer::Mat;
+
+    #[test]
+    fn the_gemm_route_agrees_with_eval_and_stays_exactly_symmetric() {
+        let (n, d) = (150, GEMM_MIN_FEATURES + 36);
+        let x = Mat::from_fn(n, d, |i, j| ((i * 31 + j * 17) % 97) as f64 / 97.0);
+        let x_new = Mat::from_fn(40, d, |i, j| ((i * 13 + j * 7) % 89) as f64 / 89.0);
+        let kernels: Vec<Box<dyn Kernel>> = vec![
+            Box::new(Rbf::new(0.02).unwrap()),
+            Box::new(Linear),
+            Box::new(Polynomial::new(0.01, 1.0, 3).unwrap()),
+        ];
+        for kernel in &kernels {
+            assert!(kernel.inner_product_form().is_some());
+            let gram = gram_matrix(kernel, x.as_ref());
+            let cross = cross_gram_matrix(kernel, x_new.as_ref(), x.as_ref());
+            let scale = (0..n).map(|i| gram[(i, i)].abs()).fold(0.0, f64::max);
+            for j in 0..n {
+                for i in 0..n {
+                    assert_eq!(gram[(i, j)], gram[(j, i)], "{} ({i}, {j})", kernel.name());
+                }
+            }
+            let rows = |m: &Mat<f64>, i: usize| -> Vec<f64> { m.row(i).iter().copied().collect() };
+            for i in 0..n {
+                for j in 0..n {
+                    let exact = kernel.eval(&rows(&x, i), &rows(&x, j));
+                    assert!(
+                        (gram[(i, j)] - exact).abs() <= 1e-12 * scale,
+                        "{}",
+                        kernel.name()
+                    );
+                }
+            }
+            for i in 0..40 {
+                for j in 0..n {
+                    let exact = kernel.eval(&rows(&x_new, i), &rows(&x, j));
+                    assert!(
+                        (cross[(i, j)] - exact).abs() <= 1e-12 * scale,
+                        "{}",
+                        kernel.name()
+                    );
+                }
+            }
+        }
+        let rbf = gram_matrix(&Rbf::new(0.02).unwrap(), x.as_ref());
+        assert!((0..n).all(|i| rbf[(i, i)] == 1.0));
+        // Below the threshold nothing changes: every value is eval's, bitwise.
+        let narrow = Mat::from_fn(20, GEMM_MIN_FEATURES - 1, |i, j| (i + j) as f64 / 50.0);
+        let gram = gram_matrix(&Rbf::new(0.02).unwrap(), narrow.as_ref());
+        let row = |i: usize| -> Vec<f64> { narrow.row(i).iter().copied().collect() };
+        assert_eq!(gram[(3, 7)], Rbf::new(0.02).unwrap().eval(&row(3), &row(7)));
+    }
 
     fn points(n: usize, d: usize) -> Mat<f64> {
         Mat::from_fn(n, d, |i, j| {

@@ -67,7 +67,8 @@ pub use distill::{
 pub use error::{Error, Result};
 pub use factor::{EIGENVALUE_TOLERANCE, Fit};
 pub use kernel::{
-    Kernel, Laplacian, Linear, Points, Polynomial, Rbf, cross_gram_matrix, gram_matrix,
+    GEMM_MIN_FEATURES, InnerProductForm, Kernel, Laplacian, Linear, Points, Polynomial, Rbf,
+    cross_gram_matrix, gram_matrix,
 };
 
 /// The faer version this crate's matrices come from, re-exported so callers use the same one.

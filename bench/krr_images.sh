@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Kernel self-distillation on Fashion-MNIST, ours and scikit-learn's side by side in one run:
+# `sd-cli krr --images` (exact route, one factorisation for every step and the limit) against
+# KernelRidge refitted at every step (bench/krr_images_reference.py). Same problem, same numbers
+# expected; prints wall time, peak memory and each step's test accuracy for both.
+# Needs: apt-get install -y dataset-fashion-mnist; pip install numpy scikit-learn.
+#   bench/krr_images.sh                 # N = 10,000 (about 3 minutes on 2 cores)
+#   SD_BENCH_N=2000 bench/krr_images.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${SD_BENCH_N:-10000}
+data=${SD_FASHION_MNIST:-/usr/share/datasets/fashion-mnist}
+mkdir -p target/bench
+cargo build --release -p sd-cli --quiet
+
+echo "== $(date -u +%Y-%m-%dT%H:%MZ) on $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)"
+ours=target/bench/krr_images_ours.json
+/usr/bin/time -f '%e s, %M KB' -o target/bench/krr_images_ours.time \
+    target/release/sd-cli krr --images "$data" --train-size "$n" --gamma 0.02 --lambda 0.1 \
+    --alpha 0.25 --steps 10 --solver cholesky --format json -q > "$ours"
+/usr/bin/time -f '%e s, %M KB' -o target/bench/krr_images_sklearn.time \
+    python3 bench/krr_images_reference.py --data "$data" --n "$n" > target/bench/krr_images_sklearn.json
+python3 - "$ours" target/bench/krr_images_sklearn.json <<'EOF'
+import json, sys
+ours, theirs = (json.load(open(p)) for p in sys.argv[1:3])
+t_ours = open("target/bench/krr_images_ours.time").read().strip()
+t_theirs = open("target/bench/krr_images_sklearn.time").read().strip()
+print(f"N = {theirs['n']}, 10 steps + limit, all 10,000 test images")
+print(f"sd-cli krr --images (whole process, reading included): {t_ours}")
+print(f"scikit-learn {theirs['sklearn']} KernelRidge per step (whole process): {t_theirs}; "
+      f"fits and predictions alone: {theirs['seconds']:.1f} s")
+print("step | ours accuracy | sklearn accuracy | ours test MSE | sklearn test MSE")
+for a, b in zip(ours["steps"], theirs["steps"]):
+    print(f"{a['step']} | {a['accuracy']:.4f} | {b['accuracy']:.4f} | {a['loss']:.6f} | {b['loss']:.6f}")
+a, b = ours["limit"], theirs["limit"]
+print(f"limit | {a['accuracy']:.4f} | {b['accuracy']:.4f} | {a['loss']:.6f} | {b['loss']:.6f}")
+EOF
