@@ -4,8 +4,10 @@
 # KernelRidge refitted at every step (bench/krr_images_reference.py). Same problem, same numbers
 # expected; prints wall time, peak memory and each step's test accuracy for both.
 # Needs: apt-get install -y dataset-fashion-mnist; pip install numpy scikit-learn.
-#   bench/krr_images.sh                 # N = 10,000 (about 3 minutes on 2 cores)
+#   bench/krr_images.sh                      # exact, N = 10,000 (about 3 minutes on 2 cores)
 #   SD_BENCH_N=2000 bench/krr_images.sh
+#   SD_BENCH_NYSTROM=4000 bench/krr_images.sh # then Nystrom, N = 60,000, M = 4,000, against
+#                                             # Nystroem + Ridge refitted per step (15 minutes)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${SD_BENCH_N:-10000}
@@ -35,3 +37,25 @@ for a, b in zip(ours["steps"], theirs["steps"]):
 a, b = ours["limit"], theirs["limit"]
 print(f"limit | {a['accuracy']:.4f} | {b['accuracy']:.4f} | {a['loss']:.6f} | {b['loss']:.6f}")
 EOF
+
+if [ -n "${SD_BENCH_NYSTROM:-}" ]; then
+    m=$SD_BENCH_NYSTROM
+    /usr/bin/time -f '%e s, %M KB' -o target/bench/krr_nystrom_ours.time \
+        target/release/sd-cli krr --images "$data" --nystrom "$m" --gamma 0.02 --lambda 0.1 \
+        --alpha 0.25 --steps 10 --format json -q > target/bench/krr_nystrom_ours.json
+    (cd bench && /usr/bin/time -f '%e s, %M KB' -o ../target/bench/krr_nystrom_sklearn.time \
+        python3 krr_nystrom_reference.py --data "$data" --m "$m" > ../target/bench/krr_nystrom_sklearn.json)
+    python3 - target/bench/krr_nystrom_ours.json target/bench/krr_nystrom_sklearn.json <<'EOF'
+import json, sys
+ours, theirs = (json.load(open(p)) for p in sys.argv[1:3])
+print(f"Nystrom, N = {theirs['n']}, M = {theirs['m']}, 10 steps + limit")
+print("sd-cli krr --images --nystrom (whole process):", open("target/bench/krr_nystrom_ours.time").read().strip())
+print(f"scikit-learn {theirs['sklearn']} Nystroem + Ridge refitted per step (whole process):",
+      open("target/bench/krr_nystrom_sklearn.time").read().strip())
+print("step | ours accuracy | sklearn accuracy | ours test MSE | sklearn test MSE")
+for a, b in zip(ours["steps"], theirs["steps"]):
+    print(f"{a['step']} | {a['accuracy']:.4f} | {b['accuracy']:.4f} | {a['loss']:.6f} | {b['loss']:.6f}")
+a, b = ours["limit"], theirs["limit"]
+print(f"limit | {a['accuracy']:.4f} | {b['accuracy']:.4f} | {a['loss']:.6f} | {b['loss']:.6f}")
+EOF
+fi

@@ -14,7 +14,7 @@ use sd_experiments::data::{FixtureLayout, InspectConfig};
 use sd_experiments::experiment::Shard;
 use sd_experiments::krr::images::ImageSource;
 use sd_experiments::krr::output::Format;
-use sd_experiments::krr::{KernelKind, KrrConfig, SolverChoice};
+use sd_experiments::krr::{KernelKind, KrrConfig, NystromChoice, SolverChoice};
 use sd_experiments::resnet::ResnetJob;
 use sd_resnet::loss::LossKind;
 use sd_resnet::{Depth, Stem};
@@ -45,7 +45,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Self-distillation of kernel ridge regression (the paper's toy example by default)
-    Krr(KrrArgs),
+    Krr(Box<KrrArgs>),
     /// Image data sets: inspect CIFAR-10 or (Fashion-)MNIST files, write a fixture
     #[command(subcommand)]
     Data(DataCommand),
@@ -595,6 +595,15 @@ pub struct KrrArgs {
     #[arg(long, requires = "images")]
     pub standardize: bool,
 
+    /// The Nyström route with M landmarks (drawn uniformly without replacement from the training
+    /// points): for training sets whose n x n kernel matrix does not fit in memory
+    #[arg(long, value_name = "M", value_parser = image_count)]
+    pub nystrom: Option<u64>,
+
+    /// The seed of the Nyström landmarks' draw
+    #[arg(long, value_name = "S", default_value_t = 0, requires = "nystrom")]
+    pub landmark_seed: u64,
+
     /// Output format on stdout
     #[arg(long, default_value = "table", value_parser = one_of::<Format>(&[
         ("table", "A table for people, like the original notebook's"),
@@ -642,6 +651,9 @@ impl KrrArgs {
                  >= 1"
             );
         }
+        if self.nystrom.is_some() && self.solver != SolverChoice::Auto {
+            bail!("--nystrom is a route of its own: drop --solver");
+        }
         if self.plot.is_some() && self.solver == SolverChoice::Cholesky {
             bail!(
                 "--plot draws the B diagonals, which need the eigendecomposition: drop --solver \
@@ -667,6 +679,10 @@ impl KrrArgs {
         Ok(KrrConfig {
             kernel: self.kernel.with(gamma, self.coef0, self.degree)?,
             images,
+            nystrom: self.nystrom.map(|m| NystromChoice {
+                landmarks: m as usize,
+                seed: self.landmark_seed,
+            }),
             lambda: self.lambda,
             alpha: self.alpha,
             clamp: self.clamp_alpha,
@@ -675,7 +691,10 @@ impl KrrArgs {
             targets: self.target.clone(),
             test: self.test.clone(),
             solver: self.solver,
-            need_spectrum: self.format == Format::Json || self.plot.is_some(),
+            // With images the spectrum (n B-diagonal entries per step, an eigendecomposition
+            // about 4 times a Cholesky factorisation's cost) is only there when asked for.
+            need_spectrum: (self.format == Format::Json && self.images.is_none())
+                || self.plot.is_some(),
             need_curves: self.plot.is_some(),
             show_progress,
         })

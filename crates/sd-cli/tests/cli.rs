@@ -839,6 +839,62 @@ fn krr_on_images_reports_accuracy_and_refuses_what_does_not_fit() {
     }
     let err = error_line(&["krr", "--images", dir.path().to_str().unwrap()]);
     assert!(err.contains("no data set found"), "{err}");
+
+    // The Nyström route with every training image a landmark is the exact route.
+    let run = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec![
+            "krr",
+            "--images",
+            data_s,
+            "--train-size",
+            "120",
+            "--test-size",
+            "50",
+            "--alpha",
+            "0.4",
+            "--steps",
+            "4",
+            "--format",
+            "json",
+        ];
+        args.extend(extra);
+        let output = sd_cli(&args);
+        assert!(output.status.success(), "{}", stderr(&output));
+        serde_json::from_str(&stdout(&output)).unwrap()
+    };
+    let (nystrom, exact) = (run(&["--nystrom", "120"]), run(&[]));
+    assert_eq!(nystrom["solver"], "nystrom");
+    assert_eq!(nystrom["nystrom"]["landmarks"], 120);
+    for (a, b) in nystrom["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(exact["steps"].as_array().unwrap())
+    {
+        let (a_loss, b_loss) = (a["loss"].as_f64().unwrap(), b["loss"].as_f64().unwrap());
+        assert!((a_loss - b_loss).abs() < 1e-9, "{a_loss} {b_loss}");
+        assert_eq!(a["accuracy"], b["accuracy"]);
+    }
+    // Fewer landmarks: a model of its own, reported with its spectrum.
+    let small = run(&["--nystrom", "30", "--landmark-seed", "2"]);
+    assert_eq!(small["eigenvalues"].as_array().unwrap().len(), 30);
+    assert_eq!(small["nystrom"]["seed"], 2);
+    for (args, expected) in [
+        (vec!["--nystrom", "0"], "must be at least 1"),
+        (
+            vec!["--nystrom", "301"],
+            "between 1 and the 300 training points",
+        ),
+        (
+            vec!["--nystrom", "10", "--solver", "eigen"],
+            "drop --solver",
+        ),
+    ] {
+        let mut full = vec!["krr", "--images", data_s];
+        full.extend(args);
+        let err = error_line(&full);
+        assert!(err.contains(expected), "{full:?}: {err}");
+    }
     let err = error_line(&["krr", "--train-size", "10"]);
     assert!(err.contains("--images"), "{err}");
 }

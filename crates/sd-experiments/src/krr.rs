@@ -13,8 +13,8 @@ use std::str::FromStr;
 use sd_alpha::Alpha;
 use sd_kernel::faer::Mat;
 use sd_kernel::{
-    Kernel, Laplacian, Linear, OptimalAlpha, Polynomial, Rbf, Route, Schedule, SelfDistillation,
-    mean_squared_error, spectral,
+    Kernel, Laplacian, Linear, Nystrom, OptimalAlpha, Polynomial, Rbf, Route, Schedule,
+    SelfDistillation, mean_squared_error, spectral,
 };
 use serde::Serialize;
 
@@ -272,6 +272,9 @@ pub struct KrrConfig {
     pub test: Option<PathBuf>,
     /// Factorisation.
     pub solver: SolverChoice,
+    /// The Nyström route instead of the exact ones ([`sd_kernel::nystrom`]): this many landmarks,
+    /// drawn uniformly without replacement from the training points with this seed.
+    pub nystrom: Option<NystromChoice>,
     /// Whether the output needs the spectrum (B diagonals, eigenvalues).
     pub need_spectrum: bool,
     /// Whether to evaluate every step on a grid, for the fit figure (one feature only).
@@ -297,11 +300,32 @@ impl KrrConfig {
             targets: Vec::new(),
             test: None,
             solver: SolverChoice::Auto,
+            nystrom: None,
             need_spectrum: true,
             need_curves: true,
             show_progress: false,
         }
     }
+}
+
+/// The Nyström route's settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct NystromChoice {
+    /// Landmarks, between 1 and the training points.
+    pub landmarks: usize,
+    /// Seed of the uniform draw without replacement (ChaCha8).
+    pub seed: u64,
+}
+
+/// The landmark rows: `landmarks` of `0..n` drawn uniformly without replacement (a seeded
+/// shuffle, the first `landmarks` kept).
+pub fn draw_landmarks(n: usize, choice: NystromChoice) -> Vec<usize> {
+    use rand::SeedableRng;
+    use rand::seq::SliceRandom;
+    let mut rows: Vec<usize> = (0..n).collect();
+    rows.shuffle(&mut rand_chacha::ChaCha8Rng::seed_from_u64(choice.seed));
+    rows.truncate(choice.landmarks);
+    rows
 }
 
 /// One step's line of the report.
@@ -391,6 +415,8 @@ pub struct KrrReport {
     pub curves: Option<Curves>,
     /// With images: how they were read and chosen, and how many labels the noise changed.
     pub images: Option<(images::ImageSource, usize)>,
+    /// On the Nyström route: its settings and the jitter added to `K_MM`.
+    pub nystrom: Option<(NystromChoice, f64)>,
 }
 
 impl KrrReport {
@@ -547,6 +573,9 @@ pub fn run(config: &KrrConfig) -> Result<KrrReport> {
     };
     let kernel = config.kernel.build()?;
     let n = problem.x.nrows();
+    if let Some(choice) = config.nystrom {
+        return run_nystrom(config, &problem, kernel, choice);
+    }
     tracing::info!(
         n,
         d = problem.x.ncols(),
@@ -575,7 +604,10 @@ pub fn run(config: &KrrConfig) -> Result<KrrReport> {
     .map_err(|e| match e {
         sd_kernel::Error::TooLarge { .. } if config.images.is_some() => Error::setting(
             "train_size",
-            format!("is too large for the exact routes here: {e}; take fewer training images"),
+            format!(
+                "is too large for the exact routes here: {e}; take fewer training images, or \
+                 the Nyström route (--nystrom M, e.g. 4000 landmarks)"
+            ),
         ),
         e => e.into(),
     })?;
@@ -678,6 +710,124 @@ pub fn run(config: &KrrConfig) -> Result<KrrReport> {
             .images
             .clone()
             .map(|source| (source, problem.labels_changed)),
+        nystrom: None,
+    })
+}
+
+/// [`run`] on the Nyström route.
+fn run_nystrom(
+    config: &KrrConfig,
+    problem: &Problem,
+    kernel: Box<dyn Kernel>,
+    choice: NystromChoice,
+) -> Result<KrrReport> {
+    let n = problem.x.nrows();
+    if choice.landmarks == 0 || choice.landmarks > n {
+        return Err(Error::setting(
+            "nystrom",
+            format!(
+                "must be between 1 and the {n} training points, got {}",
+                choice.landmarks
+            ),
+        ));
+    }
+    let landmarks = draw_landmarks(n, choice);
+    tracing::info!(
+        n,
+        landmarks = choice.landmarks,
+        "Nyström features and their spectrum"
+    );
+    let started = std::time::Instant::now();
+    let model = Nystrom::new(
+        kernel,
+        problem.x.as_ref(),
+        problem.y.as_ref(),
+        config.lambda,
+        &landmarks,
+    )?;
+    tracing::info!(
+        seconds = started.elapsed().as_secs_f64(),
+        jitter = model.jitter(),
+        "factorised"
+    );
+    let schedule = match config.alpha {
+        Alpha::Fixed(alpha) => Schedule::Constant(alpha),
+        Alpha::Auto => {
+            let (x, targets) = problem.alpha_reference.as_ref().expect("checked by run");
+            Schedule::Optimal(OptimalAlpha {
+                x: x.clone(),
+                targets: targets.clone(),
+                clamp: config.clamp,
+            })
+        }
+    };
+    let steps = model.distill(&schedule, config.steps)?;
+    let limit_alpha = match config.alpha {
+        Alpha::Fixed(alpha) => Some(alpha),
+        Alpha::Auto => steps
+            .last()
+            .and_then(|s| s.alpha)
+            .filter(|a| (0.0..=1.0).contains(a)),
+    };
+    let limit = limit_alpha.map(|alpha| model.limit(alpha)).transpose()?;
+    let evaluator = problem
+        .reference
+        .as_ref()
+        .map(|(x, _, _)| model.at(x.as_ref()))
+        .transpose()?;
+    let predictions = |coef: &Mat<f64>| evaluator.as_ref().map(|e| e.predict(coef.as_ref()));
+    let loss = |coef: &Mat<f64>| -> Option<f64> {
+        let (_, targets, _) = problem.reference.as_ref()?;
+        Some(mean_squared_error(
+            predictions(coef)?.as_ref(),
+            targets.as_ref(),
+        ))
+    };
+    let accuracy = |coef: &Mat<f64>| -> Option<f64> {
+        let labels = problem.test_labels.as_ref()?;
+        Some(images::accuracy(&predictions(coef)?, labels))
+    };
+    let train_loss = |fitted: &Mat<f64>| mean_squared_error(fitted.as_ref(), problem.y.as_ref());
+    if config.need_curves {
+        tracing::warn!("the fit figure is drawn on the exact routes only; skipped");
+    }
+    Ok(KrrReport {
+        kernel: config.kernel,
+        lambda: config.lambda,
+        alpha: config.alpha,
+        clamp: config.clamp,
+        route: Route::Eigen,
+        data: problem.data.clone(),
+        reference: problem.reference.as_ref().map(|(_, _, d)| d.clone()),
+        n_train: n,
+        n_features: problem.x.ncols(),
+        target_names: problem.target_names.clone(),
+        steps: steps
+            .iter()
+            .map(|step| StepReport {
+                step: step.step,
+                alpha: step.alpha,
+                optimal_alpha: step.optimal_alpha,
+                loss: loss(&step.coef),
+                accuracy: accuracy(&step.coef),
+                train_loss: train_loss(&step.fitted),
+                b_diag: Some(step.b_diag.clone()),
+            })
+            .collect(),
+        limit: limit.as_ref().map(|limit| LimitReport {
+            alpha: limit.alpha,
+            loss: loss(&limit.coef),
+            accuracy: accuracy(&limit.coef),
+            train_loss: train_loss(&limit.fitted),
+            b_diag: Some(limit.b_diag.clone()),
+        }),
+        eigenvalues: Some(model.eigenvalues().to_vec()),
+        curves: None,
+        images: config
+            .images
+            .clone()
+            .map(|source| (source, problem.labels_changed)),
+        nystrom: Some((choice, model.jitter())),
     })
 }
 

@@ -81,6 +81,31 @@ pub enum Error {
         /// The entry.
         value: f64,
     },
+    /// A Nyström landmark count out of range, or a landmark index past the data.
+    #[error(
+        "the Nyström landmarks must be between 1 and the {n} training points, distinct rows of them; got {landmarks}"
+    )]
+    Landmarks {
+        /// Landmarks given.
+        landmarks: usize,
+        /// Training points.
+        n: usize,
+    },
+    /// A Nyström problem whose matrices do not fit in the memory available.
+    #[error(
+        "{n} points with {landmarks} Nyström landmarks need about {needed_mib} MiB, more than the \
+         {available_mib} MiB available: take fewer landmarks or points"
+    )]
+    NystromTooLarge {
+        /// Training points.
+        n: usize,
+        /// Landmarks.
+        landmarks: usize,
+        /// Estimated need.
+        needed_mib: u64,
+        /// What the system reports available.
+        available_mib: u64,
+    },
     /// A distillation run of zero steps.
     #[error("the number of steps must be at least 1")]
     ZeroSteps,

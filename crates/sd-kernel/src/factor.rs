@@ -61,7 +61,7 @@ pub(crate) fn product(lhs: MatRef<'_, f64>, rhs: MatRef<'_, f64>) -> Mat<f64> {
 }
 
 /// Factor `matrix + ridge I` in place (lower triangle), `matrix` holding a copy of `K`.
-fn cholesky_in_place(matrix: &mut DenseMatrix, ridge: f64) -> Result<()> {
+pub(crate) fn cholesky_in_place(matrix: &mut DenseMatrix, ridge: f64) -> Result<()> {
     let n = matrix.nrows();
     let mut view = matrix.as_mut();
     for i in 0..n {
@@ -187,6 +187,11 @@ impl Eigen {
 
     pub(crate) fn eigenvalues(&self) -> &[f64] {
         &self.eigenvalues
+    }
+
+    /// The eigenvectors, as columns in the order of the eigenvalues.
+    pub(crate) fn vectors(&self) -> MatRef<'_, f64> {
+        self.vectors.as_ref()
     }
 
     pub(crate) fn fit(&self, targets: MatRef<'_, f64>) -> Fit {

@@ -495,7 +495,7 @@ pub fn gram_matrix<K: Kernel + ?Sized>(kernel: &K, x: MatRef<'_, f64>) -> DenseM
     {
         let n = x.nrows();
         let mut gram = DenseMatrix::zeros(n, n);
-        product_into(&mut gram, x, x);
+        lower_gram_into(&mut gram, x);
         // The squared norms from the product's own diagonal: the distance of a point to itself
         // is then exactly 0.
         let norms: Vec<f64> = (0..n).map(|i| gram.col(i)[i]).collect();
@@ -553,6 +553,23 @@ pub fn cross_gram_matrix<K: Kernel + ?Sized>(
         kernel.eval_rows(&new_points, 0, points.row(j), column);
     });
     cross
+}
+
+/// The lower triangle (diagonal included) of `a a^T` into `out`, in parallel: half the work of
+/// the full product. The upper triangle is left as it was.
+pub(crate) fn lower_gram_into(out: &mut DenseMatrix, a: MatRef<'_, f64>) {
+    use faer::linalg::matmul::triangular::{BlockStructure, matmul};
+    matmul(
+        out.as_mut(),
+        BlockStructure::TriangularLower,
+        faer::Accum::Replace,
+        a,
+        BlockStructure::Rectangular,
+        a.transpose(),
+        BlockStructure::Rectangular,
+        1.0,
+        faer::get_global_parallelism(),
+    );
 }
 
 /// `out = a b^T` (all inner products of `a`'s rows with `b`'s), in parallel.

@@ -56,6 +56,7 @@ mod exp;
 mod factor;
 pub mod kernel;
 pub mod memory;
+pub mod nystrom;
 pub mod spectral;
 pub mod toy;
 
@@ -73,6 +74,7 @@ pub use kernel::{
 
 /// The faer version this crate's matrices come from, re-exported so callers use the same one.
 pub use faer;
+pub use nystrom::{Nystrom, NystromEvaluator, NystromLimit, NystromStep};
 
 // The README's examples run as doc tests.
 #[doc = include_str!("../README.md")]

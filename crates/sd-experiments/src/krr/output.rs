@@ -76,6 +76,9 @@ struct JsonReport<'a> {
     degree: Option<u32>,
     lambda: f64,
     solver: &'static str,
+    /// On the Nyström route: landmarks, their seed, the jitter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nystrom: Option<JsonNystrom>,
     n_train: usize,
     n_features: usize,
     targets: &'a [String],
@@ -88,6 +91,22 @@ struct JsonReport<'a> {
     steps: &'a [StepReport],
     limit: Option<&'a LimitReport>,
     eigenvalues: Option<&'a [f64]>,
+}
+
+#[derive(Serialize)]
+struct JsonNystrom {
+    landmarks: usize,
+    seed: u64,
+    jitter: f64,
+}
+
+/// `cholesky`, `eigen` or `nystrom`.
+fn route_name(report: &KrrReport) -> &'static str {
+    match (report.nystrom, report.route) {
+        (Some(_), _) => "nystrom",
+        (None, sd_kernel::Route::Cholesky) => "cholesky",
+        (None, sd_kernel::Route::Eigen) => "eigen",
+    }
 }
 
 #[derive(Serialize)]
@@ -111,10 +130,12 @@ pub fn json(report: &KrrReport) -> String {
         coef0,
         degree,
         lambda: report.lambda,
-        solver: match report.route {
-            sd_kernel::Route::Cholesky => "cholesky",
-            sd_kernel::Route::Eigen => "eigen",
-        },
+        solver: route_name(report),
+        nystrom: report.nystrom.map(|(choice, jitter)| JsonNystrom {
+            landmarks: choice.landmarks,
+            seed: choice.seed,
+            jitter,
+        }),
         n_train: report.n_train,
         n_features: report.n_features,
         targets: &report.target_names,
@@ -165,14 +186,17 @@ pub fn table(report: &KrrReport) -> String {
     let steps = report.steps.len();
     let _ = writeln!(
         out,
-        "kernel ridge self-distillation: {}, lambda = {}, alpha = {}, {steps} step{} ({} route)",
+        "kernel ridge self-distillation: {}, lambda = {}, alpha = {}, {steps} step{} ({})",
         report.kernel,
         report.lambda,
         alpha_text(report),
         if steps == 1 { "" } else { "s" },
-        match report.route {
-            sd_kernel::Route::Cholesky => "cholesky",
-            sd_kernel::Route::Eigen => "eigen",
+        match report.nystrom {
+            Some((choice, jitter)) => format!(
+                "nystrom route: {} landmarks, seed {}, jitter {jitter:.1e}",
+                choice.landmarks, choice.seed
+            ),
+            None => format!("{} route", route_name(report)),
         }
     );
     let _ = writeln!(out, "data: {}", report.data);
