@@ -275,7 +275,7 @@ impl<K: Kernel> Nystrom<K> {
             step: 0,
             alpha: None,
             optimal_alpha: None,
-            fitted: self.fitted(&first),
+            fitted: Mat::zeros(0, 0),
             coef: first.clone(),
             b_diag: a.clone(),
         }];
@@ -310,10 +310,19 @@ impl<K: Kernel> Nystrom<K> {
                 step,
                 alpha: Some(alpha),
                 optimal_alpha: optimal,
-                fitted: self.fitted(&coef),
+                fitted: Mat::zeros(0, 0),
                 coef,
                 b_diag,
             });
+        }
+        // Every step's fitted values in one product: one pass over Phi for the whole run.
+        let m = self.n_outputs;
+        let all = Mat::from_fn(self.projected_y.nrows(), m * out.len(), |k, c| {
+            out[c / m].coef[(k, c % m)]
+        });
+        let fitted = self.fitted(&all);
+        for (t, step) in out.iter_mut().enumerate() {
+            step.fitted = fitted.subcols(t * m, m).to_owned();
         }
         Ok(out)
     }
