@@ -31,6 +31,18 @@ def idx(path):
     return np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * dims).reshape(shape)
 
 
+def load(data, n=None):
+    """The first n training images (all without n) and all test images: pixels / 255 as float64
+    rows, labels, one-hot targets."""
+    x = idx(os.path.join(data, "train-images-idx3-ubyte.gz"))[:n]
+    labels = idx(os.path.join(data, "train-labels-idx1-ubyte.gz"))[:n]
+    x_test = idx(os.path.join(data, "t10k-images-idx3-ubyte.gz"))
+    test_labels = idx(os.path.join(data, "t10k-labels-idx1-ubyte.gz"))
+    x = x.reshape(len(x), -1).astype(np.float64) / 255.0
+    x_test = x_test.reshape(len(x_test), -1).astype(np.float64) / 255.0
+    return x, labels, np.eye(10)[labels], x_test, test_labels, np.eye(10)[test_labels]
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--data", required=True)
@@ -41,14 +53,7 @@ def main():
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
 
-    x = idx(os.path.join(args.data, "train-images-idx3-ubyte.gz"))[: args.n]
-    labels = idx(os.path.join(args.data, "train-labels-idx1-ubyte.gz"))[: args.n]
-    x_test = idx(os.path.join(args.data, "t10k-images-idx3-ubyte.gz"))
-    test_labels = idx(os.path.join(args.data, "t10k-labels-idx1-ubyte.gz"))
-    x = x.reshape(len(x), -1).astype(np.float64) / 255.0
-    x_test = x_test.reshape(len(x_test), -1).astype(np.float64) / 255.0
-    onehot = np.eye(10)[labels]
-    onehot_test = np.eye(10)[test_labels]
+    x, labels, onehot, x_test, test_labels, onehot_test = load(args.data, args.n)
 
     def scores(model):
         predictions = model.predict(x_test)

@@ -10,7 +10,6 @@ Run: python3 bench/krr_nystrom_reference.py --data /usr/share/datasets/fashion-m
 
 import argparse
 import json
-import os
 import time
 
 import numpy as np
@@ -19,7 +18,7 @@ from sklearn.kernel_approximation import Nystroem
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import make_pipeline
 
-from krr_images_reference import idx
+from krr_images_reference import load
 
 
 def main():
@@ -31,14 +30,7 @@ def main():
     parser.add_argument("--alpha", type=float, default=0.25)
     parser.add_argument("--steps", type=int, default=10)
     args = parser.parse_args()
-    x = idx(os.path.join(args.data, "train-images-idx3-ubyte.gz"))
-    labels = idx(os.path.join(args.data, "train-labels-idx1-ubyte.gz"))
-    x_test = idx(os.path.join(args.data, "t10k-images-idx3-ubyte.gz"))
-    test_labels = idx(os.path.join(args.data, "t10k-labels-idx1-ubyte.gz"))
-    x = x.reshape(len(x), -1).astype(np.float64) / 255.0
-    x_test = x_test.reshape(len(x_test), -1).astype(np.float64) / 255.0
-    onehot = np.eye(10)[labels]
-    onehot_test = np.eye(10)[test_labels]
+    x, labels, onehot, x_test, test_labels, onehot_test = load(args.data)
 
     def fit(targets, lam):
         return make_pipeline(

@@ -616,35 +616,8 @@ pub fn run(config: &KrrConfig) -> Result<KrrReport> {
         spinner.set_message(format!("{} distillation steps", config.steps));
     }
 
-    let schedule = match config.alpha {
-        Alpha::Fixed(alpha) => Schedule::Constant(alpha),
-        Alpha::Auto => {
-            let (x, targets) = problem.alpha_reference.as_ref().expect("checked above");
-            Schedule::Optimal(OptimalAlpha {
-                x: x.clone(),
-                targets: targets.clone(),
-                clamp: config.clamp,
-            })
-        }
-    };
-    let steps = model.distill(&schedule, config.steps)?;
-    let limit_alpha = match config.alpha {
-        Alpha::Fixed(alpha) => Some(alpha),
-        Alpha::Auto => {
-            let last = steps.last().and_then(|s| s.alpha);
-            match last {
-                Some(alpha) if (0.0..=1.0).contains(&alpha) => Some(alpha),
-                Some(alpha) => {
-                    tracing::warn!(
-                        alpha,
-                        "the last optimal alpha lies outside [0, 1]: no limit is reported"
-                    );
-                    None
-                }
-                None => None,
-            }
-        }
-    };
+    let steps = model.distill(&schedule(config, &problem), config.steps)?;
+    let limit_alpha = limit_alpha(config, steps.last().and_then(|s| s.alpha));
     let limit = limit_alpha.map(|alpha| model.limit(alpha)).transpose()?;
 
     let evaluator = problem
@@ -714,6 +687,39 @@ pub fn run(config: &KrrConfig) -> Result<KrrReport> {
     })
 }
 
+/// The schedule of `config`'s alpha; `auto` against the problem's alpha reference (checked to be
+/// there by [`run`]).
+fn schedule(config: &KrrConfig, problem: &Problem) -> Schedule {
+    match config.alpha {
+        Alpha::Fixed(alpha) => Schedule::Constant(alpha),
+        Alpha::Auto => {
+            let (x, targets) = problem.alpha_reference.as_ref().expect("checked by run");
+            Schedule::Optimal(OptimalAlpha {
+                x: x.clone(),
+                targets: targets.clone(),
+                clamp: config.clamp,
+            })
+        }
+    }
+}
+
+/// The alpha whose limit is reported: the fixed one, or with `auto` the last step's when it lies
+/// in `[0, 1]` (a warning otherwise).
+fn limit_alpha(config: &KrrConfig, last: Option<f64>) -> Option<f64> {
+    match (config.alpha, last) {
+        (Alpha::Fixed(alpha), _) => Some(alpha),
+        (Alpha::Auto, Some(alpha)) if (0.0..=1.0).contains(&alpha) => Some(alpha),
+        (Alpha::Auto, Some(alpha)) => {
+            tracing::warn!(
+                alpha,
+                "the last optimal alpha lies outside [0, 1]: no limit is reported"
+            );
+            None
+        }
+        (Alpha::Auto, None) => None,
+    }
+}
+
 /// [`run`] on the Nyström route.
 fn run_nystrom(
     config: &KrrConfig,
@@ -750,25 +756,8 @@ fn run_nystrom(
         jitter = model.jitter(),
         "factorised"
     );
-    let schedule = match config.alpha {
-        Alpha::Fixed(alpha) => Schedule::Constant(alpha),
-        Alpha::Auto => {
-            let (x, targets) = problem.alpha_reference.as_ref().expect("checked by run");
-            Schedule::Optimal(OptimalAlpha {
-                x: x.clone(),
-                targets: targets.clone(),
-                clamp: config.clamp,
-            })
-        }
-    };
-    let steps = model.distill(&schedule, config.steps)?;
-    let limit_alpha = match config.alpha {
-        Alpha::Fixed(alpha) => Some(alpha),
-        Alpha::Auto => steps
-            .last()
-            .and_then(|s| s.alpha)
-            .filter(|a| (0.0..=1.0).contains(a)),
-    };
+    let steps = model.distill(&schedule(config, problem), config.steps)?;
+    let limit_alpha = limit_alpha(config, steps.last().and_then(|s| s.alpha));
     let limit = limit_alpha.map(|alpha| model.limit(alpha)).transpose()?;
     let evaluator = problem
         .reference
