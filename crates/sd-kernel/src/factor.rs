@@ -101,6 +101,20 @@ fn cholesky_solve(lower: MatRef<'_, f64>, targets: MatRef<'_, f64>) -> Mat<f64> 
     solution
 }
 
+/// The fitted values `K c` of the solution `c` of `(K + ridge I) c = z`: `z - ridge c`, without a
+/// pass over `K`. That halves a step's cost on the Cholesky route (two triangular solves instead of
+/// those and a product with `K`), and is as accurate: Cholesky's backward error `E` (`|E|` about
+/// `n eps |K|`) gives `z - ridge c = K c + E c`, the same order as the rounding of the product.
+fn fitted_from_solution(
+    targets: MatRef<'_, f64>,
+    ridge: f64,
+    solution: MatRef<'_, f64>,
+) -> Mat<f64> {
+    Mat::from_fn(targets.nrows(), targets.ncols(), |i, j| {
+        targets[(i, j)] - ridge * solution[(i, j)]
+    })
+}
+
 /// `K` and the Cholesky factor of `K + lambda I`.
 #[derive(Debug)]
 pub(crate) struct Cholesky {
@@ -123,7 +137,7 @@ impl Cholesky {
     /// The fit to `targets` with ridge `lambda`.
     pub(crate) fn fit(&self, targets: MatRef<'_, f64>) -> Fit {
         let dual_coef = cholesky_solve(self.lower.as_ref(), targets);
-        let fitted = product(self.gram.as_ref(), dual_coef.as_ref());
+        let fitted = fitted_from_solution(targets, self.lambda, dual_coef.as_ref());
         Fit { dual_coef, fitted }
     }
 
@@ -135,8 +149,7 @@ impl Cholesky {
         let mut lower = self.gram.par_clone();
         cholesky_in_place(&mut lower, ridge)?;
         let dual_coef = cholesky_solve(lower.as_ref(), targets);
-        drop(lower);
-        let fitted = product(self.gram.as_ref(), dual_coef.as_ref());
+        let fitted = fitted_from_solution(targets, ridge, dual_coef.as_ref());
         Ok(Fit { dual_coef, fitted })
     }
 }

@@ -131,12 +131,42 @@ pub enum InnerProductForm {
 }
 
 impl InnerProductForm {
+    /// Turns a column of inner products `<a_i, b>` into kernel values, given `|a_i|^2` and
+    /// `|b|^2`. Compiled for the best instruction set through [`pulp`]: besides vectorising, this
+    /// matters after faer's AVX-512 products, which leave the upper halves of the vector registers
+    /// dirty; code in legacy SSE encoding (the C library's `exp`, or this loop compiled for the
+    /// baseline) then ran about 25x slower on our Xeon (the RBF map over a 10,000 x 10,000 product
+    /// took 7.1 s instead of 0.3 s).
+    pub(crate) fn apply(self, column: &mut [f64], row_norms: &[f64], column_norm: f64) {
+        struct Apply<'a> {
+            form: InnerProductForm,
+            column: &'a mut [f64],
+            row_norms: &'a [f64],
+            column_norm: f64,
+        }
+        impl pulp::WithSimd for Apply<'_> {
+            type Output = ();
+            #[inline(always)]
+            fn with_simd<S: pulp::Simd>(self, _simd: S) {
+                for (value, &row_norm) in self.column.iter_mut().zip(self.row_norms) {
+                    *value = self.form.value(*value, row_norm, self.column_norm);
+                }
+            }
+        }
+        pulp::Arch::new().dispatch(Apply {
+            form: self,
+            column,
+            row_norms,
+            column_norm,
+        });
+    }
+
     /// The kernel's value from `<a, b>`, `|a|^2` and `|b|^2`.
-    #[inline]
+    #[inline(always)]
     fn value(self, dot: f64, a_norm: f64, b_norm: f64) -> f64 {
         match self {
             InnerProductForm::SquaredDistance { gamma } => {
-                (-gamma * (a_norm + b_norm - 2.0 * dot).max(0.0)).exp()
+                crate::exp::exp(-gamma * (a_norm + b_norm - 2.0 * dot).max(0.0))
             }
             InnerProductForm::Dot {
                 gamma,
@@ -500,9 +530,7 @@ pub fn gram_matrix<K: Kernel + ?Sized>(kernel: &K, x: MatRef<'_, f64>) -> DenseM
         // is then exactly 0.
         let norms: Vec<f64> = (0..n).map(|i| gram.col(i)[i]).collect();
         gram.par_cols_mut().enumerate().for_each(|(j, column)| {
-            for i in j..n {
-                column[i] = form.value(column[i], norms[i], norms[j]);
-            }
+            form.apply(&mut column[j..], &norms[j..], norms[j]);
         });
         gram.mirror_lower();
         return gram;
@@ -540,9 +568,7 @@ pub fn cross_gram_matrix<K: Kernel + ?Sized>(
         let mut cross = DenseMatrix::zeros(x_new.nrows(), x.nrows());
         product_into(&mut cross, x_new, x);
         cross.par_cols_mut().enumerate().for_each(|(j, column)| {
-            for (i, value) in column.iter_mut().enumerate() {
-                *value = form.value(*value, new_norms[i], norms[j]);
-            }
+            form.apply(column, &new_norms, norms[j]);
         });
         return cross;
     }
