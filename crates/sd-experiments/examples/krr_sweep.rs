@@ -54,7 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for coef in run.iter().map(|s| &s.coef).chain([&limit.coef]) {
             let predictions = at.predict(coef.as_ref());
             let _ = mean_squared_error(predictions.as_ref(), problem.test.y.as_ref());
-            accuracy = images::accuracy(&predictions, &problem.test.labels);
+            accuracy = images::accuracy(predictions.as_ref(), &problem.test.labels);
         }
         Ok(accuracy)
     };

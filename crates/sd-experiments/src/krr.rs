@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::str::FromStr;
 
 use sd_alpha::Alpha;
-use sd_kernel::faer::Mat;
+use sd_kernel::faer::{Mat, MatRef};
 use sd_kernel::{
     Kernel, Laplacian, Linear, Nystrom, OptimalAlpha, Polynomial, Rbf, Route, Schedule,
     SelfDistillation, mean_squared_error, spectral,
@@ -455,7 +455,7 @@ impl Problem {
     }
 }
 
-fn load(config: &KrrConfig) -> Result<Problem> {
+fn load(config: &KrrConfig, any_auto: bool) -> Result<Problem> {
     if let Some(source) = &config.images {
         if config.data.is_some() || config.test.is_some() || !config.targets.is_empty() {
             return Err(Error::setting(
@@ -463,7 +463,7 @@ fn load(config: &KrrConfig) -> Result<Problem> {
                 "cannot go with data, test or target (the images bring their own)",
             ));
         }
-        let problem = images::load(source, config.alpha.is_auto())?;
+        let problem = images::load(source, any_auto)?;
         let test_rows = problem.test.x.nrows();
         let alpha_reference = (problem.val.x.nrows() > 0).then_some((problem.val.x, problem.val.y));
         return Ok(Problem {
@@ -553,29 +553,70 @@ const CURVE_POINTS: usize = 501;
 
 /// Runs one self-distillation of kernel ridge regression as `config` says.
 pub fn run(config: &KrrConfig) -> Result<KrrReport> {
+    let mut reports = run_alphas(config, &[config.alpha])?;
+    Ok(reports.pop().expect("one report per alpha"))
+}
+
+/// Runs `config` once for each of `alphas` (`config.alpha` is not used) on one problem: the data
+/// are read once, the kernel matrix (or the Nyström features) built and factorised once, and the
+/// test points' kernel matrix (or features) built once, with every alpha's predictions from one
+/// product over it. Each report equals [`run`]'s with that alpha, except that the validation
+/// split of images is the same for all: when `val_size` is not given, a tenth of the chosen
+/// training images is held out for every alpha if any of them is `auto`, none otherwise.
+pub fn run_alphas(config: &KrrConfig, alphas: &[Alpha]) -> Result<Vec<KrrReport>> {
     if config.steps == 0 {
         return Err(Error::setting("steps", "must be at least 1"));
     }
-    if config.clamp && !config.alpha.is_auto() {
+    let any_auto = alphas.iter().any(|a| a.is_auto());
+    if config.clamp && !any_auto {
         return Err(Error::setting(
             "clamp",
             "applies to alpha auto only (a fixed alpha lies in [0, 1])",
         ));
     }
-    let problem = load(config)?;
-    if config.alpha.is_auto() && problem.alpha_reference.is_none() {
+    let problem = load(config, any_auto)?;
+    if any_auto && problem.alpha_reference.is_none() {
         return Err(Error::AutoWithoutReference);
     }
+    let kernel = config.kernel.build()?;
+    match config.nystrom {
+        Some(choice) => run_nystrom(config, alphas, &problem, kernel, choice),
+        None => run_exact(config, alphas, &problem, kernel),
+    }
+}
+
+/// One step or limit of any route, as the report needs it.
+struct Solved {
+    step: usize,
+    alpha: Option<f64>,
+    optimal_alpha: Option<f64>,
+    /// What the route's evaluator predicts from: dual coefficients, or Nyström's spectral ones.
+    coef: Mat<f64>,
+    fitted: Mat<f64>,
+    b_diag: Option<Vec<f64>>,
+}
+
+/// One alpha's run on any route.
+struct Solution {
+    alpha: Alpha,
+    steps: Vec<Solved>,
+    limit: Option<Solved>,
+    curves: Option<Curves>,
+}
+
+/// [`run_alphas`] on the exact routes.
+fn run_exact(
+    config: &KrrConfig,
+    alphas: &[Alpha],
+    problem: &Problem,
+    kernel: Box<dyn Kernel>,
+) -> Result<Vec<KrrReport>> {
     let route = match config.solver {
         SolverChoice::Cholesky => Route::Cholesky,
         SolverChoice::Eigen => Route::Eigen,
         SolverChoice::Auto => Route::recommended(config.need_spectrum, 1),
     };
-    let kernel = config.kernel.build()?;
     let n = problem.x.nrows();
-    if let Some(choice) = config.nystrom {
-        return run_nystrom(config, &problem, kernel, choice);
-    }
     tracing::info!(
         n,
         d = problem.x.ncols(),
@@ -615,89 +656,184 @@ pub fn run(config: &KrrConfig) -> Result<KrrReport> {
     if let Some(spinner) = &spinner {
         spinner.set_message(format!("{} distillation steps", config.steps));
     }
-
-    let steps = model.distill(&schedule(config, &problem), config.steps)?;
-    let limit_alpha = limit_alpha(config, steps.last().and_then(|s| s.alpha));
-    let limit = limit_alpha.map(|alpha| model.limit(alpha)).transpose()?;
-
+    let mut solutions = Vec::with_capacity(alphas.len());
+    for &alpha in alphas {
+        let phase = std::time::Instant::now();
+        let steps = model.distill(&schedule(alpha, config.clamp, problem), config.steps)?;
+        let limit_alpha = limit_alpha(alpha, steps.last().and_then(|s| s.alpha));
+        let limit = limit_alpha.map(|a| model.limit(a)).transpose()?;
+        tracing::debug!(%alpha, seconds = phase.elapsed().as_secs_f64(), "steps and limit");
+        let curves = if config.need_curves && problem.x.ncols() == 1 {
+            Some(curves(&model, problem, &steps, limit.as_ref())?)
+        } else {
+            None
+        };
+        solutions.push(Solution {
+            alpha,
+            steps: steps
+                .into_iter()
+                .map(|step| Solved {
+                    step: step.step,
+                    alpha: step.alpha,
+                    optimal_alpha: step.optimal_alpha,
+                    coef: step.fit.dual_coef,
+                    fitted: step.fit.fitted,
+                    b_diag: step.b_diag,
+                })
+                .collect(),
+            limit: limit.map(|limit| Solved {
+                step: config.steps,
+                alpha: Some(limit.alpha),
+                optimal_alpha: None,
+                coef: limit.fit.dual_coef,
+                fitted: limit.fit.fitted,
+                b_diag: limit.b_diag,
+            }),
+            curves,
+        });
+    }
+    let phase = std::time::Instant::now();
     let evaluator = problem
         .reference
         .as_ref()
         .map(|(x, _, _)| model.at(x.as_ref()))
         .transpose()?;
-    let loss = |coef: &Mat<f64>| -> Option<f64> {
-        let (evaluator, (_, targets, _)) = (evaluator.as_ref()?, problem.reference.as_ref()?);
-        Some(mean_squared_error(
-            evaluator.predict(coef.as_ref()).as_ref(),
-            targets.as_ref(),
-        ))
-    };
-    let accuracy = |coef: &Mat<f64>| -> Option<f64> {
-        let (evaluator, labels) = (evaluator.as_ref()?, problem.test_labels.as_ref()?);
-        Some(images::accuracy(&evaluator.predict(coef.as_ref()), labels))
-    };
-    let train_loss = |fitted: &Mat<f64>| mean_squared_error(fitted.as_ref(), problem.y.as_ref());
-
+    let reports = reports(
+        config,
+        problem,
+        route,
+        solutions,
+        evaluator
+            .as_ref()
+            .map(|e| move |coef: MatRef<'_, f64>| e.predict(coef)),
+        model.eigenvalues().map(<[f64]>::to_vec),
+        None,
+    );
+    tracing::debug!(
+        seconds = phase.elapsed().as_secs_f64(),
+        "reference predictions"
+    );
     if let Some(spinner) = spinner {
         spinner.finish_and_clear();
     }
-    let curves = if config.need_curves && problem.x.ncols() == 1 {
-        Some(curves(&model, &problem, &steps, limit.as_ref())?)
-    } else {
-        None
-    };
-
-    Ok(KrrReport {
-        kernel: config.kernel,
-        lambda: config.lambda,
-        alpha: config.alpha,
-        clamp: config.clamp,
-        route,
-        data: problem.data.clone(),
-        reference: problem.reference.as_ref().map(|(_, _, d)| d.clone()),
-        n_train: n,
-        n_features: problem.x.ncols(),
-        target_names: problem.target_names.clone(),
-        steps: steps
-            .iter()
-            .map(|step| StepReport {
-                step: step.step,
-                alpha: step.alpha,
-                optimal_alpha: step.optimal_alpha,
-                loss: loss(&step.fit.dual_coef),
-                accuracy: accuracy(&step.fit.dual_coef),
-                train_loss: train_loss(&step.fit.fitted),
-                b_diag: step.b_diag.clone(),
-            })
-            .collect(),
-        limit: limit.as_ref().map(|limit| LimitReport {
-            alpha: limit.alpha,
-            loss: loss(&limit.fit.dual_coef),
-            accuracy: accuracy(&limit.fit.dual_coef),
-            train_loss: train_loss(&limit.fit.fitted),
-            b_diag: limit.b_diag.clone(),
-        }),
-        eigenvalues: model.eigenvalues().map(<[f64]>::to_vec),
-        curves,
-        images: config
-            .images
-            .clone()
-            .map(|source| (source, problem.labels_changed)),
-        nystrom: None,
-    })
+    Ok(reports)
 }
 
-/// The schedule of `config`'s alpha; `auto` against the problem's alpha reference (checked to be
-/// there by [`run`]).
-fn schedule(config: &KrrConfig, problem: &Problem) -> Schedule {
-    match config.alpha {
+/// The reports of `solutions`, their test scores from one product over the reference.
+fn reports(
+    config: &KrrConfig,
+    problem: &Problem,
+    route: Route,
+    solutions: Vec<Solution>,
+    predict: Option<impl Fn(MatRef<'_, f64>) -> Mat<f64>>,
+    eigenvalues: Option<Vec<f64>>,
+    nystrom: Option<(NystromChoice, f64)>,
+) -> Vec<KrrReport> {
+    let mut scores = reference_scores(
+        predict,
+        problem,
+        solutions
+            .iter()
+            .flat_map(|s| s.steps.iter().chain(s.limit.as_ref()))
+            .map(|solved| &solved.coef),
+    )
+    .into_iter();
+    let train_loss = |fitted: &Mat<f64>| mean_squared_error(fitted.as_ref(), problem.y.as_ref());
+    solutions
+        .into_iter()
+        .map(|solution| KrrReport {
+            kernel: config.kernel,
+            lambda: config.lambda,
+            alpha: solution.alpha,
+            clamp: config.clamp && solution.alpha.is_auto(),
+            route,
+            data: problem.data.clone(),
+            reference: problem.reference.as_ref().map(|(_, _, d)| d.clone()),
+            n_train: problem.x.nrows(),
+            n_features: problem.x.ncols(),
+            target_names: problem.target_names.clone(),
+            steps: solution
+                .steps
+                .into_iter()
+                .map(|step| {
+                    let (loss, accuracy) = scores.next().expect("one score per step");
+                    StepReport {
+                        step: step.step,
+                        alpha: step.alpha,
+                        optimal_alpha: step.optimal_alpha,
+                        loss,
+                        accuracy,
+                        train_loss: train_loss(&step.fitted),
+                        b_diag: step.b_diag,
+                    }
+                })
+                .collect(),
+            limit: solution.limit.map(|limit| {
+                let (loss, accuracy) = scores.next().expect("one score per limit");
+                LimitReport {
+                    alpha: limit.alpha.expect("a limit has its alpha"),
+                    loss,
+                    accuracy,
+                    train_loss: train_loss(&limit.fitted),
+                    b_diag: limit.b_diag,
+                }
+            }),
+            eigenvalues: eigenvalues.clone(),
+            curves: solution.curves,
+            images: config
+                .images
+                .clone()
+                .map(|source| (source, problem.labels_changed)),
+            nystrom,
+        })
+        .collect()
+}
+
+/// Test loss and test accuracy (`None` without reference data, or without labels for accuracy)
+/// of each set of coefficients, in order. All sets are predicted by one product with the reference
+/// kernel matrix or features (one pass over its entries, at GEMM speed, instead of two
+/// matrix-vector-like passes per set).
+fn reference_scores<'a>(
+    predict: Option<impl Fn(MatRef<'_, f64>) -> Mat<f64>>,
+    problem: &Problem,
+    coefs: impl Iterator<Item = &'a Mat<f64>>,
+) -> Vec<(Option<f64>, Option<f64>)> {
+    let coefs: Vec<&Mat<f64>> = coefs.collect();
+    let (Some(predict), Some((_, targets, _)), Some(first)) =
+        (predict, problem.reference.as_ref(), coefs.first())
+    else {
+        return vec![(None, None); coefs.len()];
+    };
+    let m = targets.ncols();
+    let all = Mat::from_fn(first.nrows(), m * coefs.len(), |i, column| {
+        coefs[column / m][(i, column % m)]
+    });
+    let predictions = predict(all.as_ref());
+    (0..coefs.len())
+        .map(|k| {
+            let prediction = predictions.subcols(k * m, m);
+            (
+                Some(mean_squared_error(prediction, targets.as_ref())),
+                problem
+                    .test_labels
+                    .as_ref()
+                    .map(|labels| images::accuracy(prediction, labels)),
+            )
+        })
+        .collect()
+}
+
+/// The schedule of `alpha`; `auto` against the problem's alpha reference (checked to be there by
+/// [`run_alphas`]).
+fn schedule(alpha: Alpha, clamp: bool, problem: &Problem) -> Schedule {
+    match alpha {
         Alpha::Fixed(alpha) => Schedule::Constant(alpha),
         Alpha::Auto => {
             let (x, targets) = problem.alpha_reference.as_ref().expect("checked by run");
             Schedule::Optimal(OptimalAlpha {
                 x: x.clone(),
                 targets: targets.clone(),
-                clamp: config.clamp,
+                clamp,
             })
         }
     }
@@ -705,8 +841,8 @@ fn schedule(config: &KrrConfig, problem: &Problem) -> Schedule {
 
 /// The alpha whose limit is reported: the fixed one, or with `auto` the last step's when it lies
 /// in `[0, 1]` (a warning otherwise).
-fn limit_alpha(config: &KrrConfig, last: Option<f64>) -> Option<f64> {
-    match (config.alpha, last) {
+fn limit_alpha(alpha: Alpha, last: Option<f64>) -> Option<f64> {
+    match (alpha, last) {
         (Alpha::Fixed(alpha), _) => Some(alpha),
         (Alpha::Auto, Some(alpha)) if (0.0..=1.0).contains(&alpha) => Some(alpha),
         (Alpha::Auto, Some(alpha)) => {
@@ -720,13 +856,14 @@ fn limit_alpha(config: &KrrConfig, last: Option<f64>) -> Option<f64> {
     }
 }
 
-/// [`run`] on the Nyström route.
+/// [`run_alphas`] on the Nyström route.
 fn run_nystrom(
     config: &KrrConfig,
+    alphas: &[Alpha],
     problem: &Problem,
     kernel: Box<dyn Kernel>,
     choice: NystromChoice,
-) -> Result<KrrReport> {
+) -> Result<Vec<KrrReport>> {
     let n = problem.x.nrows();
     if choice.landmarks == 0 || choice.landmarks > n {
         return Err(Error::setting(
@@ -756,68 +893,54 @@ fn run_nystrom(
         jitter = model.jitter(),
         "factorised"
     );
-    let steps = model.distill(&schedule(config, problem), config.steps)?;
-    let limit_alpha = limit_alpha(config, steps.last().and_then(|s| s.alpha));
-    let limit = limit_alpha.map(|alpha| model.limit(alpha)).transpose()?;
+    if config.need_curves {
+        tracing::warn!("the fit figure is drawn on the exact routes only; skipped");
+    }
+    let mut solutions = Vec::with_capacity(alphas.len());
+    for &alpha in alphas {
+        let steps = model.distill(&schedule(alpha, config.clamp, problem), config.steps)?;
+        let limit_alpha = limit_alpha(alpha, steps.last().and_then(|s| s.alpha));
+        let limit = limit_alpha.map(|a| model.limit(a)).transpose()?;
+        solutions.push(Solution {
+            alpha,
+            steps: steps
+                .into_iter()
+                .map(|step| Solved {
+                    step: step.step,
+                    alpha: step.alpha,
+                    optimal_alpha: step.optimal_alpha,
+                    coef: step.coef,
+                    fitted: step.fitted,
+                    b_diag: Some(step.b_diag),
+                })
+                .collect(),
+            limit: limit.map(|limit| Solved {
+                step: config.steps,
+                alpha: Some(limit.alpha),
+                optimal_alpha: None,
+                coef: limit.coef,
+                fitted: limit.fitted,
+                b_diag: Some(limit.b_diag),
+            }),
+            curves: None,
+        });
+    }
     let evaluator = problem
         .reference
         .as_ref()
         .map(|(x, _, _)| model.at(x.as_ref()))
         .transpose()?;
-    let predictions = |coef: &Mat<f64>| evaluator.as_ref().map(|e| e.predict(coef.as_ref()));
-    let loss = |coef: &Mat<f64>| -> Option<f64> {
-        let (_, targets, _) = problem.reference.as_ref()?;
-        Some(mean_squared_error(
-            predictions(coef)?.as_ref(),
-            targets.as_ref(),
-        ))
-    };
-    let accuracy = |coef: &Mat<f64>| -> Option<f64> {
-        let labels = problem.test_labels.as_ref()?;
-        Some(images::accuracy(&predictions(coef)?, labels))
-    };
-    let train_loss = |fitted: &Mat<f64>| mean_squared_error(fitted.as_ref(), problem.y.as_ref());
-    if config.need_curves {
-        tracing::warn!("the fit figure is drawn on the exact routes only; skipped");
-    }
-    Ok(KrrReport {
-        kernel: config.kernel,
-        lambda: config.lambda,
-        alpha: config.alpha,
-        clamp: config.clamp,
-        route: Route::Eigen,
-        data: problem.data.clone(),
-        reference: problem.reference.as_ref().map(|(_, _, d)| d.clone()),
-        n_train: n,
-        n_features: problem.x.ncols(),
-        target_names: problem.target_names.clone(),
-        steps: steps
-            .iter()
-            .map(|step| StepReport {
-                step: step.step,
-                alpha: step.alpha,
-                optimal_alpha: step.optimal_alpha,
-                loss: loss(&step.coef),
-                accuracy: accuracy(&step.coef),
-                train_loss: train_loss(&step.fitted),
-                b_diag: Some(step.b_diag.clone()),
-            })
-            .collect(),
-        limit: limit.as_ref().map(|limit| LimitReport {
-            alpha: limit.alpha,
-            loss: loss(&limit.coef),
-            accuracy: accuracy(&limit.coef),
-            train_loss: train_loss(&limit.fitted),
-            b_diag: Some(limit.b_diag.clone()),
-        }),
-        eigenvalues: Some(model.eigenvalues().to_vec()),
-        curves: None,
-        images: config
-            .images
-            .clone()
-            .map(|source| (source, problem.labels_changed)),
-        nystrom: Some((choice, model.jitter())),
-    })
+    Ok(reports(
+        config,
+        problem,
+        Route::Eigen,
+        solutions,
+        evaluator
+            .as_ref()
+            .map(|e| move |coef: MatRef<'_, f64>| e.predict(coef)),
+        Some(model.eigenvalues().to_vec()),
+        Some((choice, model.jitter())),
+    ))
 }
 
 fn curves(
@@ -853,4 +976,82 @@ fn curves(
         train_x,
         grid,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn images_config(data: PathBuf, nystrom: Option<usize>) -> KrrConfig {
+        KrrConfig {
+            kernel: KernelChoice::Rbf { gamma: 0.02 },
+            lambda: 0.1,
+            steps: 4,
+            images: Some(images::ImageSource {
+                path: data,
+                train_size: Some(150),
+                test_size: None,
+                val_size: Some(20),
+                subset_seed: None,
+                label_noise: 0.2,
+                noise_seed: 1,
+                standardize: false,
+            }),
+            solver: SolverChoice::Cholesky,
+            nystrom: nystrom.map(|landmarks| NystromChoice { landmarks, seed: 3 }),
+            need_spectrum: false,
+            need_curves: false,
+            ..KrrConfig::toy(Alpha::Fixed(0.0))
+        }
+    }
+
+    /// One problem for several alphas gives each alpha's report of a run of its own.
+    #[test]
+    fn a_sweep_equals_one_run_per_alpha() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("fx");
+        sd_data::fixture::write_idx(
+            &data,
+            sd_data::fixture::FixtureSpec {
+                train: 200,
+                test: 60,
+                seed: 0,
+            },
+            false,
+        )
+        .unwrap();
+        let alphas = [Alpha::Fixed(0.0), Alpha::Fixed(0.5), Alpha::Auto];
+        for nystrom in [None, Some(40)] {
+            let config = images_config(data.clone(), nystrom);
+            let sweep = run_alphas(&config, &alphas).unwrap();
+            assert_eq!(sweep.len(), alphas.len());
+            for (report, &alpha) in sweep.iter().zip(&alphas) {
+                let alone = run(&KrrConfig {
+                    alpha,
+                    ..config.clone()
+                })
+                .unwrap();
+                assert_eq!(report.alpha, alpha);
+                assert_eq!(report.steps.len(), 4);
+                let close = |a: Option<f64>, b: Option<f64>| {
+                    let (a, b) = (a.unwrap(), b.unwrap());
+                    assert!((a - b).abs() <= 1e-12 * b.abs().max(1.0), "{a} {b}");
+                };
+                for (a, b) in report.steps.iter().zip(&alone.steps) {
+                    assert_eq!(a.alpha, b.alpha, "{alpha} {nystrom:?}");
+                    close(a.loss, b.loss);
+                    close(a.accuracy, b.accuracy);
+                    close(Some(a.train_loss), Some(b.train_loss));
+                }
+                match (&report.limit, &alone.limit) {
+                    (Some(a), Some(b)) => {
+                        assert_eq!(a.alpha, b.alpha);
+                        close(a.loss, b.loss);
+                    }
+                    (None, None) => {}
+                    _ => panic!("a limit in one of them only"),
+                }
+            }
+        }
+    }
 }

@@ -21,7 +21,7 @@ use std::path::PathBuf;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use sd_data::{Dataset, ImageSet};
-use sd_kernel::faer::Mat;
+use sd_kernel::faer::{Mat, MatRef};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -243,7 +243,7 @@ fn standardize<const N: usize>(train: &mut Mat<f64>, others: [&mut Mat<f64>; N])
 }
 
 /// The share of rows whose largest prediction is at the label's column.
-pub fn accuracy(predictions: &Mat<f64>, labels: &[u8]) -> f64 {
+pub fn accuracy(predictions: MatRef<'_, f64>, labels: &[u8]) -> f64 {
     if labels.is_empty() {
         return f64::NAN;
     }
@@ -385,6 +385,6 @@ mod tests {
     fn accuracy_is_the_share_of_argmax_hits() {
         let predictions = Mat::from_fn(4, 3, |r, c| if (r + c) % 3 == 0 { 1.0 } else { 0.0 });
         // Row argmax: 0, 2, 1, 0.
-        assert_eq!(accuracy(&predictions, &[0, 2, 0, 0]), 0.75);
+        assert_eq!(accuracy(predictions.as_ref(), &[0, 2, 0, 0]), 0.75);
     }
 }
