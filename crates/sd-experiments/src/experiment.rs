@@ -121,6 +121,9 @@ pub fn chains(profile: &Profile) -> Vec<ChainSpec> {
 /// shards as alphas (the `paper` profile on 7 GPUs), each gets one chain of each seed, and the
 /// costlier auto chains land on different shards.
 pub fn select(profile: &Profile, shard: Option<Shard>) -> Vec<ChainSpec> {
+    if !profile.networks {
+        return Vec::new();
+    }
     let all = chains(profile);
     let Some(shard) = shard else {
         return all;
@@ -405,6 +408,13 @@ pub fn run(profile: &Profile, options: &Options) -> Result<PathBuf> {
     for chain in &chains {
         runner.check(*chain)?;
     }
+    // The kernel study on images runs in the first shard only (minutes, not to be repeated).
+    let image_study = profile
+        .image_study(&data_path)
+        .filter(|_| options.shard.is_none_or(|s| s.index == 1));
+    if let Some(study) = &image_study {
+        study.check_against(dataset.train.len())?;
+    }
     create_dir(out)?;
     // Temporaries of killed writers of the reports (an hour old: shards may be writing now).
     for dir in [out.to_path_buf(), out.join("krr")] {
@@ -424,6 +434,16 @@ pub fn run(profile: &Profile, options: &Options) -> Result<PathBuf> {
         let tables = crate::krr::toy::toy_study(&out.join("krr"))?;
         if options.show_progress {
             eprintln!("kernel ridge regression: {}", tables.display());
+        }
+    }
+    if let Some(study) = &image_study {
+        let section = crate::krr::image_study::image_study(
+            study,
+            &out.join("krr").join("images"),
+            options.show_progress,
+        )?;
+        if options.show_progress {
+            eprintln!("kernel ridge regression on images: {}", section.display());
         }
     }
     let started = Instant::now();

@@ -1,6 +1,7 @@
 //! The kernel ridge regression job: one self-distillation run, from settings to a report that
 //! prints as a table, JSON or CSV ([`output`]) and draws as figures ([`crate::plot`]).
 
+pub mod image_study;
 pub mod images;
 pub mod input;
 pub mod output;

@@ -394,6 +394,7 @@ type Rendered = Vec<(String, Vec<u8>)>;
 fn figure(
     dir: &Path,
     name: &str,
+    size: (u32, u32),
     draw_png: impl Fn(&DrawingArea<BitMapBackend<'_>, Shift>) -> DrawResult,
     draw_svg: impl Fn(&DrawingArea<SVGBackend<'_>, Shift>) -> DrawResult,
 ) -> Result<Rendered> {
@@ -403,12 +404,12 @@ fn figure(
         path: path.to_path_buf(),
         message,
     };
-    let mut pixels = vec![0u8; 3 * SIZE.0 as usize * SIZE.1 as usize];
+    let mut pixels = vec![0u8; 3 * size.0 as usize * size.1 as usize];
     {
-        let root = BitMapBackend::with_buffer(&mut pixels, SIZE).into_drawing_area();
+        let root = BitMapBackend::with_buffer(&mut pixels, size).into_drawing_area();
         draw_png(&root).map_err(|e| failed(&png, e.to_string()))?;
     }
-    let image = image::RgbImage::from_raw(SIZE.0, SIZE.1, pixels)
+    let image = image::RgbImage::from_raw(size.0, size.1, pixels)
         .ok_or_else(|| failed(&png, "the bitmap has the wrong size".into()))?;
     let mut png_bytes = std::io::Cursor::new(Vec::new());
     image
@@ -417,7 +418,7 @@ fn figure(
     let svg = dir.join(format!("{name}.svg"));
     let mut text = String::new();
     {
-        let root = SVGBackend::with_string(&mut text, SIZE).into_drawing_area();
+        let root = SVGBackend::with_string(&mut text, size).into_drawing_area();
         draw_svg(&root).map_err(|e| failed(&svg, e.to_string()))?;
     }
     Ok(vec![
@@ -458,6 +459,7 @@ pub fn write_figures(report: &KrrReport, dir: &Path) -> Result<Vec<PathBuf>> {
                 rendered.extend(figure(
                     dir,
                     &name,
+                    SIZE,
                     |root| draw_fit(root, report, output),
                     |root| draw_fit(root, report, output),
                 )?);
@@ -472,6 +474,7 @@ pub fn write_figures(report: &KrrReport, dir: &Path) -> Result<Vec<PathBuf>> {
         rendered.extend(figure(
             dir,
             "b_diag",
+            SIZE,
             |root| draw_b_diag(root, report),
             |root| draw_b_diag(root, report),
         )?);
@@ -479,6 +482,7 @@ pub fn write_figures(report: &KrrReport, dir: &Path) -> Result<Vec<PathBuf>> {
             rendered.extend(figure(
                 dir,
                 "ratios",
+                SIZE,
                 |root| draw_ratios(root, report),
                 |root| draw_ratios(root, report),
             )?);
@@ -530,11 +534,17 @@ fn draw_accuracy<DB: DrawingBackend>(
     root: &DrawingArea<DB, Shift>,
     series: &[AccuracySeries],
     y_label: &str,
+    caption: Option<&str>,
 ) -> DrawResult
 where
     DB::ErrorType: 'static,
 {
     root.fill(&WHITE).map_err(boxed)?;
+    let root = match caption {
+        Some(caption) => root.titled(caption, font(22)).map_err(boxed)?,
+        None => root.clone(),
+    };
+    let root = &root;
     let (mut low, mut high, mut last_step) = (f64::INFINITY, f64::NEG_INFINITY, 0usize);
     for s in series {
         for &(step, mean, std) in &s.points {
@@ -616,8 +626,45 @@ pub fn write_accuracy_figure(
     let rendered = figure(
         dir,
         name,
-        |root| draw_accuracy(root, series, y_label),
-        |root| draw_accuracy(root, series, y_label),
+        SIZE,
+        |root| draw_accuracy(root, series, y_label, None),
+        |root| draw_accuracy(root, series, y_label, None),
+    )?;
+    Ok(write_set(dir, &rendered)?)
+}
+
+/// Writes `<dir>/<name>.png` and `.svg`: panels side by side, each titled and drawn as
+/// [`write_accuracy_figure`] draws its one (the kernel study: one panel per label-noise level).
+/// Returns the paths.
+pub fn write_panels_figure(
+    dir: &Path,
+    name: &str,
+    panels: &[(String, Vec<AccuracySeries>)],
+    y_label: &str,
+) -> Result<Vec<PathBuf>> {
+    fn draw<DB: DrawingBackend>(
+        root: &DrawingArea<DB, Shift>,
+        panels: &[(String, Vec<AccuracySeries>)],
+        y_label: &str,
+    ) -> DrawResult
+    where
+        DB::ErrorType: 'static,
+    {
+        root.fill(&WHITE).map_err(boxed)?;
+        let areas = root.split_evenly((1, panels.len().max(1)));
+        for (area, (title, series)) in areas.iter().zip(panels) {
+            draw_accuracy(area, series, y_label, Some(title))?;
+        }
+        root.present().map_err(boxed)?;
+        Ok(())
+    }
+    let size = (SIZE.0 * panels.len().max(1) as u32 * 4 / 5, SIZE.1);
+    let rendered = figure(
+        dir,
+        name,
+        size,
+        |root| draw(root, panels, y_label),
+        |root| draw(root, panels, y_label),
     )?;
     Ok(write_set(dir, &rendered)?)
 }

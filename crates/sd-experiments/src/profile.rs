@@ -79,9 +79,41 @@ pub struct Profile {
     /// checkpoints) instead of a random initialization.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pretrained: Option<PathBuf>,
-    /// Also run the kernel ridge regression part.
+    /// Also run the kernel ridge regression part (the toy example).
     #[serde(default = "default_true")]
     pub krr: bool,
+    /// Train the networks' chains (`false`: only the kernel parts run).
+    #[serde(default = "default_true")]
+    pub networks: bool,
+    /// Also run kernel ridge self-distillation on the profile's images (REPORT.md's "Kernel ridge
+    /// regression on images"; [`crate::krr::image_study`]).
+    #[serde(default)]
+    pub kernel_images: bool,
+    /// The kernel study's exact route: this many training images, the first in file order (0:
+    /// none).
+    #[serde(default = "default_kernel_train_size")]
+    pub kernel_train_size: usize,
+    /// The kernel study's Nyström route on all training images: this many landmarks (0: none).
+    #[serde(default)]
+    pub kernel_nystrom: usize,
+    /// The kernel study's label-noise levels, each in `[0, 1)`.
+    #[serde(default = "default_kernel_label_noise")]
+    pub kernel_label_noise: Vec<f64>,
+    /// The kernel study's alphas.
+    #[serde(default = "default_kernel_alphas")]
+    pub kernel_alphas: Vec<Alpha>,
+    /// The kernel study's steps, step 0 included.
+    #[serde(default = "default_kernel_steps")]
+    pub kernel_steps: usize,
+    /// The kernel study's RBF `gamma`.
+    #[serde(default = "default_kernel_gamma")]
+    pub kernel_gamma: f64,
+    /// The kernel study's ridge `lambda`.
+    #[serde(default = "default_kernel_lambda")]
+    pub kernel_lambda: f64,
+    /// The kernel study's seeds (label noise and landmarks).
+    #[serde(default = "default_kernel_seeds")]
+    pub kernel_seeds: Vec<u64>,
 }
 
 /// Earlier names of fields, read as the current ones (`--set` too).
@@ -104,6 +136,31 @@ fn default_workers() -> usize {
 }
 fn default_true() -> bool {
     true
+}
+fn default_kernel_train_size() -> usize {
+    10_000
+}
+fn default_kernel_label_noise() -> Vec<f64> {
+    vec![0.0, 0.3]
+}
+fn default_kernel_alphas() -> Vec<Alpha> {
+    [0.0, 0.25, 0.5, 1.0]
+        .into_iter()
+        .map(Alpha::Fixed)
+        .chain([Alpha::Auto])
+        .collect()
+}
+fn default_kernel_steps() -> usize {
+    10
+}
+fn default_kernel_gamma() -> f64 {
+    0.02
+}
+fn default_kernel_lambda() -> f64 {
+    0.1
+}
+fn default_kernel_seeds() -> Vec<u64> {
+    vec![0, 1, 2]
 }
 
 /// The shipped profiles, built into the binaries so that a copied `sd-cli` or `xtask` (a GPU
@@ -278,6 +335,23 @@ impl Profile {
             ));
         }
         Ok(())
+    }
+
+    /// The kernel study on images of this profile, on the images at `data` (the profile's data
+    /// set as [`crate::experiment::data_path`] resolves it); `None` when `kernel_images` is off.
+    pub fn image_study(&self, data: &Path) -> Option<crate::krr::image_study::ImageStudy> {
+        self.kernel_images
+            .then(|| crate::krr::image_study::ImageStudy {
+                data: data.to_path_buf(),
+                train_size: self.kernel_train_size,
+                nystrom: self.kernel_nystrom,
+                label_noise: self.kernel_label_noise.clone(),
+                alphas: self.kernel_alphas.clone(),
+                steps: self.kernel_steps,
+                gamma: self.kernel_gamma,
+                lambda: self.kernel_lambda,
+                seeds: self.kernel_seeds.clone(),
+            })
     }
 
     /// What determines the numbers of this profile's chains besides alpha and seed, as a run

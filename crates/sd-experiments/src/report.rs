@@ -212,7 +212,7 @@ impl Experiment {
             let Ok(profile) = toml::from_str::<crate::profile::Profile>(&info.profile_toml) else {
                 continue;
             };
-            for spec in crate::experiment::chains(&profile) {
+            for spec in crate::experiment::select(&profile, None) {
                 let present = chains
                     .iter()
                     .any(|c| (c.record.alpha, c.record.seed) == (spec.alpha, spec.seed));
@@ -307,6 +307,30 @@ impl Stats {
     }
 }
 
+/// The 0.975 quantile of Student's t with `df` degrees of freedom (`df >= 1`): the factor of a
+/// two-sided 95% confidence interval of a mean from `df + 1` values. Tabulated to 3 decimals for
+/// `df <= 30`, then the normal's 1.960 (within 0.04 beyond 30).
+pub fn t_975(df: usize) -> f64 {
+    const TABLE: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    match df {
+        0 => f64::NAN,
+        1..=30 => TABLE[df - 1],
+        _ => 1.960,
+    }
+}
+
+/// The mean of paired differences and the half-width of its 95% confidence interval (Student's
+/// t); the half-width is `None` for fewer than two pairs.
+pub fn paired_interval(differences: &[f64]) -> Option<(f64, Option<f64>)> {
+    let stats = Stats::of(differences)?;
+    let half = (stats.n > 1).then(|| t_975(stats.n - 1) * stats.std / (stats.n as f64).sqrt());
+    Some((stats.mean, half))
+}
+
 fn alpha_title(alpha: Alpha) -> String {
     format!("α = {alpha}")
 }
@@ -374,8 +398,12 @@ pub fn write(dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
             s.device
         );
     }
-    if let Some(krr_md) = &krr {
+    if let Some(krr_md) = &krr.toy {
         md += &krr_section(krr_md);
+    }
+    if let Some(images_md) = &krr.images {
+        md += images_md;
+        md.push('\n');
     }
     if !experiment.chains.is_empty() {
         md += &accuracy_section(&experiment, &alphas, out)?;
@@ -394,14 +422,25 @@ pub fn write(dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
     Ok(report)
 }
 
-/// Copies `krr/` next to the report when it is elsewhere; returns its `losses.md`.
-fn copy_krr(dirs: &[PathBuf], out: &Path) -> Result<Option<String>> {
+/// The kernel parts' markdown: the toy example's `losses.md` and the image study's
+/// `images/section.md`.
+#[derive(Default)]
+struct KrrParts {
+    toy: Option<String>,
+    images: Option<String>,
+}
+
+/// The image study's section, relative to `krr/`.
+const IMAGES_SECTION: &str = "images/section.md";
+
+/// Copies `krr/` next to the report when it is elsewhere; returns its markdown parts.
+fn copy_krr(dirs: &[PathBuf], out: &Path) -> Result<KrrParts> {
     let Some(source) = dirs
         .iter()
         .map(|d| d.join("krr"))
-        .find(|k| k.join("losses.md").is_file())
+        .find(|k| k.join("losses.md").is_file() || k.join(IMAGES_SECTION).is_file())
     else {
-        return Ok(None);
+        return Ok(KrrParts::default());
     };
     let target = out.join("krr");
     let same = std::fs::canonicalize(&source).ok() == std::fs::canonicalize(&target).ok()
@@ -409,10 +448,17 @@ fn copy_krr(dirs: &[PathBuf], out: &Path) -> Result<Option<String>> {
     if !same {
         copy_dir(&source, &target)?;
     }
-    let losses = target.join("losses.md");
-    Ok(Some(
-        std::fs::read_to_string(&losses).map_err(Error::io(&losses))?,
-    ))
+    let read = |path: PathBuf| -> Result<Option<String>> {
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(&path)(e)),
+        }
+    };
+    Ok(KrrParts {
+        toy: read(target.join("losses.md"))?,
+        images: read(target.join(IMAGES_SECTION))?,
+    })
 }
 
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {
@@ -620,8 +666,9 @@ fn missing_section(experiment: &Experiment) -> String {
     )
 }
 
-fn run_section(experiment: &Experiment) -> String {
-    let mut md = format!("{RUN_SECTION}\n\n");
+/// The wall time of each chain, and in all.
+fn chain_times(experiment: &Experiment) -> String {
+    let mut md = String::new();
     md += "Wall time per step (training, validation, checkpoints and the test evaluation; an \
            auto chain's steps also count their probe; a step 0 copied from another chain of the \
            same seed, where it is the same network, counts 0) and training images per second, \
@@ -658,6 +705,14 @@ fn run_section(experiment: &Experiment) -> String {
             format!("{:.1} minutes", total / 60.0)
         }
     );
+    md
+}
+
+fn run_section(experiment: &Experiment) -> String {
+    let mut md = format!("{RUN_SECTION}\n\n");
+    if !experiment.chains.is_empty() {
+        md += &chain_times(experiment);
+    }
     let here = std::env::current_dir().unwrap_or_default();
     for (dir, info) in &experiment.infos {
         let h = &info.hardware;
@@ -797,6 +852,18 @@ fn write_timing_csv(path: &Path, experiment: &Experiment) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn paired_intervals_use_students_t() {
+        assert_eq!(t_975(1), 12.706);
+        assert_eq!(t_975(100), 1.960);
+        let (mean, half) = paired_interval(&[1.0, 2.0, 3.0]).unwrap();
+        assert_eq!(mean, 2.0);
+        // sd 1, n 3: 4.303 / sqrt(3).
+        assert!((half.unwrap() - 4.303 / 3f64.sqrt()).abs() < 1e-12);
+        assert_eq!(paired_interval(&[0.5]), Some((0.5, None)));
+        assert_eq!(paired_interval(&[]), None);
+    }
 
     #[test]
     fn stats_use_the_sample_deviation() {
