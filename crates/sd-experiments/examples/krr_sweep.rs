@@ -1,92 +1,102 @@
-//! The cost of a sweep against one run, on the Nyström route (issue 14's target: a sweep of
-//! alpha in {0, 0.1, ..., 1} x 10 steps, plus auto, at most 1.5x one run).
+//! The cost of a sweep against one run (issue 14's target: a sweep of alpha in {0, 0.1, ..., 1}
+//! x 10 steps, plus auto, at most 1.5x one run), on Fashion-MNIST, on any route.
 //!
-//! One run builds the Nyström model, distils 10 steps at one alpha, takes the limit, and
-//! evaluates every step on the test images. The sweep builds the model once and does the rest for
-//! 11 alphas and auto. Both are timed in the same process, after the images are read.
+//! One run is `krr::run` at alpha 0.25: read the images, build and factorise the model, distil 10
+//! steps, take the limit, evaluate every step on the 10,000 test images. The sweep is
+//! `krr::run_alphas` with the 12 alphas: the same, with one model and one test kernel for all.
+//! Both hold out the same 10% of the training images (for auto) and are timed in one process.
 //!
 //! ```sh
-//! cargo run --release -p sd-experiments --example krr_sweep -- /usr/share/datasets/fashion-mnist 4000
+//! cargo run --release -p sd-experiments --example krr_sweep -- DATA nystrom 4000  # all 60,000 images
+//! cargo run --release -p sd-experiments --example krr_sweep -- DATA cholesky 10000
+//! cargo run --release -p sd-experiments --example krr_sweep -- DATA eigen 5000
 //! ```
 
 use std::time::Instant;
 
 use sd_alpha::Alpha;
-use sd_experiments::krr::images::{self, ImageSource};
-use sd_experiments::krr::{NystromChoice, draw_landmarks};
-use sd_kernel::{Nystrom, OptimalAlpha, Rbf, Schedule, mean_squared_error};
+use sd_experiments::krr::images::ImageSource;
+use sd_experiments::krr::{KernelChoice, KrrConfig, NystromChoice, SolverChoice, run, run_alphas};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let usage = "usage: krr_sweep DATA_DIR nystrom|cholesky|eigen SIZE";
     let mut args = std::env::args().skip(1);
-    let path = args.next().ok_or("usage: krr_sweep DATA_DIR [LANDMARKS]")?;
-    let landmarks: usize = args.next().map_or(Ok(4000), |m| m.parse())?;
-    let source = ImageSource {
-        path: path.into(),
-        train_size: None,
-        test_size: None,
-        val_size: Some(6000),
-        subset_seed: None,
-        label_noise: 0.0,
-        noise_seed: 0,
-        standardize: false,
-    };
-    let problem = images::load(&source, true)?;
-    let (x, y) = (&problem.train.x, &problem.train.y);
-    let rows = draw_landmarks(x.nrows(), NystromChoice { landmarks, seed: 0 });
-    let (gamma, lambda, steps) = (0.02, 0.1, 10);
-    // The test images' features are built once per model and serve every alpha.
-    let evaluate = |model: &Nystrom<Rbf>,
-                    at: &sd_kernel::NystromEvaluator,
-                    alpha: Alpha|
-     -> Result<f64, sd_kernel::Error> {
-        let schedule = match alpha {
-            Alpha::Fixed(a) => Schedule::Constant(a),
-            Alpha::Auto => Schedule::Optimal(OptimalAlpha {
-                x: problem.val.x.clone(),
-                targets: problem.val.y.clone(),
-                clamp: true,
+    let path = args.next().ok_or(usage)?;
+    let route = args.next().ok_or(usage)?;
+    let size: usize = args.next().ok_or(usage)?.parse()?;
+    let (train_size, solver, nystrom) = match route.as_str() {
+        "nystrom" => (
+            None,
+            SolverChoice::Cholesky,
+            Some(NystromChoice {
+                landmarks: size,
+                seed: 0,
             }),
-        };
-        let run = model.distill(&schedule, steps)?;
-        let last = run.last().and_then(|s| s.alpha).unwrap_or(1.0);
-        let limit = model.limit(last)?;
-        let mut accuracy = 0.0;
-        for coef in run.iter().map(|s| &s.coef).chain([&limit.coef]) {
-            let predictions = at.predict(coef.as_ref());
-            let _ = mean_squared_error(predictions.as_ref(), problem.test.y.as_ref());
-            accuracy = images::accuracy(predictions.as_ref(), &problem.test.labels);
-        }
-        Ok(accuracy)
+        ),
+        "cholesky" => (Some(size), SolverChoice::Cholesky, None),
+        "eigen" => (Some(size), SolverChoice::Eigen, None),
+        _ => return Err(usage.into()),
+    };
+    let chosen = train_size.unwrap_or(60_000);
+    let config = KrrConfig {
+        kernel: KernelChoice::Rbf { gamma: 0.02 },
+        lambda: 0.1,
+        alpha: Alpha::Fixed(0.25),
+        clamp: true,
+        steps: 10,
+        images: Some(ImageSource {
+            path: path.into(),
+            train_size,
+            test_size: None,
+            val_size: Some(chosen / 10),
+            subset_seed: None,
+            label_noise: 0.0,
+            noise_seed: 0,
+            standardize: false,
+        }),
+        solver,
+        nystrom,
+        need_spectrum: false,
+        need_curves: false,
+        ..KrrConfig::toy(Alpha::Fixed(0.25))
     };
 
     let started = Instant::now();
-    let model = Nystrom::new(Rbf::new(gamma)?, x.as_ref(), y.as_ref(), lambda, &rows)?;
-    let at = model.at(problem.test.x.as_ref())?;
-    let accuracy = evaluate(&model, &at, Alpha::Fixed(0.25))?;
-    let one = started.elapsed().as_secs_f64();
-    drop((model, at));
+    let one = run(&KrrConfig {
+        clamp: false,
+        ..config.clone()
+    })?;
+    let one_seconds = started.elapsed().as_secs_f64();
 
-    let started = Instant::now();
-    let model = Nystrom::new(Rbf::new(gamma)?, x.as_ref(), y.as_ref(), lambda, &rows)?;
-    let at = model.at(problem.test.x.as_ref())?;
-    let mut line = String::new();
-    for alpha in (0..=10)
+    let alphas: Vec<Alpha> = (0..=10)
         .map(|k| Alpha::Fixed(f64::from(k) / 10.0))
         .chain([Alpha::Auto])
-    {
-        line += &format!(" {alpha}: {:.4}", evaluate(&model, &at, alpha)?);
+        .collect();
+    let started = Instant::now();
+    let sweep = run_alphas(&config, &alphas)?;
+    let sweep_seconds = started.elapsed().as_secs_f64();
+
+    let limit = |report: &sd_experiments::krr::KrrReport| {
+        report
+            .limit
+            .as_ref()
+            .and_then(|l| l.accuracy)
+            .map_or("-".into(), |a| format!("{a:.4}"))
+    };
+    println!(
+        "{route}, {} training images, 10 steps + limit, {} test images",
+        one.n_train, 10_000
+    );
+    println!(
+        "one run (alpha 0.25): {one_seconds:.1} s, limit accuracy {}",
+        limit(&one)
+    );
+    println!(
+        "sweep (alpha 0, 0.1, ..., 1 and auto, clamped): {sweep_seconds:.1} s, {:.2}x one run",
+        sweep_seconds / one_seconds
+    );
+    for report in &sweep {
+        println!("  alpha {}: limit accuracy {}", report.alpha, limit(report));
     }
-    let sweep = started.elapsed().as_secs_f64();
-    println!(
-        "N = {}, M = {landmarks}, {steps} steps + limit, {} test images",
-        x.nrows(),
-        problem.test.x.nrows()
-    );
-    println!("one run (alpha 0.25): {one:.1} s, accuracy of the limit {accuracy:.4}");
-    println!(
-        "sweep (11 alphas + auto): {sweep:.1} s = {:.2}x one run",
-        sweep / one
-    );
-    println!("limit accuracy per alpha:{line}");
     Ok(())
 }
