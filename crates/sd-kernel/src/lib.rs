@@ -62,8 +62,8 @@ pub mod toy;
 
 pub use dense::DenseMatrix;
 pub use distill::{
-    DEGENERATE_ALPHA, EIGEN_BREAK_EVEN_RIDGES, Evaluator, Limit, OptimalAlpha, Route, Schedule,
-    SelfDistillation, Step, mean_squared_error, optimal_alpha,
+    DEGENERATE_ALPHA, EIGEN_BREAK_EVEN_RIDGES, Evaluator, Limit, OptimalAlpha, PREDICTION_BLOCK,
+    Route, Schedule, SelfDistillation, Step, mean_squared_error, optimal_alpha,
 };
 pub use error::{Error, Result};
 pub use factor::{EIGENVALUE_TOLERANCE, Fit};

@@ -366,3 +366,31 @@ fn runs_are_bitwise_reproducible() {
         assert_eq!(first, second, "{route:?}");
     }
 }
+
+/// Predictions built block by block equal those of the whole cross kernel matrix.
+#[test]
+fn blocked_predictions_equal_the_whole_cross_matrix() {
+    let x = Mat::from_fn(60, 3, |i, j| ((i * 7 + j * 5) % 13) as f64 / 13.0);
+    let y = Mat::from_fn(60, 2, |i, j| ((i + 3 * j) % 4) as f64);
+    let rows = sd_kernel::PREDICTION_BLOCK + 77;
+    let x_new = Mat::from_fn(rows, 3, |i, j| ((i * 3 + j * 11) % 17) as f64 / 17.0);
+    let model = SelfDistillation::new(
+        Rbf::new(2.0).unwrap(),
+        x.as_ref(),
+        y.as_ref(),
+        0.1,
+        Route::Cholesky,
+    )
+    .unwrap();
+    let coef = model.first_fit().dual_coef;
+    let whole = model.at(x_new.as_ref()).unwrap().predict(coef.as_ref());
+    let blocked = model.predict_at(x_new.as_ref(), coef.as_ref()).unwrap();
+    assert_close(
+        blocked.as_ref(),
+        whole.as_ref(),
+        1e-14,
+        "blocked predictions",
+    );
+    let wrong = Mat::<f64>::zeros(59, 2);
+    assert!(model.predict_at(x_new.as_ref(), wrong.as_ref()).is_err());
+}
