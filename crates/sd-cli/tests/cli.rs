@@ -710,6 +710,8 @@ fn experiments_run_and_report_as_xtask_does() {
         "--set",
         "fixture_train=100",
         "--set",
+        "kernel_images=false",
+        "--set",
         "val_size=20",
         "--set",
         "batch_size=40",

@@ -657,10 +657,32 @@ fn run_exact(
     if let Some(spinner) = &spinner {
         spinner.set_message(format!("{} distillation steps", config.steps));
     }
+    // The fixed alphas' chains share their solves: one multi-column solve per step for all.
+    let fixed: Vec<f64> = alphas
+        .iter()
+        .filter_map(|alpha| match alpha {
+            Alpha::Fixed(a) => Some(*a),
+            Alpha::Auto => None,
+        })
+        .collect();
+    let phase = std::time::Instant::now();
+    let mut fixed_chains = if fixed.is_empty() {
+        Vec::new()
+    } else {
+        model.distill_many(&fixed, config.steps)?
+    }
+    .into_iter();
+    tracing::debug!(
+        seconds = phase.elapsed().as_secs_f64(),
+        "fixed alphas' steps"
+    );
     let mut solutions = Vec::with_capacity(alphas.len());
     for &alpha in alphas {
         let phase = std::time::Instant::now();
-        let steps = model.distill(&schedule(alpha, config.clamp, problem), config.steps)?;
+        let steps = match alpha {
+            Alpha::Fixed(_) => fixed_chains.next().expect("one chain per fixed alpha"),
+            Alpha::Auto => model.distill(&schedule(alpha, config.clamp, problem), config.steps)?,
+        };
         let limit_alpha = limit_alpha(alpha, steps.last().and_then(|s| s.alpha));
         let limit = limit_alpha.map(|a| model.limit(a)).transpose()?;
         tracing::debug!(%alpha, seconds = phase.elapsed().as_secs_f64(), "steps and limit");
@@ -694,22 +716,18 @@ fn run_exact(
         });
     }
     let phase = std::time::Instant::now();
-    let evaluator = problem
-        .reference
-        .as_ref()
-        .map(|(x, _, _)| model.at(x.as_ref()))
-        .transpose()?;
     let reports = reports(
         config,
         problem,
         route,
         solutions,
-        evaluator
+        problem
+            .reference
             .as_ref()
-            .map(|e| move |coef: MatRef<'_, f64>| e.predict(coef)),
+            .map(|(x, _, _)| |coef: MatRef<'_, f64>| model.predict_at(x.as_ref(), coef)),
         model.eigenvalues().map(<[f64]>::to_vec),
         None,
-    );
+    )?;
     tracing::debug!(
         seconds = phase.elapsed().as_secs_f64(),
         "reference predictions"
@@ -726,10 +744,10 @@ fn reports(
     problem: &Problem,
     route: Route,
     solutions: Vec<Solution>,
-    predict: Option<impl Fn(MatRef<'_, f64>) -> Mat<f64>>,
+    predict: Option<impl Fn(MatRef<'_, f64>) -> sd_kernel::Result<Mat<f64>>>,
     eigenvalues: Option<Vec<f64>>,
     nystrom: Option<(NystromChoice, f64)>,
-) -> Vec<KrrReport> {
+) -> Result<Vec<KrrReport>> {
     let mut scores = reference_scores(
         predict,
         problem,
@@ -737,10 +755,10 @@ fn reports(
             .iter()
             .flat_map(|s| s.steps.iter().chain(s.limit.as_ref()))
             .map(|solved| &solved.coef),
-    )
+    )?
     .into_iter();
     let train_loss = |fitted: &Mat<f64>| mean_squared_error(fitted.as_ref(), problem.y.as_ref());
-    solutions
+    Ok(solutions
         .into_iter()
         .map(|solution| KrrReport {
             kernel: config.kernel,
@@ -787,7 +805,7 @@ fn reports(
                 .map(|source| (source, problem.labels_changed)),
             nystrom,
         })
-        .collect()
+        .collect())
 }
 
 /// Test loss and test accuracy (`None` without reference data, or without labels for accuracy)
@@ -795,22 +813,22 @@ fn reports(
 /// kernel matrix or features (one pass over its entries, at GEMM speed, instead of two
 /// matrix-vector-like passes per set).
 fn reference_scores<'a>(
-    predict: Option<impl Fn(MatRef<'_, f64>) -> Mat<f64>>,
+    predict: Option<impl Fn(MatRef<'_, f64>) -> sd_kernel::Result<Mat<f64>>>,
     problem: &Problem,
     coefs: impl Iterator<Item = &'a Mat<f64>>,
-) -> Vec<(Option<f64>, Option<f64>)> {
+) -> Result<Vec<(Option<f64>, Option<f64>)>> {
     let coefs: Vec<&Mat<f64>> = coefs.collect();
     let (Some(predict), Some((_, targets, _)), Some(first)) =
         (predict, problem.reference.as_ref(), coefs.first())
     else {
-        return vec![(None, None); coefs.len()];
+        return Ok(vec![(None, None); coefs.len()]);
     };
     let m = targets.ncols();
     let all = Mat::from_fn(first.nrows(), m * coefs.len(), |i, column| {
         coefs[column / m][(i, column % m)]
     });
-    let predictions = predict(all.as_ref());
-    (0..coefs.len())
+    let predictions = predict(all.as_ref())?;
+    Ok((0..coefs.len())
         .map(|k| {
             let prediction = predictions.subcols(k * m, m);
             (
@@ -821,7 +839,7 @@ fn reference_scores<'a>(
                     .map(|labels| images::accuracy(prediction, labels)),
             )
         })
-        .collect()
+        .collect())
 }
 
 /// The schedule of `alpha`; `auto` against the problem's alpha reference (checked to be there by
@@ -931,17 +949,17 @@ fn run_nystrom(
         .as_ref()
         .map(|(x, _, _)| model.at(x.as_ref()))
         .transpose()?;
-    Ok(reports(
+    reports(
         config,
         problem,
         Route::Eigen,
         solutions,
         evaluator
             .as_ref()
-            .map(|e| move |coef: MatRef<'_, f64>| e.predict(coef)),
+            .map(|e| move |coef: MatRef<'_, f64>| Ok(e.predict(coef))),
         Some(model.eigenvalues().to_vec()),
         Some((choice, model.jitter())),
-    ))
+    )
 }
 
 fn curves(

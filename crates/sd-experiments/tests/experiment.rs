@@ -16,6 +16,7 @@ fn tiny(overrides: &[&str]) -> Profile {
         "val_size=40",
         "batch_size=40",
         "num_workers=1",
+        "kernel_images=false",
     ]
     .iter()
     .map(|s| s.to_string())
