@@ -593,7 +593,8 @@ struct Solved {
     optimal_alpha: Option<f64>,
     /// What the route's evaluator predicts from: dual coefficients, or Nyström's spectral ones.
     coef: Mat<f64>,
-    fitted: Mat<f64>,
+    /// Mean squared error against the training targets.
+    train_loss: f64,
     b_diag: Option<Vec<f64>>,
 }
 
@@ -700,7 +701,7 @@ fn run_exact(
                     alpha: step.alpha,
                     optimal_alpha: step.optimal_alpha,
                     coef: step.fit.dual_coef,
-                    fitted: step.fit.fitted,
+                    train_loss: mean_squared_error(step.fit.fitted.as_ref(), problem.y.as_ref()),
                     b_diag: step.b_diag,
                 })
                 .collect(),
@@ -709,7 +710,7 @@ fn run_exact(
                 alpha: Some(limit.alpha),
                 optimal_alpha: None,
                 coef: limit.fit.dual_coef,
-                fitted: limit.fit.fitted,
+                train_loss: mean_squared_error(limit.fit.fitted.as_ref(), problem.y.as_ref()),
                 b_diag: limit.b_diag,
             }),
             curves,
@@ -757,7 +758,6 @@ fn reports(
             .map(|solved| &solved.coef),
     )?
     .into_iter();
-    let train_loss = |fitted: &Mat<f64>| mean_squared_error(fitted.as_ref(), problem.y.as_ref());
     Ok(solutions
         .into_iter()
         .map(|solution| KrrReport {
@@ -782,7 +782,7 @@ fn reports(
                         optimal_alpha: step.optimal_alpha,
                         loss,
                         accuracy,
-                        train_loss: train_loss(&step.fitted),
+                        train_loss: step.train_loss,
                         b_diag: step.b_diag,
                     }
                 })
@@ -793,7 +793,7 @@ fn reports(
                     alpha: limit.alpha.expect("a limit has its alpha"),
                     loss,
                     accuracy,
-                    train_loss: train_loss(&limit.fitted),
+                    train_loss: limit.train_loss,
                     b_diag: limit.b_diag,
                 }
             }),
@@ -929,7 +929,7 @@ fn run_nystrom(
                     alpha: step.alpha,
                     optimal_alpha: step.optimal_alpha,
                     coef: step.coef,
-                    fitted: step.fitted,
+                    train_loss: step.train_loss,
                     b_diag: Some(step.b_diag),
                 })
                 .collect(),
@@ -938,7 +938,7 @@ fn run_nystrom(
                 alpha: Some(limit.alpha),
                 optimal_alpha: None,
                 coef: limit.coef,
-                fitted: limit.fitted,
+                train_loss: limit.train_loss,
                 b_diag: Some(limit.b_diag),
             }),
             curves: None,
