@@ -6,6 +6,7 @@
 # Needs: apt-get install -y dataset-fashion-mnist; pip install numpy scikit-learn.
 #   bench/krr_images.sh                      # exact, N = 10,000 (about 3 minutes on 2 cores)
 #   SD_BENCH_N=2000 bench/krr_images.sh
+#   SD_BENCH_REPEAT=3 bench/krr_images.sh     # both sides 3 times, interleaved; medians
 #   SD_BENCH_NYSTROM=4000 bench/krr_images.sh # then Nystrom, N = 60,000, M = 4,000, against
 #                                             # Nystroem + Ridge refitted per step (15 minutes)
 set -euo pipefail
@@ -17,11 +18,32 @@ cargo build --release -p sd-cli --quiet
 
 echo "== $(date -u +%Y-%m-%dT%H:%MZ) on $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 ours=target/bench/krr_images_ours.json
-/usr/bin/time -f '%e s, %M KB' -o target/bench/krr_images_ours.time \
-    target/release/sd-cli krr --images "$data" --train-size "$n" --gamma 0.02 --lambda 0.1 \
-    --alpha 0.25 --steps 10 --solver cholesky --format json -q > "$ours"
-/usr/bin/time -f '%e s, %M KB' -o target/bench/krr_images_sklearn.time \
-    python3 bench/krr_images_reference.py --data "$data" --n "$n" > target/bench/krr_images_sklearn.json
+# SD_BENCH_REPEAT=3: both sides three times, interleaved, and the medians (this VM's first touch
+# of memory is slow and varies from run to run).
+repeat=${SD_BENCH_REPEAT:-1}
+: > target/bench/krr_images_ours.times
+: > target/bench/krr_images_sklearn.times
+for _ in $(seq "$repeat"); do
+    /usr/bin/time -f '%e s, %M KB' -o target/bench/krr_images_ours.time \
+        target/release/sd-cli krr --images "$data" --train-size "$n" --gamma 0.02 --lambda 0.1 \
+        --alpha 0.25 --steps 10 --solver cholesky --format json -q > "$ours"
+    cat target/bench/krr_images_ours.time >> target/bench/krr_images_ours.times
+    /usr/bin/time -f '%e s, %M KB' -o target/bench/krr_images_sklearn.time \
+        python3 bench/krr_images_reference.py --data "$data" --n "$n" > target/bench/krr_images_sklearn.json
+    cat target/bench/krr_images_sklearn.time >> target/bench/krr_images_sklearn.times
+done
+if [ "$repeat" -gt 1 ]; then
+    python3 - <<'EOF'
+import statistics
+def times(path):
+    return [float(line.split()[0]) for line in open(path) if line.strip()]
+ours = times("target/bench/krr_images_ours.times")
+theirs = times("target/bench/krr_images_sklearn.times")
+print(f"ours, {len(ours)} runs: {ours} s; median {statistics.median(ours):.2f} s")
+print(f"scikit-learn, {len(theirs)} runs: {theirs} s; median {statistics.median(theirs):.2f} s")
+print(f"ratio of the medians: {statistics.median(theirs) / statistics.median(ours):.2f}x")
+EOF
+fi
 python3 - "$ours" target/bench/krr_images_sklearn.json <<'EOF'
 import json, sys
 ours, theirs = (json.load(open(p)) for p in sys.argv[1:3])
