@@ -491,9 +491,9 @@ mod tests {
             text: locate("smoke")
                 .unwrap()
                 .text
-                .replace("val_size", "val_images")
-                .replace("train_size", "train_images")
-                .replace("epochs", "max_epochs"),
+                .replace("\nval_size", "\nval_images")
+                .replace("\ntrain_size", "\ntrain_images")
+                .replace("\nepochs", "\nmax_epochs"),
         };
         let profile = load(
             &source,
