@@ -522,14 +522,7 @@ impl<K: Kernel> SelfDistillation<K> {
         x_new: MatRef<'_, f64>,
         dual_coef: MatRef<'_, f64>,
     ) -> Result<Mat<f64>> {
-        if x_new.ncols() != self.n_features() {
-            return Err(Error::ShapeMismatch {
-                what: "new inputs",
-                dimension: "columns",
-                expected: self.n_features(),
-                found: x_new.ncols(),
-            });
-        }
+        self.check_new_inputs(x_new)?;
         if dual_coef.nrows() != self.n_train() {
             return Err(Error::ShapeMismatch {
                 what: "dual coefficients",
@@ -538,7 +531,6 @@ impl<K: Kernel> SelfDistillation<K> {
                 found: dual_coef.nrows(),
             });
         }
-        check_finite("new inputs", x_new)?;
         let r = x_new.nrows();
         let mut out = Mat::zeros(r, dual_coef.ncols());
         for start in (0..r).step_by(PREDICTION_BLOCK) {
@@ -558,9 +550,8 @@ impl<K: Kernel> SelfDistillation<K> {
         Ok(out)
     }
 
-    /// An [`Evaluator`] for predictions at new inputs `x_new` (`r x d`): builds the `r x n` cross
-    /// kernel matrix once, for any number of fits.
-    pub fn at(&self, x_new: MatRef<'_, f64>) -> Result<Evaluator> {
+    /// New inputs must have the training inputs' columns and finite values.
+    fn check_new_inputs(&self, x_new: MatRef<'_, f64>) -> Result<()> {
         if x_new.ncols() != self.n_features() {
             return Err(Error::ShapeMismatch {
                 what: "new inputs",
@@ -569,7 +560,13 @@ impl<K: Kernel> SelfDistillation<K> {
                 found: x_new.ncols(),
             });
         }
-        check_finite("new inputs", x_new)?;
+        check_finite("new inputs", x_new)
+    }
+
+    /// An [`Evaluator`] for predictions at new inputs `x_new` (`r x d`): builds the `r x n` cross
+    /// kernel matrix once, for any number of fits.
+    pub fn at(&self, x_new: MatRef<'_, f64>) -> Result<Evaluator> {
+        self.check_new_inputs(x_new)?;
         let cross = cross_gram_matrix(&self.kernel, x_new, self.x.as_ref());
         check_kernel_values(&self.kernel, cross.as_ref())?;
         Ok(Evaluator { cross })
