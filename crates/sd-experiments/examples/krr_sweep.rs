@@ -11,6 +11,8 @@
 //! cargo run --release -p sd-experiments --example krr_sweep -- DATA cholesky 10000
 //! cargo run --release -p sd-experiments --example krr_sweep -- DATA eigen 5000
 //! ```
+//!
+//! `RUST_LOG=sd_experiments=debug` prints the time of each phase.
 
 use std::time::Instant;
 
@@ -19,6 +21,10 @@ use sd_experiments::krr::images::ImageSource;
 use sd_experiments::krr::{KernelChoice, KrrConfig, NystromChoice, SolverChoice, run, run_alphas};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
     let usage = "usage: krr_sweep DATA_DIR nystrom|cholesky|eigen SIZE";
     let mut args = std::env::args().skip(1);
     let path = args.next().ok_or(usage)?;

@@ -14,7 +14,7 @@ use std::str::FromStr;
 use sd_alpha::Alpha;
 use sd_kernel::faer::{Mat, MatRef};
 use sd_kernel::{
-    Kernel, Laplacian, Linear, Nystrom, OptimalAlpha, Polynomial, Rbf, Route, Schedule,
+    ChainBasis, Kernel, Laplacian, Linear, Nystrom, OptimalAlpha, Polynomial, Rbf, Route, Schedule,
     SelfDistillation, mean_squared_error, spectral,
 };
 use serde::Serialize;
@@ -591,11 +591,25 @@ struct Solved {
     step: usize,
     alpha: Option<f64>,
     optimal_alpha: Option<f64>,
-    /// What the route's evaluator predicts from: dual coefficients, or Nyström's spectral ones.
-    coef: Mat<f64>,
+    /// What the route's evaluator predicts from.
+    coef: Coef,
     /// Mean squared error against the training targets.
     train_loss: f64,
     b_diag: Option<Vec<f64>>,
+}
+
+/// The coefficients of a step or limit.
+enum Coef {
+    /// Its own: dual coefficients, or Nyström's spectral ones.
+    Own(Mat<f64>),
+    /// Weights in the exact route's [`ChainBasis`], whose predictions serve every step.
+    Basis(Vec<f64>),
+}
+
+/// The runs of one model, and the exact route's chain basis whose weighted sums their steps are.
+struct Solutions<'a> {
+    runs: Vec<Solution>,
+    basis: Option<&'a ChainBasis>,
 }
 
 /// One alpha's run on any route.
@@ -658,35 +672,26 @@ fn run_exact(
     if let Some(spinner) = &spinner {
         spinner.set_message(format!("{} distillation steps", config.steps));
     }
-    // The fixed alphas' chains share their solves: one multi-column solve per step for all.
-    let fixed: Vec<f64> = alphas
-        .iter()
-        .filter_map(|alpha| match alpha {
-            Alpha::Fixed(a) => Some(*a),
-            Alpha::Auto => None,
-        })
-        .collect();
+    // Every chain, fixed alphas and auto, lives in one basis: one solve per step for all.
     let phase = std::time::Instant::now();
-    let mut fixed_chains = if fixed.is_empty() {
-        Vec::new()
-    } else {
-        model.distill_many(&fixed, config.steps)?
-    }
-    .into_iter();
-    tracing::debug!(
-        seconds = phase.elapsed().as_secs_f64(),
-        "fixed alphas' steps"
-    );
-    let mut solutions = Vec::with_capacity(alphas.len());
+    let basis = model.chain_basis(config.steps)?;
+    tracing::debug!(seconds = phase.elapsed().as_secs_f64(), "chain basis");
+    let mut chains = Vec::with_capacity(alphas.len());
     for &alpha in alphas {
         let phase = std::time::Instant::now();
-        let steps = match alpha {
-            Alpha::Fixed(_) => fixed_chains.next().expect("one chain per fixed alpha"),
-            Alpha::Auto => model.distill(&schedule(alpha, config.clamp, problem), config.steps)?,
-        };
+        let steps = model.distill_in(&basis, &schedule(alpha, config.clamp, problem))?;
+        tracing::debug!(%alpha, seconds = phase.elapsed().as_secs_f64(), "steps");
         let limit_alpha = limit_alpha(alpha, steps.last().and_then(|s| s.alpha));
-        let limit = limit_alpha.map(|a| model.limit(a)).transpose()?;
-        tracing::debug!(%alpha, seconds = phase.elapsed().as_secs_f64(), "steps and limit");
+        chains.push((alpha, steps, limit_alpha));
+    }
+    // All limits together: on the Cholesky route they share one factor (multi-shift CG).
+    let phase = std::time::Instant::now();
+    let limit_alphas: Vec<f64> = chains.iter().filter_map(|(_, _, a)| *a).collect();
+    let mut limits = model.limits(&limit_alphas)?.into_iter();
+    tracing::debug!(seconds = phase.elapsed().as_secs_f64(), "limits");
+    let mut solutions = Vec::with_capacity(alphas.len());
+    for (alpha, steps, limit_alpha) in chains {
+        let limit = limit_alpha.map(|_| limits.next().expect("one limit per limit alpha"));
         let curves = if config.need_curves && problem.x.ncols() == 1 {
             Some(curves(&model, problem, &steps, limit.as_ref())?)
         } else {
@@ -700,7 +705,7 @@ fn run_exact(
                     step: step.step,
                     alpha: step.alpha,
                     optimal_alpha: step.optimal_alpha,
-                    coef: step.fit.dual_coef,
+                    coef: Coef::Basis(step.weights),
                     train_loss: mean_squared_error(step.fit.fitted.as_ref(), problem.y.as_ref()),
                     b_diag: step.b_diag,
                 })
@@ -709,7 +714,7 @@ fn run_exact(
                 step: config.steps,
                 alpha: Some(limit.alpha),
                 optimal_alpha: None,
-                coef: limit.fit.dual_coef,
+                coef: Coef::Own(limit.fit.dual_coef),
                 train_loss: mean_squared_error(limit.fit.fitted.as_ref(), problem.y.as_ref()),
                 b_diag: limit.b_diag,
             }),
@@ -721,7 +726,10 @@ fn run_exact(
         config,
         problem,
         route,
-        solutions,
+        Solutions {
+            runs: solutions,
+            basis: Some(&basis),
+        },
         problem
             .reference
             .as_ref()
@@ -744,14 +752,19 @@ fn reports(
     config: &KrrConfig,
     problem: &Problem,
     route: Route,
-    solutions: Vec<Solution>,
+    solutions: Solutions<'_>,
     predict: Option<impl Fn(MatRef<'_, f64>) -> sd_kernel::Result<Mat<f64>>>,
     eigenvalues: Option<Vec<f64>>,
     nystrom: Option<(NystromChoice, f64)>,
 ) -> Result<Vec<KrrReport>> {
+    let Solutions {
+        runs: solutions,
+        basis,
+    } = solutions;
     let mut scores = reference_scores(
         predict,
         problem,
+        basis,
         solutions
             .iter()
             .flat_map(|s| s.steps.iter().chain(s.limit.as_ref()))
@@ -809,28 +822,67 @@ fn reports(
 }
 
 /// Test loss and test accuracy (`None` without reference data, or without labels for accuracy)
-/// of each set of coefficients, in order. All sets are predicted by one product with the reference
+/// of each set of coefficients, in order. All are predicted by one product with the reference
 /// kernel matrix or features (one pass over its entries, at GEMM speed, instead of two
-/// matrix-vector-like passes per set).
+/// matrix-vector-like passes per set): the sets of their own, and the chain basis once, whose
+/// predictions combine into those of every step in it.
 fn reference_scores<'a>(
     predict: Option<impl Fn(MatRef<'_, f64>) -> sd_kernel::Result<Mat<f64>>>,
     problem: &Problem,
-    coefs: impl Iterator<Item = &'a Mat<f64>>,
+    basis: Option<&ChainBasis>,
+    coefs: impl Iterator<Item = &'a Coef>,
 ) -> Result<Vec<(Option<f64>, Option<f64>)>> {
-    let coefs: Vec<&Mat<f64>> = coefs.collect();
-    let (Some(predict), Some((_, targets, _)), Some(first)) =
-        (predict, problem.reference.as_ref(), coefs.first())
-    else {
+    let coefs: Vec<&Coef> = coefs.collect();
+    let (Some(predict), Some((_, targets, _))) = (predict, problem.reference.as_ref()) else {
         return Ok(vec![(None, None); coefs.len()]);
     };
     let m = targets.ncols();
-    let all = Mat::from_fn(first.nrows(), m * coefs.len(), |i, column| {
-        coefs[column / m][(i, column % m)]
+    let own: Vec<&Mat<f64>> = coefs
+        .iter()
+        .filter_map(|coef| match coef {
+            Coef::Own(own) => Some(own),
+            Coef::Basis(_) => None,
+        })
+        .collect();
+    let basis_coefs = coefs
+        .iter()
+        .any(|coef| matches!(coef, Coef::Basis(_)))
+        .then(|| basis.expect("steps in a basis come with it").dual_coefs());
+    let rows = own
+        .first()
+        .map(|c| c.nrows())
+        .or(basis_coefs.as_ref().map(|b| b.nrows()));
+    let Some(rows) = rows else {
+        return Ok(vec![(None, None); coefs.len()]);
+    };
+    // Own coefficients first, then the basis.
+    let basis_columns = basis_coefs.as_ref().map_or(0, |b| b.ncols());
+    let all = Mat::from_fn(rows, m * own.len() + basis_columns, |i, column| {
+        if column < m * own.len() {
+            own[column / m][(i, column % m)]
+        } else {
+            basis_coefs.as_ref().expect("basis columns")[(i, column - m * own.len())]
+        }
     });
     let predictions = predict(all.as_ref())?;
-    Ok((0..coefs.len())
-        .map(|k| {
-            let prediction = predictions.subcols(k * m, m);
+    let basis_predictions = predictions.subcols(m * own.len(), basis_columns);
+    let mut next_own = 0;
+    Ok(coefs
+        .iter()
+        .map(|coef| {
+            let combined;
+            let prediction = match coef {
+                Coef::Own(_) => {
+                    next_own += 1;
+                    predictions.subcols((next_own - 1) * m, m)
+                }
+                Coef::Basis(weights) => {
+                    combined = basis
+                        .expect("steps in a basis come with it")
+                        .combine(basis_predictions, weights);
+                    combined.as_ref()
+                }
+            };
             (
                 Some(mean_squared_error(prediction, targets.as_ref())),
                 problem
@@ -928,7 +980,7 @@ fn run_nystrom(
                     step: step.step,
                     alpha: step.alpha,
                     optimal_alpha: step.optimal_alpha,
-                    coef: step.coef,
+                    coef: Coef::Own(step.coef),
                     train_loss: step.train_loss,
                     b_diag: Some(step.b_diag),
                 })
@@ -937,7 +989,7 @@ fn run_nystrom(
                 step: config.steps,
                 alpha: Some(limit.alpha),
                 optimal_alpha: None,
-                coef: limit.coef,
+                coef: Coef::Own(limit.coef),
                 train_loss: limit.train_loss,
                 b_diag: Some(limit.b_diag),
             }),
@@ -953,7 +1005,10 @@ fn run_nystrom(
         config,
         problem,
         Route::Eigen,
-        solutions,
+        Solutions {
+            runs: solutions,
+            basis: None,
+        },
         evaluator
             .as_ref()
             .map(|e| move |coef: MatRef<'_, f64>| Ok(e.predict(coef))),

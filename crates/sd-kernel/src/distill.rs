@@ -13,11 +13,15 @@ use crate::spectral;
 ///
 /// Measured on a 2-core AVX-512 machine at `n = 4000` (docs/benchmarks.md): a Cholesky factor takes
 /// about 0.3 s, the eigendecomposition about 5 s. One run (one alpha, its steps and its limit) is
-/// cheapest with [`Route::Cholesky`]; the eigendecomposition pays off when the spectrum is wanted
-/// (`B` diagonals, eigenvalues) or for many ridges (each limit is a new ridge, about 15 or more).
+/// cheapest with [`Route::Cholesky`], and so is a sweep: its limits (ridges up to
+/// [`crate::SHIFTED_MAX_RATIO`] `lambda`, alpha from 0.05) come from the same factor. The
+/// eigendecomposition pays off when the spectrum is wanted (`B` diagonals, eigenvalues) or for
+/// many ridges that need factorisations of their own (about 15 or more).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Route {
-    /// `K + lambda I = L L^T`: two triangular solves per step, one more factor per limit.
+    /// `K + lambda I = L L^T`: two triangular solves per step; the limits of a sweep together by
+    /// multi-shift conjugate gradients on the same factor, a single limit (or a ridge past
+    /// [`crate::SHIFTED_MAX_RATIO`] `lambda`) by one more factorisation.
     Cholesky,
     /// `K = V D V^T`: `O(n^2)` per step and per limit, and the spectrum.
     Eigen,
@@ -25,8 +29,9 @@ pub enum Route {
 
 impl Route {
     /// The cheaper route for a workload: [`Route::Eigen`] when the spectrum is needed or when the
-    /// work needs more distinct ridges (each limit with `0 < alpha < 1` is one) than
-    /// [`EIGEN_BREAK_EVEN_RIDGES`]; [`Route::Cholesky`] otherwise.
+    /// work needs more ridges with factorisations of their own (limits with alpha below
+    /// `1 / SHIFTED_MAX_RATIO`, 0.05) than [`EIGEN_BREAK_EVEN_RIDGES`]; [`Route::Cholesky`]
+    /// otherwise.
     pub fn recommended(need_spectrum: bool, distinct_ridges: usize) -> Self {
         if need_spectrum || distinct_ridges > EIGEN_BREAK_EVEN_RIDGES {
             Route::Eigen
@@ -91,8 +96,120 @@ pub struct Step {
     pub optimal_alpha: Option<f64>,
     /// Dual coefficients and fitted values.
     pub fit: Fit,
+    /// The step's coordinates in the problem's [`ChainBasis`]: `fit` is
+    /// `basis.fit(&weights)`, and its predictions anywhere are the same combination of the basis'
+    /// predictions ([`ChainBasis::combine`]). `t + 1` weights at step `t`.
+    pub weights: Vec<f64>,
     /// The diagonal of `B(t)`, in the order of the eigenvalues (descending); eigen route only.
     pub b_diag: Option<Vec<f64>>,
+}
+
+/// The basis every distillation chain of a problem lives in.
+///
+/// Let `M = (K + lambda I)^-1 K`, the map from a fit's dual coefficients to those of the fit to
+/// its own predictions (the `alpha = 0` student). Step `t` is
+/// `c(t) = alpha_t c(0) + (1 - alpha_t) M c(t-1)`, so `c(t) = sum_k w_k(t) u_k` with the basis
+/// `u_k = M^k c(0)` and the weights of [`chain_weights`]. For alphas in `[0, 1]` the weights are
+/// non-negative and sum to 1, and `M` is symmetric with eigenvalues in `[0, 1)`: every step is a
+/// convex combination of basis fits, so nothing cancels.
+///
+/// One solve per basis fit serves any number of chains (constant, per step, or Algorithm 1's),
+/// where solving chain by chain costs one per chain and step; predicting the basis at new inputs
+/// once gives every step of every chain there.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChainBasis {
+    /// `u_k` and `K u_k`.
+    fits: Vec<Fit>,
+}
+
+impl ChainBasis {
+    /// Basis fits, one per step of the chains it serves.
+    pub fn len(&self) -> usize {
+        self.fits.len()
+    }
+
+    /// Whether there is no basis fit (never, for a basis built by
+    /// [`SelfDistillation::chain_basis`]).
+    pub fn is_empty(&self) -> bool {
+        self.fits.is_empty()
+    }
+
+    /// The basis fits `u_k` (dual coefficients) and `K u_k` (fitted values), `k = 0, 1, ...`.
+    pub fn fits(&self) -> &[Fit] {
+        &self.fits
+    }
+
+    fn outputs(&self) -> usize {
+        self.fits.first().map_or(0, |fit| fit.dual_coef.ncols())
+    }
+
+    /// The basis' dual coefficients side by side, `n x (len m)`: predict them at new inputs once,
+    /// then [`Self::combine`] gives any step's predictions there.
+    pub fn dual_coefs(&self) -> Mat<f64> {
+        let m = self.outputs();
+        let n = self.fits.first().map_or(0, |fit| fit.dual_coef.nrows());
+        Mat::from_fn(n, m * self.len(), |i, column| {
+            self.fits[column / m].dual_coef[(i, column % m)]
+        })
+    }
+
+    /// `sum_k weights[k] V_k`, where `V_k` is columns `[k m, (k + 1) m)` of `values`: anything
+    /// linear in the dual coefficients (predictions at new inputs) of the step with these weights.
+    ///
+    /// # Panics
+    /// If `values` has fewer than `weights.len() m` columns.
+    pub fn combine(&self, values: MatRef<'_, f64>, weights: &[f64]) -> Mat<f64> {
+        let m = self.outputs();
+        assert!(
+            values.ncols() >= weights.len() * m,
+            "values of {} basis fits, weights of {}",
+            values.ncols() / m.max(1),
+            weights.len()
+        );
+        let mut out = Mat::zeros(values.nrows(), m);
+        for (k, &weight) in weights.iter().enumerate() {
+            if weight == 0.0 {
+                continue;
+            }
+            for j in 0..m {
+                let (to, from) = (out.col_mut(j), values.col(k * m + j));
+                for (to, from) in to.iter_mut().zip(from.iter()) {
+                    *to += weight * from;
+                }
+            }
+        }
+        out
+    }
+
+    /// The fit with these weights: dual coefficients and fitted values.
+    ///
+    /// # Panics
+    /// If there are more weights than basis fits.
+    pub fn fit(&self, weights: &[f64]) -> Fit {
+        assert!(weights.len() <= self.len(), "more weights than basis fits");
+        let combine = |part: fn(&Fit) -> &Mat<f64>| {
+            let first = part(&self.fits[0]);
+            let mut out = Mat::<f64>::zeros(first.nrows(), first.ncols());
+            for (fit, &weight) in self.fits.iter().zip(weights) {
+                if weight != 0.0 {
+                    out += part(fit) * faer::Scale(weight);
+                }
+            }
+            out
+        };
+        Fit {
+            dual_coef: combine(|fit| &fit.dual_coef),
+            fitted: combine(|fit| &fit.fitted),
+        }
+    }
+}
+
+/// The weights of step `t` in the [`ChainBasis`] from those of step `t - 1` and `alpha_t`:
+/// `w_0(t) = alpha_t`, `w_{k+1}(t) = (1 - alpha_t) w_k(t - 1)`. Step 0's weights are `[1]`.
+pub fn chain_weights(previous: &[f64], alpha: f64) -> Vec<f64> {
+    std::iter::once(alpha)
+        .chain(previous.iter().map(|w| (1.0 - alpha) * w))
+        .collect()
 }
 
 /// The limit of a constant-`alpha` run: kernel ridge regression with ridge `lambda / alpha`.
@@ -332,21 +449,129 @@ impl<K: Kernel> SelfDistillation<K> {
         self.solver.fit(self.y.as_ref())
     }
 
-    /// Runs steps `0..steps` with the given schedule (`steps` counts the first fit).
-    ///
-    /// Step 0 is [`Self::first_fit`]. With [`Schedule::Optimal`], step `t >= 1` trains the
-    /// `alpha = 0` student `f0(t)` of the step `t - 1` teacher; since a fit is linear in its
-    /// targets, the step-`t` fit is `alpha * f(0) + (1 - alpha) * f0(t)` and the best `alpha`
-    /// against the reference is [`optimal_alpha`] of the two evaluated at the reference inputs (1
-    /// when they coincide).
+    /// Runs steps `0..steps` with the given schedule (`steps` counts the first fit): builds the
+    /// [`ChainBasis`] of `steps` fits and runs [`Self::distill_in`] on it.
     pub fn distill(&self, schedule: &Schedule, steps: usize) -> Result<Vec<Step>> {
+        self.check_schedule(schedule, steps)?;
+        self.distill_in(&self.chain_basis(steps)?, schedule)
+    }
+
+    /// The [`ChainBasis`] of chains of `steps` steps (counting the first fit): `u_0 = c(0)`, the
+    /// first fit, and `u_k = M u_(k-1)`, the fit to `u_(k-1)`'s fitted values; one solve each.
+    pub fn chain_basis(&self, steps: usize) -> Result<ChainBasis> {
         if steps == 0 {
             return Err(Error::ZeroSteps);
         }
-        let alphas = match schedule {
+        let mut fits = vec![self.first_fit()];
+        for _ in 1..steps {
+            let previous = fits.last().expect("the first fit is there");
+            fits.push(self.solver.fit(previous.fitted.as_ref()));
+        }
+        Ok(ChainBasis { fits })
+    }
+
+    /// Runs one chain of `basis.len()` steps in `basis` (this problem's, from
+    /// [`Self::chain_basis`]): no solve; each step is its weighted sum of basis fits.
+    ///
+    /// With [`Schedule::Optimal`] (Algorithm 1), step `t >= 1` is `alpha f(0) + (1 - alpha)
+    /// f0(t)`, where `f0(t)` is the `alpha = 0` student of the step `t - 1` teacher (its weights
+    /// moved one basis fit on), and the best `alpha` against the reference is [`optimal_alpha`]
+    /// of the two evaluated at the reference inputs ([`DEGENERATE_ALPHA`] when they coincide).
+    /// The basis is predicted at the reference inputs once.
+    pub fn distill_in(&self, basis: &ChainBasis, schedule: &Schedule) -> Result<Vec<Step>> {
+        let steps = basis.len();
+        let alphas = self.check_schedule(schedule, steps)?;
+        let rows = basis.fits.first().map_or(0, |fit| fit.dual_coef.nrows());
+        for (dimension, expected, found) in [
+            ("rows", self.n_train(), rows),
+            ("columns", self.n_outputs(), basis.outputs()),
+        ] {
+            if found != expected {
+                return Err(Error::ShapeMismatch {
+                    what: "chain basis",
+                    dimension,
+                    expected,
+                    found,
+                });
+            }
+        }
+        let shrinkage = self
+            .eigenvalues()
+            .map(|d| spectral::shrinkage(d, self.lambda));
+        let mut result = vec![Step {
+            step: 0,
+            alpha: None,
+            optimal_alpha: None,
+            fit: basis.fits[0].clone(),
+            weights: vec![1.0],
+            b_diag: shrinkage.clone(),
+        }];
+        let optimal = match schedule {
+            Schedule::Optimal(optimal) => {
+                let (evaluator, targets) = self.reference(optimal)?;
+                let at_reference = evaluator.predict(basis.dual_coefs().as_ref());
+                Some((optimal.clamp, at_reference, targets))
+            }
+            _ => None,
+        };
+        for (step, &scheduled) in alphas.iter().enumerate().skip(1) {
+            let previous = result.last().expect("step 0 is always there");
+            let (alpha, best) = match &optimal {
+                None => (scheduled, None),
+                Some((clamp, at_reference, targets)) => {
+                    // The first fit (u1) and the alpha = 0 student M c(t-1) (u0) at the
+                    // reference; the student's weights are the teacher's, one basis fit on.
+                    let m = self.n_outputs();
+                    let u1 = at_reference.subcols(0, m);
+                    let student = chain_weights(&previous.weights, 0.0);
+                    let u0 = basis.combine(at_reference.as_ref(), &student);
+                    let best = optimal_alpha(targets.as_ref(), u1, u0.as_ref())
+                        .unwrap_or(DEGENERATE_ALPHA);
+                    let alpha = if *clamp { best.clamp(0.0, 1.0) } else { best };
+                    (alpha, Some(best))
+                }
+            };
+            let weights = chain_weights(&previous.weights, alpha);
+            let b_diag = next_b_diag(shrinkage.as_deref(), previous, alpha);
+            result.push(Step {
+                step,
+                alpha: Some(alpha),
+                optimal_alpha: best,
+                fit: basis.fit(&weights),
+                weights,
+                b_diag,
+            });
+        }
+        Ok(result)
+    }
+
+    /// Runs a constant-`alpha` chain of `steps` steps for each of `alphas`, all in one
+    /// [`ChainBasis`]: `steps - 1` solves in all, whatever the number of alphas. Returns the
+    /// chains in the order of `alphas`; each equals `distill(&Schedule::Constant(alpha), steps)`.
+    pub fn distill_many(&self, alphas: &[f64], steps: usize) -> Result<Vec<Vec<Step>>> {
+        if steps == 0 {
+            return Err(Error::ZeroSteps);
+        }
+        for &alpha in alphas {
+            check_alpha(alpha, Some(1))?;
+        }
+        let basis = self.chain_basis(steps)?;
+        alphas
+            .iter()
+            .map(|&alpha| self.distill_in(&basis, &Schedule::Constant(alpha)))
+            .collect()
+    }
+
+    /// Checks a schedule for `steps` steps; the alpha of each step (unused at step 0, and for
+    /// [`Schedule::Optimal`], which chooses its own).
+    fn check_schedule(&self, schedule: &Schedule, steps: usize) -> Result<Vec<f64>> {
+        if steps == 0 {
+            return Err(Error::ZeroSteps);
+        }
+        match schedule {
             Schedule::Constant(alpha) => {
                 check_alpha(*alpha, Some(1))?;
-                vec![*alpha; steps]
+                Ok(vec![*alpha; steps])
             }
             Schedule::PerStep(alphas) => {
                 if alphas.len() < steps {
@@ -358,120 +583,26 @@ impl<K: Kernel> SelfDistillation<K> {
                 for (index, &alpha) in alphas.iter().take(steps).enumerate() {
                     check_alpha(alpha, Some(index))?;
                 }
-                alphas[..steps].to_vec()
+                Ok(alphas[..steps].to_vec())
             }
-            Schedule::Optimal(optimal) => return self.distill_optimal(optimal, steps),
-        };
-        let mut chains = self.chains(&[alphas], steps);
-        Ok(chains.pop().expect("one chain asked for"))
-    }
-
-    /// Runs a constant-`alpha` chain of `steps` steps for each of `alphas` at once: every step
-    /// solves for all of them in one multi-column solve, one pass over the factor instead of one
-    /// per alpha. Returns the chains in the order of `alphas`; each equals
-    /// `distill(&Schedule::Constant(alpha), steps)`.
-    pub fn distill_many(&self, alphas: &[f64], steps: usize) -> Result<Vec<Vec<Step>>> {
-        if steps == 0 {
-            return Err(Error::ZeroSteps);
+            Schedule::Optimal(_) => Ok(vec![f64::NAN; steps]),
         }
-        for &alpha in alphas {
-            check_alpha(alpha, Some(1))?;
-        }
-        let schedules: Vec<Vec<f64>> = alphas.iter().map(|&a| vec![a; steps]).collect();
-        Ok(self.chains(&schedules, steps))
-    }
-
-    /// The step of every chain from its previous one, all chains solved together; `schedules[c]`
-    /// holds chain `c`'s alpha per step (validated by the callers).
-    fn chains(&self, schedules: &[Vec<f64>], steps: usize) -> Vec<Vec<Step>> {
-        let (n, m) = (self.n_train(), self.n_outputs());
-        let (shrinkage, first) = self.first_step();
-        let mut chains: Vec<Vec<Step>> = vec![vec![first]; schedules.len()];
-        for step in 1..steps {
-            // Targets alpha y + (1 - alpha) yhat(t-1) of every chain, side by side.
-            let targets = Mat::from_fn(n, m * chains.len(), |i, column| {
-                let (chain, j) = (column / m, column % m);
-                let alpha = schedules[chain][step];
-                let fitted = &chains[chain][step - 1].fit.fitted;
-                alpha * self.y[(i, j)] + (1.0 - alpha) * fitted[(i, j)]
-            });
-            let all = self.solver.fit(targets.as_ref());
-            for (chain, steps_so_far) in chains.iter_mut().enumerate() {
-                let alpha = schedules[chain][step];
-                let previous = steps_so_far.last().expect("step 0 is always there");
-                let b_diag = next_b_diag(shrinkage.as_deref(), previous, alpha);
-                steps_so_far.push(Step {
-                    step,
-                    alpha: Some(alpha),
-                    optimal_alpha: None,
-                    fit: Fit {
-                        dual_coef: all.dual_coef.subcols(chain * m, m).to_owned(),
-                        fitted: all.fitted.subcols(chain * m, m).to_owned(),
-                    },
-                    b_diag,
-                });
-            }
-        }
-        chains
-    }
-
-    /// Step 0 of every run, with the shrinkage `A` of the eigen route (the `B(t)` recursion's
-    /// factor).
-    fn first_step(&self) -> (Option<Vec<f64>>, Step) {
-        let shrinkage = self
-            .eigenvalues()
-            .map(|d| spectral::shrinkage(d, self.lambda));
-        let first = Step {
-            step: 0,
-            alpha: None,
-            optimal_alpha: None,
-            b_diag: shrinkage.clone(),
-            fit: self.first_fit(),
-        };
-        (shrinkage, first)
-    }
-
-    /// Algorithm 1: the greedy optimal alpha of every step against the reference.
-    fn distill_optimal(&self, optimal: &OptimalAlpha, steps: usize) -> Result<Vec<Step>> {
-        let (evaluator, targets) = self.reference(optimal)?;
-        let (shrinkage, first_step) = self.first_step();
-        let first = first_step.fit.clone();
-        // The first fit at the reference inputs: u1 of every step.
-        let u1 = evaluator.predict(first.dual_coef.as_ref());
-        let mut result = vec![first_step];
-        for step in 1..steps {
-            let previous = result.last().expect("step 0 is always there");
-            let student = self.solver.fit(previous.fit.fitted.as_ref());
-            let u0 = evaluator.predict(student.dual_coef.as_ref());
-            let best = optimal_alpha(targets.as_ref(), u1.as_ref(), u0.as_ref())
-                .unwrap_or(DEGENERATE_ALPHA);
-            let alpha = if optimal.clamp {
-                best.clamp(0.0, 1.0)
-            } else {
-                best
-            };
-            let b_diag = next_b_diag(shrinkage.as_deref(), previous, alpha);
-            result.push(Step {
-                step,
-                alpha: Some(alpha),
-                optimal_alpha: Some(best),
-                fit: Fit::affine(alpha, &first, &student),
-                b_diag,
-            });
-        }
-        Ok(result)
     }
 
     /// The limit of distillation with a constant `alpha` in `[0, 1]`: kernel ridge regression with
     /// ridge `lambda / alpha`, the zero function at `alpha = 0`. On the Cholesky route this is one
-    /// more factorisation (none at `alpha` 0 or 1).
+    /// more factorisation (none at `alpha` 0 or 1); ask for several with [`Self::limits`].
     pub fn limit(&self, alpha: f64) -> Result<Limit> {
         let mut limits = self.limits(&[alpha])?;
         Ok(limits.pop().expect("one limit asked for"))
     }
 
     /// The limits of several constant alphas. On the eigen route they share one pass over the
-    /// eigenvectors; on the Cholesky route each `alpha` in `(0, 1)` costs a factorisation.
+    /// eigenvectors. On the Cholesky route, when two or more alphas lie in `[0.05, 1)`, those
+    /// limits come from the factor of `K + lambda I` by multi-shift conjugate gradients, each
+    /// checked to reach a double-precision backward error (Fashion-MNIST, n = 9000: ten limits in
+    /// 46 iterations, 6 s, where ten factorisations took 25 s); any other `alpha` in `(0, 1)`
+    /// costs a factorisation.
     pub fn limits(&self, alphas: &[f64]) -> Result<Vec<Limit>> {
         for &alpha in alphas {
             check_alpha(alpha, None)?;
@@ -484,10 +615,7 @@ impl<K: Kernel> SelfDistillation<K> {
             .collect();
         let mut fits = match &self.solver {
             Solver::Eigen(eigen) => eigen.fit_with_ridges(&ridges, self.y.as_ref()),
-            Solver::Cholesky(cholesky) => ridges
-                .iter()
-                .map(|&ridge| cholesky.fit_with_ridge(ridge, self.y.as_ref()))
-                .collect::<Result<Vec<_>>>()?,
+            Solver::Cholesky(cholesky) => cholesky.fit_with_ridges(&ridges, self.y.as_ref())?,
         }
         .into_iter();
         Ok(alphas

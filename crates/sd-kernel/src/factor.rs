@@ -15,6 +15,7 @@ use faer::{Accum, Conj, Mat, MatRef, Par};
 
 use crate::dense::DenseMatrix;
 use crate::error::{Error, Result};
+use crate::shifted::{SHIFTED_MAX_RATIO, SHIFTED_MIN_RIDGES, shifted_solve};
 
 /// A fit to one set of targets: dual coefficients and fitted values at the training inputs.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,19 +33,6 @@ impl Fit {
         Self {
             dual_coef: Mat::zeros(n, m),
             fitted: Mat::zeros(n, m),
-        }
-    }
-
-    /// `weight * first + (1 - weight) * second`: fits are linear in their targets.
-    pub(crate) fn affine(weight: f64, first: &Fit, second: &Fit) -> Self {
-        let mix = |a: &Mat<f64>, b: &Mat<f64>| {
-            Mat::from_fn(a.nrows(), a.ncols(), |i, j| {
-                weight * a[(i, j)] + (1.0 - weight) * b[(i, j)]
-            })
-        };
-        Self {
-            dual_coef: mix(&first.dual_coef, &second.dual_coef),
-            fitted: mix(&first.fitted, &second.fitted),
         }
     }
 }
@@ -169,11 +157,7 @@ pub(crate) fn refined_solve(
         llt::solve::solve_in_place(lower, single.as_mut(), par, MemStack::new(&mut no_memory));
         Mat::from_fn(rhs.nrows(), rhs.ncols(), |i, j| f64::from(single[(i, j)]))
     };
-    // |K + ridge I|_inf: the largest absolute row sum (columns, K being symmetric).
-    let norm = (0..n)
-        .into_par_iter()
-        .map(|j| gram.col(j).iter().map(|v| v.abs()).sum::<f64>() + ridge.abs())
-        .reduce(|| 0.0, f64::max);
+    let norm = infinity_norm(gram) + ridge.abs();
     let tolerance = (n as f64).sqrt() * norm * f64::EPSILON;
     let mut solution = solve32(targets);
     for _ in 0..REFINEMENT_STEPS {
@@ -205,6 +189,15 @@ pub(crate) fn refined_solve(
     None
 }
 
+/// `|K|_inf`, the largest absolute row sum (column sum, `K` being symmetric).
+pub(crate) fn infinity_norm(gram: &DenseMatrix) -> f64 {
+    use rayon::prelude::*;
+    (0..gram.ncols())
+        .into_par_iter()
+        .map(|j| gram.col(j).iter().map(|v| v.abs()).sum::<f64>())
+        .reduce(|| 0.0, f64::max)
+}
+
 /// `K` and the Cholesky factor of `K + lambda I`.
 #[derive(Debug)]
 pub(crate) struct Cholesky {
@@ -229,6 +222,50 @@ impl Cholesky {
         let dual_coef = cholesky_solve(self.lower.as_ref(), targets);
         let fitted = fitted_from_solution(targets, self.lambda, dual_coef.as_ref());
         Fit { dual_coef, fitted }
+    }
+
+    /// The fits to `targets` with several ridges. When at least [`SHIFTED_MIN_RIDGES`] of them lie
+    /// between `lambda` and [`SHIFTED_MAX_RATIO`] times it (the limits of alphas from 1 / 20 to 1),
+    /// those come from this factor by [`shifted_solve`], all together; the others, and any that
+    /// solve does not bring to double precision's backward error, each from
+    /// [`Self::fit_with_ridge`].
+    pub(crate) fn fit_with_ridges(
+        &self,
+        ridges: &[f64],
+        targets: MatRef<'_, f64>,
+    ) -> Result<Vec<Fit>> {
+        let mut shifted: Vec<usize> = (0..ridges.len())
+            .filter(|&r| ridges[r] > self.lambda && ridges[r] <= SHIFTED_MAX_RATIO * self.lambda)
+            .collect();
+        if shifted.len() < SHIFTED_MIN_RIDGES {
+            shifted.clear();
+        }
+        let shifted_ridges: Vec<f64> = shifted.iter().map(|&r| ridges[r]).collect();
+        let mut solved = shifted_solve(
+            &self.gram,
+            self.lower.as_ref(),
+            self.lambda,
+            &shifted_ridges,
+            targets,
+            par(),
+        )
+        .into_iter();
+        let mut fits = Vec::with_capacity(ridges.len());
+        for (r, &ridge) in ridges.iter().enumerate() {
+            let solution = if shifted.contains(&r) {
+                solved.next().expect("one answer per shifted ridge")
+            } else {
+                None
+            };
+            fits.push(match solution {
+                Some(dual_coef) => {
+                    let fitted = fitted_from_solution(targets, ridge, dual_coef.as_ref());
+                    Fit { dual_coef, fitted }
+                }
+                None => self.fit_with_ridge(ridge, targets)?,
+            });
+        }
+        Ok(fits)
     }
 
     /// The fit to `targets` with another ridge: one more factorisation. From

@@ -12,8 +12,9 @@
 //!   solution sparsifying ([`spectral`]);
 //! - the optimal `alpha` per step against reference targets ([`Schedule::Optimal`]).
 //!
-//! Two [`Route`]s: a Cholesky factor of `K + lambda I` (cheapest for one run) or the symmetric
-//! eigendecomposition `K = V D V^T` (for the spectrum and for sweeps over many ridges).
+//! Two [`Route`]s: a Cholesky factor of `K + lambda I` (cheapest for one run and for a sweep, whose
+//! chains share one [`ChainBasis`] and whose limits share the factor) or the symmetric
+//! eigendecomposition `K = V D V^T` (for the spectrum).
 //! Linear algebra is [faer](https://docs.rs/faer)'s, in parallel on rayon's thread pool.
 //!
 //! # Example
@@ -57,13 +58,15 @@ mod factor;
 pub mod kernel;
 pub mod memory;
 pub mod nystrom;
+mod shifted;
 pub mod spectral;
 pub mod toy;
 
 pub use dense::DenseMatrix;
 pub use distill::{
-    DEGENERATE_ALPHA, EIGEN_BREAK_EVEN_RIDGES, Evaluator, Limit, OptimalAlpha, PREDICTION_BLOCK,
-    Route, Schedule, SelfDistillation, Step, mean_squared_error, optimal_alpha,
+    ChainBasis, DEGENERATE_ALPHA, EIGEN_BREAK_EVEN_RIDGES, Evaluator, Limit, OptimalAlpha,
+    PREDICTION_BLOCK, Route, Schedule, SelfDistillation, Step, chain_weights, mean_squared_error,
+    optimal_alpha,
 };
 pub use error::{Error, Result};
 pub use factor::{EIGENVALUE_TOLERANCE, Fit};
@@ -71,6 +74,7 @@ pub use kernel::{
     GEMM_MIN_FEATURES, InnerProductForm, Kernel, Laplacian, Linear, Points, Polynomial, Rbf,
     cross_gram_matrix, gram_matrix,
 };
+pub use shifted::SHIFTED_MAX_RATIO;
 
 /// The faer version this crate's matrices come from, re-exported so callers use the same one.
 pub use faer;

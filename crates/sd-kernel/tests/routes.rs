@@ -189,6 +189,38 @@ proptest! {
     }
 
     #[test]
+    fn chains_in_one_basis_predict_through_it(
+        case in cases(),
+        alphas in proptest::collection::vec(0.0f64..=1.0, 20),
+        new_points in proptest::collection::vec(-1.0f64..1.0, 1..10),
+    ) {
+        let d = case.x.ncols();
+        let x_new = Mat::from_fn(new_points.len(), d, |i, j| new_points[i] * (j as f64 + 1.0) / 2.0);
+        for route in ROUTES {
+            let problem = case.problem(route);
+            let basis = problem.chain_basis(case.steps).unwrap();
+            prop_assert_eq!(basis.len(), case.steps);
+            let at_new = problem.predict_at(x_new.as_ref(), basis.dual_coefs().as_ref()).unwrap();
+            let steps = problem
+                .distill_in(&basis, &Schedule::PerStep(alphas[..case.steps].to_vec()))
+                .unwrap();
+            for step in &steps {
+                // A convex combination: nothing cancels.
+                prop_assert_eq!(step.weights.len(), step.step + 1);
+                prop_assert!(step.weights.iter().all(|&w| w >= 0.0));
+                let total: f64 = step.weights.iter().sum();
+                prop_assert!((total - 1.0).abs() <= 1e-12, "weights sum to {}", total);
+                // The basis' predictions, combined, are the step's own.
+                let own = problem.predict_at(x_new.as_ref(), step.fit.dual_coef.as_ref()).unwrap();
+                let combined = basis.combine(at_new.as_ref(), &step.weights);
+                assert_close(combined.as_ref(), own.as_ref(), TOLERANCE, "combined predictions");
+                let fit = basis.fit(&step.weights);
+                prop_assert_eq!(&fit, &step.fit);
+            }
+        }
+    }
+
+    #[test]
     fn per_step_alphas_equal_the_naive_route(
         case in cases(),
         alphas in proptest::collection::vec(0.0f64..=1.0, 20),
