@@ -18,6 +18,7 @@ use sd_experiments::krr::{KernelKind, KrrConfig, NystromChoice, SolverChoice};
 use sd_experiments::resnet::ResnetJob;
 use sd_resnet::loss::LossKind;
 use sd_resnet::{Depth, Stem};
+use sd_train::TeacherMode;
 
 /// Self-distillation with weighted ground-truth targets (Borup & Andersen, NeurIPS 2021).
 #[derive(Debug, Parser)]
@@ -90,6 +91,20 @@ fn stem() -> impl TypedValueParser<Value = Stem> {
         (
             "cifar",
             "3x3 stride-1 convolution, no max-pool (the common CIFAR variant)",
+        ),
+    ])
+}
+
+fn teacher_mode() -> impl TypedValueParser<Value = TeacherMode> {
+    one_of(&[
+        (
+            "eval",
+            "Running statistics, not updated: a frozen teacher (the default)",
+        ),
+        (
+            "train",
+            "Batch statistics, running statistics updated, weights frozen: what the original did \
+             (Lightning's model.train() reaches the teacher, a child module of the student)",
         ),
     ])
 }
@@ -277,6 +292,15 @@ pub struct ResnetArgs {
     #[arg(long, value_name = "FILE")]
     pub pretrained: Option<PathBuf>,
 
+    /// Keep the training split's own order in every epoch and step, as the original's
+    /// DataLoader did, instead of a new order every epoch
+    #[arg(long)]
+    pub no_shuffle: bool,
+
+    /// How the teacher's BatchNorm layers run while a student trains
+    #[arg(long, default_value = "eval", value_parser = teacher_mode())]
+    pub teacher_mode: TeacherMode,
+
     /// Resume a chain: the checkpoint of step --teacher-step, teacher of the next step
     #[arg(long, value_name = "FILE", requires = "teacher_step")]
     pub teacher_ckpt: Option<PathBuf>,
@@ -329,6 +353,8 @@ impl ResnetArgs {
             test_size: self.test_size.map(|n| n as usize),
             num_workers: self.num_workers,
             pretrained: self.pretrained.clone(),
+            shuffle: !self.no_shuffle,
+            teacher_mode: self.teacher_mode,
             teacher,
             resume: self.resume.clone(),
             out: self.out.clone(),

@@ -79,6 +79,14 @@ pub struct Profile {
     /// checkpoints) instead of a random initialization.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pretrained: Option<PathBuf>,
+    /// A new order of the training images every epoch (the default); `false`: the training
+    /// split's own order in every epoch and step, as the original's `DataLoader`.
+    #[serde(default = "default_true")]
+    pub shuffle: bool,
+    /// The teacher's BatchNorm mode while a student trains: `"eval"` (the default, a frozen
+    /// teacher) or `"train"` (batch statistics, what the original did; see `sd_train::TeacherMode`).
+    #[serde(default)]
+    pub teacher_mode: sd_train::TeacherMode,
     /// Also run the kernel ridge regression part (the toy example).
     #[serde(default = "default_true")]
     pub krr: bool,
@@ -373,6 +381,8 @@ impl Profile {
             reg_coef: self.reg_coef,
             device: self.device.kind(),
             pretrained: self.pretrained.clone(),
+            shuffle: self.shuffle,
+            teacher_mode: self.teacher_mode,
         }
     }
 

@@ -368,7 +368,8 @@ pub fn write(dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
             md,
             "{}: alpha in {{{}}} x seeds {{{}}}. ResNet-{} ({} stem), {} loss, data `{}`; \
              {} epoch(s) per step, {} steps (step 0 is the first fit, on the ground truth only), \
-             batch {}, Adam lr {}, reg_coef {}, on {}. Test accuracy in percent: the mean ± \
+             batch {}, Adam lr {}, reg_coef {}, on {}; {}, teacher's BatchNorm in {} mode. \
+             Test accuracy in percent: the mean ± \
              sample standard deviation over seeds of each step's best model by validation \
              accuracy, unless a table says otherwise. Regenerate with `cargo xtask paper-report \
              DIR...`.\n",
@@ -395,7 +396,13 @@ pub fn write(dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
             s.batch_size,
             s.lr,
             s.reg_coef,
-            s.device
+            s.device,
+            if s.shuffle {
+                "a new order of the training images every epoch"
+            } else {
+                "the training split's own order in every epoch and step (no shuffling)"
+            },
+            s.teacher_mode,
         );
     }
     if let Some(krr_md) = &krr.toy {

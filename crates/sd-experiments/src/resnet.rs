@@ -52,6 +52,11 @@ pub struct ResnetJob {
     pub num_workers: usize,
     /// Initial weights of every step.
     pub pretrained: Option<PathBuf>,
+    /// A new order of the training images every epoch; off, the split's own order throughout
+    /// (the original's).
+    pub shuffle: bool,
+    /// The teacher's BatchNorm mode while a student trains.
+    pub teacher_mode: sd_train::TeacherMode,
     /// Resume a chain: a checkpoint and the step it belongs to, teacher of the next step.
     pub teacher: Option<(PathBuf, usize)>,
     /// Continue this run directory instead of making a new one: its unfinished steps are
@@ -166,6 +171,8 @@ pub fn run(job: &ResnetJob) -> Result<(PathBuf, Vec<StepResult>)> {
         reg_coef: job.reg_coef,
         device: job.device.kind(),
         pretrained: job.pretrained.as_deref().map(|p| recorded(p).into()),
+        shuffle: job.shuffle,
+        teacher_mode: job.teacher_mode,
     };
     let chain = Chain {
         record: ChainRecord {

@@ -18,7 +18,7 @@ use crate::error::{Result, TrainError};
 use crate::evaluate::{Feed, correct_predictions, evaluate, one_hot, predict_proba};
 use crate::files::{create_dir, write_atomic_with, write_json};
 use crate::metrics::{AutoAlpha, EpochMetrics, StepResult};
-use crate::record::ChainRecord;
+use crate::record::{ChainRecord, TeacherMode};
 
 /// The data of a chain: its three splits, their transforms, and the shape the network takes.
 #[derive(Debug, Clone)]
@@ -554,7 +554,11 @@ impl Chain<'_> {
             &self.data.train_transform,
             LoaderConfig {
                 batch_size: settings.batch_size,
-                shuffle: Shuffle::EachEpoch,
+                shuffle: if settings.shuffle {
+                    Shuffle::EachEpoch
+                } else {
+                    Shuffle::Off
+                },
                 drop_last: false,
                 num_workers: self.num_workers,
                 prefetch: 2,
@@ -575,7 +579,11 @@ impl Chain<'_> {
                 let batch_started = Instant::now();
                 let logits = model.forward_t(&batch.images, true)?;
                 let teacher_logits = match teacher {
-                    Some(t) => Some(t.forward_t(&batch.images, false)?.detach()),
+                    // Train mode: batch statistics, running statistics updated (the original).
+                    Some(t) => Some(
+                        t.forward_t(&batch.images, settings.teacher_mode == TeacherMode::Train)?
+                            .detach(),
+                    ),
                     None => None,
                 };
                 let fit = loss::distillation(

@@ -20,6 +20,8 @@ use crate::record::ChainRecord;
 ///                             accuracy (epoch=NN-val_acc=0.xxxx.safetensors), JSON beside each
 /// auto_alpha.jsonl            alpha = auto: the AutoAlpha of each step
 /// probe/                      alpha = auto: the alpha = 0 students, laid out the same way
+/// tensorboard/                TensorBoard event files of the rows: step_<k>/ (x = epoch) and
+///                             chain/ (x = step), see crate::tensorboard
 /// .lock                       held by the process training the chain
 /// ```
 ///
@@ -176,9 +178,25 @@ impl ChainDir {
         }
     }
 
-    /// The directories this run writes: itself, `step_<k>/`, and the same in `probe/`.
+    /// The directories this run writes: itself, `step_<k>/`, `tensorboard/` and its runs, and the
+    /// same in `probe/`.
     fn own_directories(&self) -> Result<Vec<PathBuf>> {
         let mut dirs = vec![self.root.clone()];
+        let probe = self.probe();
+        for base in [self.tensorboard_dir(), probe.tensorboard_dir()] {
+            let entries = match std::fs::read_dir(&base) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(TrainError::io(&base)(e)),
+            };
+            dirs.push(base.clone());
+            for entry in entries {
+                let path = entry.map_err(TrainError::io(&base))?.path();
+                if path.is_dir() {
+                    dirs.push(path);
+                }
+            }
+        }
         for base in [self.root.clone(), self.root.join("probe")] {
             let entries = match std::fs::read_dir(&base) {
                 Ok(entries) => entries,
@@ -222,6 +240,12 @@ impl ChainDir {
             .expect("a gap"))
     }
 
+    /// The TensorBoard event files of the rows (`tensorboard --logdir` this directory, or the
+    /// run directory to see the probes' too).
+    pub fn tensorboard_dir(&self) -> PathBuf {
+        self.root.join("tensorboard")
+    }
+
     /// The run directory of a checkpoint of step `step` in its `step_<step>/`, if it lies in one.
     pub fn of_checkpoint(checkpoint: &Path, step: usize) -> Option<ChainDir> {
         let step_dir = checkpoint.parent()?;
@@ -251,7 +275,7 @@ impl ChainDir {
             |r: &StepResult| r.step < first,
             &[],
         )?;
-        Ok(())
+        crate::tensorboard::sync(self)
     }
 
     fn metrics_csv(&self) -> CsvView<EpochMetrics> {
@@ -344,8 +368,8 @@ impl ChainDir {
             Some(self.metrics_csv()),
             |_| true,
             std::slice::from_ref(row),
-        )
-        .map(drop)
+        )?;
+        crate::tensorboard::sync(self)
     }
 
     /// Appends a row to `test.jsonl` and `test.csv`.
@@ -355,8 +379,8 @@ impl ChainDir {
             Some(self.test_csv()),
             |_| true,
             std::slice::from_ref(row),
-        )
-        .map(drop)
+        )?;
+        crate::tensorboard::sync(self)
     }
 
     /// Keeps the rows of `auto_alpha.jsonl` before step `first`, and appends `row`.
@@ -428,6 +452,8 @@ impl ChainDir {
             })
             .collect();
         update_rows(&self.test_file(), Some(self.test_csv()), |_| false, &tests)?;
+        // The event files of an earlier attempt may share the copied rows' names.
+        crate::tensorboard::rewrite(self)?;
         self.mark_finished(0)
     }
 }

@@ -13,7 +13,8 @@
 //!   [`sd_alpha::optimal_alpha`] of the one-hot validation labels, the first fit's softmax
 //!   outputs and the probe's, clamped into `[0, 1]`.
 //! - [`ChainDir`]: the run directory and its files (`chain.json`, per-epoch metrics, per-step
-//!   test results, best and last checkpoints with torchvision's names), written atomically and
+//!   test results, best and last checkpoints with torchvision's names, TensorBoard event files
+//!   of the metrics ([`tensorboard`](mod@tensorboard))), written atomically and
 //!   read strictly, rows appended with those already written kept byte for byte; a chain killed
 //!   at any moment continues where it stopped ([`Start::Resume`]) and removes the temporaries the
 //!   kill left; a directory with a finished step trained with other settings is refused with the
@@ -43,7 +44,8 @@
 //!     data: "fixture".into(), fixture: Some((60, 20)), train_size: 0, val_size: 20,
 //!     val_on_test: false, test_size: 0, resnet: Depth::R18, stem: Stem::Imagenet,
 //!     loss: LossKind::SoftmaxMse, epochs: 1, batch_size: 20, lr: 1e-3, reg_coef: 1e-4,
-//!     device: sd_train::DeviceKind::Cpu, pretrained: None,
+//!     device: sd_train::DeviceKind::Cpu, pretrained: None, shuffle: true,
+//!     teacher_mode: sd_train::TeacherMode::Eval,
 //! };
 //! let chain = Chain {
 //!     record: ChainRecord { alpha: Alpha::Fixed(0.5), seed: 0, steps: 2, settings },
@@ -68,13 +70,14 @@ mod evaluate;
 pub mod files;
 mod metrics;
 mod record;
+pub mod tensorboard;
 
 pub use chain::{BatchProgress, Chain, ChainData, Observer, Silent, Start, StepStart, step_seed};
 pub use dir::{ChainDir, DirLock};
 pub use error::{Result, TrainError};
 pub use evaluate::{Feed, evaluate, one_hot, predict_proba};
 pub use metrics::{AutoAlpha, EpochMetrics, StepResult};
-pub use record::{ChainRecord, DeviceKind, Settings};
+pub use record::{ChainRecord, DeviceKind, Settings, TeacherMode};
 
 // The README's examples run as doc tests.
 #[doc = include_str!("../README.md")]

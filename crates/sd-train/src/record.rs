@@ -39,6 +39,54 @@ impl std::fmt::Display for DeviceKind {
     }
 }
 
+/// How the teacher's BatchNorm layers run while a student trains. Text form and serde: `eval`,
+/// `train`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TeacherMode {
+    /// Running statistics, left as they are: a frozen teacher. The default.
+    #[default]
+    Eval,
+    /// Batch statistics, with the running statistics updated by every batch (the weights stay
+    /// frozen): what the original did. Its teacher is a child module of the student, and PyTorch
+    /// Lightning's `model.train()` at the start of training puts every child's BatchNorm back in
+    /// training mode, `teacher.freeze()` notwithstanding.
+    Train,
+}
+
+impl std::fmt::Display for TeacherMode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TeacherMode::Eval => "eval",
+            TeacherMode::Train => "train",
+        })
+    }
+}
+
+impl std::str::FromStr for TeacherMode {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        match text {
+            "eval" => Ok(TeacherMode::Eval),
+            "train" => Ok(TeacherMode::Train),
+            _ => Err(format!("teacher mode {text:?}: expected eval or train")),
+        }
+    }
+}
+
+fn is_default<T: Default + PartialEq>(value: &T) -> bool {
+    *value == T::default()
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
+}
+
 /// Everything that determines a chain's numbers besides its alpha and seed. Field names are the
 /// profile fields and command-line flags of the same meaning (`epochs`, `--epochs`); the older
 /// names of files written before (`train_images`, `val_images`, `test_images`) are read too.
@@ -79,6 +127,14 @@ pub struct Settings {
     /// Weights every step starts from instead of a random initialization.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pretrained: Option<PathBuf>,
+    /// A new order of the training images every epoch (the default); off, the training split's
+    /// own order in every epoch and step, as the original's `DataLoader` (no `shuffle=True`).
+    /// Written to `chain.json` only when off.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub shuffle: bool,
+    /// The teacher's BatchNorm mode ([`TeacherMode`]). Written only when not `eval`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub teacher_mode: TeacherMode,
 }
 
 /// A chain: its ground-truth weight, seed, length and settings. Written to `chain.json` before
@@ -158,6 +214,8 @@ mod tests {
             reg_coef: 1e-4,
             device: DeviceKind::Cpu,
             pretrained: None,
+            shuffle: true,
+            teacher_mode: TeacherMode::Eval,
         }
     }
 

@@ -54,6 +54,8 @@ fn record(steps: usize, epochs: usize) -> ChainRecord {
             reg_coef: 1e-4,
             device: sd_train::DeviceKind::Cpu,
             pretrained: None,
+            shuffle: true,
+            teacher_mode: sd_train::TeacherMode::Eval,
         },
     }
 }
@@ -585,4 +587,149 @@ fn rows_with_numbers_json_cannot_hold_still_read() {
     .unwrap();
     let rows = run.read_tests().unwrap();
     assert!(rows[0].test_acc_final.is_nan() && rows[0].seconds.is_nan());
+}
+
+/// The scalars of every event file under `run`, by run directory relative to `root`.
+fn event_scalars(run: &std::path::Path) -> Vec<(String, sd_tensorboard::Scalar)> {
+    let mut out = Vec::new();
+    let mut dirs: Vec<_> = std::fs::read_dir(run)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        let mut files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        for file in files {
+            let name = file.file_name().unwrap().to_string_lossy().into_owned();
+            assert!(name.starts_with("events.out.tfevents."), "{name}");
+            let bytes = std::fs::read(&file).unwrap();
+            for scalar in sd_tensorboard::read_scalars(&bytes).unwrap() {
+                let run = dir.file_name().unwrap().to_string_lossy().into_owned();
+                out.push((run, scalar));
+            }
+        }
+    }
+    out
+}
+
+fn scalar(scalars: &[(String, sd_tensorboard::Scalar)], run: &str, tag: &str) -> Vec<(i64, f32)> {
+    scalars
+        .iter()
+        .filter(|(r, s)| r == run && s.tag == tag)
+        .map(|(_, s)| (s.step, s.value))
+        .collect()
+}
+
+#[test]
+fn event_files_follow_the_rows_through_a_resume() {
+    let data = data(64, 32);
+    let tmp = tempfile::tempdir().unwrap();
+    let run = ChainDir::new(tmp.path());
+    chain(&data, record(2, 2))
+        .run(&run, Start::Resume, &mut Silent)
+        .unwrap();
+    let check = |run: &ChainDir| {
+        let scalars = event_scalars(&run.tensorboard_dir());
+        let metrics = run.read_metrics().unwrap();
+        let tests = run.read_tests().unwrap();
+        for step in 0..2usize {
+            let rows: Vec<&EpochMetrics> = metrics.iter().filter(|m| m.step == step).collect();
+            let name = format!("step_{step}");
+            let expect = |f: fn(&EpochMetrics) -> f64| -> Vec<(i64, f32)> {
+                rows.iter().map(|m| (m.epoch as i64, f(m) as f32)).collect()
+            };
+            assert_eq!(
+                scalar(&scalars, &name, "loss/train"),
+                expect(|m| m.train_loss)
+            );
+            assert_eq!(
+                scalar(&scalars, &name, "accuracy/validation"),
+                expect(|m| m.val_acc)
+            );
+            assert_eq!(scalar(&scalars, &name, "alpha"), expect(|m| m.alpha));
+        }
+        let by_step = |f: fn(&sd_train::StepResult) -> f64| -> Vec<(i64, f32)> {
+            tests.iter().map(|r| (r.step as i64, f(r) as f32)).collect()
+        };
+        assert_eq!(
+            scalar(&scalars, "chain", "accuracy/test_final"),
+            by_step(|r| r.test_acc_final)
+        );
+        assert_eq!(scalar(&scalars, "chain", "alpha"), [(0, 1.0), (1, 0.5)]);
+        scalars.len()
+    };
+    // 8 tags per epoch row (4 rows), 9 per step row (2 rows).
+    assert_eq!(check(&run), 4 * 8 + 2 * 9);
+
+    // Killed in step 1 after its first epoch: the rows of that attempt stay, its test row is
+    // missing, and a stale event file of an epoch that never was lies beside them.
+    let kept: String = std::fs::read_to_string(run.test_file())
+        .unwrap()
+        .lines()
+        .take(1)
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(run.test_file(), kept).unwrap();
+    let stale = run.tensorboard_dir().join("step_1");
+    std::fs::copy(
+        stale.join(sd_tensorboard::file_name(0, "sd-train")),
+        stale.join(sd_tensorboard::file_name(7, "sd-train")),
+    )
+    .unwrap();
+    let before = std::fs::read(
+        run.tensorboard_dir()
+            .join("step_0")
+            .join(sd_tensorboard::file_name(0, "sd-train")),
+    )
+    .unwrap();
+    chain(&data, record(2, 2))
+        .run(&run, Start::Resume, &mut Silent)
+        .unwrap();
+    assert_eq!(check(&run), 4 * 8 + 2 * 9);
+    // Step 0's files were not touched.
+    let after = std::fs::read(
+        run.tensorboard_dir()
+            .join("step_0")
+            .join(sd_tensorboard::file_name(0, "sd-train")),
+    )
+    .unwrap();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn the_teacher_mode_and_the_order_change_what_they_should() {
+    let data = data(64, 32);
+    let run = |change: fn(&mut Settings)| {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = ChainDir::new(tmp.path());
+        let mut record = record(2, 1);
+        change(&mut record.settings);
+        chain(&data, record)
+            .run(&dir, Start::Resume, &mut Silent)
+            .unwrap();
+        let text = std::fs::read_to_string(dir.record_file()).unwrap();
+        (dir.read_metrics().unwrap(), text)
+    };
+    let (base, base_record) = run(|_| {});
+    // Defaults are not written: chain.json files of earlier versions stay the same chains.
+    assert!(
+        !base_record.contains("shuffle") && !base_record.contains("teacher_mode"),
+        "{base_record}"
+    );
+    // The teacher in training mode: step 0 (no teacher) the same, step 1 not.
+    let (train_mode, record_text) = run(|s| s.teacher_mode = sd_train::TeacherMode::Train);
+    assert!(
+        record_text.contains("\"teacher_mode\": \"train\""),
+        "{record_text}"
+    );
+    assert!(same_numbers(&base[0], &train_mode[0]));
+    assert!(!same_numbers(&base[1], &train_mode[1]));
+    // The split's own order: another first fit.
+    let (fixed, record_text) = run(|s| s.shuffle = false);
+    assert!(record_text.contains("\"shuffle\": false"), "{record_text}");
+    assert!(!same_numbers(&base[0], &fixed[0]));
 }

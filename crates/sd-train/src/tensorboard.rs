@@ -1,0 +1,221 @@
+//! TensorBoard event files of a run directory, kept in step with its rows.
+//!
+//! The rows (`metrics.jsonl`, `test.jsonl`, `auto_alpha.jsonl`) are the record; the event files
+//! are a view of them that `tensorboard --logdir RUN` reads:
+//!
+//! ```text
+//! tensorboard/step_<k>/events.out.tfevents.<epoch>.sd-train   one per epoch row of step k, x = epoch:
+//!     loss/train, loss/validation, accuracy/train, accuracy/validation, alpha, learning_rate,
+//!     images_per_second, seconds
+//! tensorboard/chain/events.out.tfevents.<step>.sd-train       one per finished step, x = step:
+//!     accuracy/test_final, accuracy/test_best, accuracy/validation_best, alpha, seconds, the
+//!     step's last epoch's loss/train, loss/validation, accuracy/train, accuracy/validation, and
+//!     with alpha = auto alpha/optimal (unclamped)
+//! ```
+//!
+//! One file per row: files are only ever added in the order of their names (what TensorBoard's
+//! directory watcher expects of a live run) and never rewritten. After every change of the rows,
+//! the file of every row that has none is written (atomically, through a temporary whose name
+//! TensorBoard ignores), and every file whose row is gone (a step trained again, a resume from an
+//! earlier step) is removed. Steps in TensorBoard are the steps of this project,
+//! from 0; wall times are when each file was written.
+
+use std::collections::BTreeSet;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use sd_tensorboard::{EventFile, file_name};
+
+use crate::dir::ChainDir;
+use crate::error::{Result, TrainError};
+use crate::files::{TEMPORARY_SUFFIX, create_dir};
+use crate::metrics::{AutoAlpha, EpochMetrics, StepResult};
+
+/// The host part of every event file's name.
+const HOST: &str = "sd-train";
+
+/// The run directory of step `step`'s epochs, and of the chain's steps.
+pub(crate) fn step_run(dir: &ChainDir, step: usize) -> PathBuf {
+    dir.tensorboard_dir().join(format!("step_{step}"))
+}
+
+pub(crate) fn chain_run(dir: &ChainDir) -> PathBuf {
+    dir.tensorboard_dir().join("chain")
+}
+
+/// The tags and values of one epoch row.
+pub fn epoch_scalars(row: &EpochMetrics) -> Vec<(&'static str, f32)> {
+    vec![
+        ("loss/train", row.train_loss as f32),
+        ("loss/validation", row.val_loss as f32),
+        ("accuracy/train", row.train_acc as f32),
+        ("accuracy/validation", row.val_acc as f32),
+        ("alpha", row.alpha as f32),
+        ("learning_rate", row.lr as f32),
+        ("images_per_second", row.images_per_s as f32),
+        ("seconds", row.seconds as f32),
+    ]
+}
+
+/// The tags and values of one finished step: its test row, its last epoch row, its auto row.
+pub fn step_scalars(
+    result: &StepResult,
+    last_epoch: Option<&EpochMetrics>,
+    auto: Option<&AutoAlpha>,
+) -> Vec<(&'static str, f32)> {
+    let mut values = vec![
+        ("accuracy/test_final", result.test_acc_final as f32),
+        ("accuracy/test_best", result.test_acc_best as f32),
+        ("accuracy/validation_best", result.best_val_acc as f32),
+        ("alpha", result.alpha as f32),
+        ("seconds", result.seconds as f32),
+    ];
+    if let Some(row) = last_epoch {
+        values.extend([
+            ("loss/train", row.train_loss as f32),
+            ("loss/validation", row.val_loss as f32),
+            ("accuracy/train", row.train_acc as f32),
+            ("accuracy/validation", row.val_acc as f32),
+        ]);
+    }
+    if let Some(optimal) = auto.and_then(|row| row.optimal) {
+        values.push(("alpha/optimal", optimal as f32));
+    }
+    values
+}
+
+/// Makes `dir`'s event files match its rows (see the module's documentation).
+pub(crate) fn sync(dir: &ChainDir) -> Result<()> {
+    let metrics = dir.read_metrics()?;
+    let tests = dir.read_tests()?;
+    let auto = dir.read_auto_alpha()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+
+    // Epoch files, per step.
+    let steps: BTreeSet<usize> = metrics.iter().map(|row| row.step).collect();
+    for &step in &steps {
+        let run = step_run(dir, step);
+        let rows: Vec<&EpochMetrics> = metrics.iter().filter(|row| row.step == step).collect();
+        let wanted: BTreeSet<String> = rows
+            .iter()
+            .map(|row| file_name(row.epoch as u64, HOST))
+            .collect();
+        remove_unwanted(&run, &wanted)?;
+        for row in rows {
+            let path = run.join(file_name(row.epoch as u64, HOST));
+            if !path.is_file() {
+                let mut file = EventFile::new(now);
+                file.scalars(row.epoch as i64, now, &epoch_scalars(row));
+                publish(&path, &file.into_bytes())?;
+            }
+        }
+    }
+    // Step directories without rows.
+    let root = dir.tensorboard_dir();
+    if let Ok(entries) = std::fs::read_dir(&root) {
+        for entry in entries {
+            let path = entry.map_err(TrainError::io(&root))?.path();
+            let step = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_prefix("step_"))
+                .and_then(|k| k.parse::<usize>().ok());
+            if let Some(step) = step
+                && !steps.contains(&step)
+            {
+                remove_unwanted(&path, &BTreeSet::new())?;
+                // Only when empty: a user's own files stay.
+                let _ = std::fs::remove_dir(&path);
+            }
+        }
+    }
+
+    // Step files.
+    let run = chain_run(dir);
+    let wanted: BTreeSet<String> = tests
+        .iter()
+        .map(|row| file_name(row.step as u64, HOST))
+        .collect();
+    remove_unwanted(&run, &wanted)?;
+    for result in &tests {
+        let path = run.join(file_name(result.step as u64, HOST));
+        if !path.is_file() {
+            let last_epoch = metrics
+                .iter()
+                .filter(|row| row.step == result.step)
+                .max_by_key(|row| row.epoch);
+            let auto_row = auto.iter().find(|row| row.step == result.step);
+            let mut file = EventFile::new(now);
+            file.scalars(
+                result.step as i64,
+                now,
+                &step_scalars(result, last_epoch, auto_row),
+            );
+            publish(&path, &file.into_bytes())?;
+        }
+    }
+    Ok(())
+}
+
+/// [`sync`] from scratch: every event file of `dir` written again from its rows (for rows that
+/// replaced others of the same steps and epochs).
+pub(crate) fn rewrite(dir: &ChainDir) -> Result<()> {
+    let root = dir.tensorboard_dir();
+    if let Ok(entries) = std::fs::read_dir(&root) {
+        for entry in entries {
+            let path = entry.map_err(TrainError::io(&root))?.path();
+            if path.is_dir() {
+                remove_unwanted(&path, &BTreeSet::new())?;
+            }
+        }
+    }
+    sync(dir)
+}
+
+/// Removes the event files in `run` not named in `wanted`.
+fn remove_unwanted(run: &Path, wanted: &BTreeSet<String>) -> Result<()> {
+    let entries = match std::fs::read_dir(run) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(TrainError::io(run)(e)),
+    };
+    for entry in entries {
+        let path = entry.map_err(TrainError::io(run))?.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        if name.starts_with("events.out.tfevents.")
+            && name.ends_with(HOST)
+            && !wanted.contains(name)
+        {
+            std::fs::remove_file(&path).map_err(TrainError::io(&path))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to `path` through a synced temporary named `.sd-tb.*.sd-tmp`: TensorBoard reads
+/// every file whose name contains `tfevents`, so the temporary's must not.
+fn publish(path: &Path, bytes: &[u8]) -> Result<()> {
+    let run = path.parent().expect("event files lie in a run directory");
+    create_dir(run)?;
+    let io = TrainError::io(path);
+    let mut file = tempfile::Builder::new()
+        .prefix(".sd-tb.")
+        .suffix(TEMPORARY_SUFFIX)
+        .tempfile_in(run)
+        .map_err(TrainError::io(run))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        file.as_file()
+            .set_permissions(std::fs::Permissions::from_mode(0o644))
+            .map_err(TrainError::io(path))?;
+    }
+    file.write_all(bytes)
+        .and_then(|()| file.as_file_mut().sync_all())
+        .and_then(|()| file.persist(path).map(drop).map_err(|e| e.error))
+        .map_err(io)
+}
