@@ -140,6 +140,13 @@ fn positive(text: &str) -> Result<f64, String> {
     }
 }
 
+fn noise_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if (0.0..1.0).contains(&value) => Ok(value),
+        _ => Err("must be a number in [0, 1)".into()),
+    }
+}
+
 fn non_negative(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
         Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
@@ -301,6 +308,21 @@ pub struct ResnetArgs {
     #[arg(long, default_value = "eval", value_parser = teacher_mode())]
     pub teacher_mode: TeacherMode,
 
+    /// Symmetric label noise: each training label (held-out validation labels too) replaced
+    /// with probability P by a class drawn uniformly; test labels never. P in [0, 1)
+    #[arg(
+        long,
+        value_name = "P",
+        default_value_t = 0.0,
+        value_parser = noise_rate,
+        allow_hyphen_values = true
+    )]
+    pub label_noise: f64,
+
+    /// Seed of the label noise
+    #[arg(long, value_name = "S", default_value_t = 0)]
+    pub noise_seed: u64,
+
     /// Resume a chain: the checkpoint of step --teacher-step, teacher of the next step
     #[arg(long, value_name = "FILE", requires = "teacher_step")]
     pub teacher_ckpt: Option<PathBuf>,
@@ -355,6 +377,8 @@ impl ResnetArgs {
             pretrained: self.pretrained.clone(),
             shuffle: !self.no_shuffle,
             teacher_mode: self.teacher_mode,
+            label_noise: self.label_noise,
+            noise_seed: self.noise_seed,
             teacher,
             resume: self.resume.clone(),
             out: self.out.clone(),

@@ -66,6 +66,43 @@ pub struct ChannelStats {
 }
 
 impl ImageSet {
+    /// The same images with symmetric label noise: each label is replaced with probability `p`
+    /// by a class drawn uniformly from all classes (so it may stay the same), image by image in
+    /// file order from `seed`'s own stream. An image's new label depends only on `seed`, `p` and
+    /// its index, not on any split. Returns the set and how many labels changed. `p` must lie in
+    /// `[0, 1)`.
+    pub fn with_label_noise(&self, p: f64, seed: u64) -> Result<(ImageSet, usize)> {
+        use rand::Rng;
+        if !(0.0..1.0).contains(&p) {
+            return Err(DataError::InvalidConfig(format!(
+                "label noise must lie in [0, 1), got {p}"
+            )));
+        }
+        let mut rng = crate::rng::stream(seed, crate::rng::Purpose::LabelNoise, 0, 0);
+        let mut changed = 0;
+        let labels: Vec<u8> = self
+            .labels
+            .iter()
+            .map(|&label| {
+                // Both draws for every image: the stream stays aligned with the index.
+                let (flip, drawn) = (rng.random::<f64>(), rng.random_range(0..self.classes) as u8);
+                if p > 0.0 && flip < p {
+                    changed += usize::from(drawn != label);
+                    drawn
+                } else {
+                    label
+                }
+            })
+            .collect();
+        let set = ImageSet {
+            pixels: self.pixels.clone(),
+            labels,
+            shape: self.shape,
+            classes: self.classes,
+        };
+        Ok((set, changed))
+    }
+
     /// Images and labels; `pixels.len()` must be `labels.len() * shape.pixels()` and every label
     /// below `classes`.
     pub fn new(

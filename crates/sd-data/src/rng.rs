@@ -17,6 +17,7 @@ pub(crate) enum Purpose {
     Augment = 2,
     Split = 3,
     Fixture = 4,
+    LabelNoise = 5,
 }
 
 /// The stream for `(seed, purpose, a, b)`.

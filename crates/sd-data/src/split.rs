@@ -145,7 +145,7 @@ impl Default for Validation {
 }
 
 /// How to split a data set.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
 pub struct SplitConfig {
     /// Where validation images come from.
     pub validation: Validation,
@@ -157,6 +157,12 @@ pub struct SplitConfig {
     pub limit_val: Option<usize>,
     /// Keep only the first N test images, balanced across classes.
     pub limit_test: Option<usize>,
+    /// Symmetric label noise on the training set's labels ([`ImageSet::with_label_noise`]),
+    /// before the split: held-out validation images get it too, as a practitioner's held-out
+    /// labels are as noisy as the rest; test labels never (nor validation on the test set).
+    pub label_noise: f64,
+    /// Seed of the label noise.
+    pub noise_seed: u64,
 }
 
 /// The three splits.
@@ -168,6 +174,8 @@ pub struct Splits {
     pub val: Subset,
     /// What the final accuracy is measured on.
     pub test: Subset,
+    /// Training-set labels the noise changed (training and held-out validation images alike).
+    pub labels_changed: usize,
 }
 
 impl Splits {
@@ -175,7 +183,15 @@ impl Splits {
     /// its share of `size` (largest remainders rounded up), drawn at random with `config.seed`;
     /// the training split is the rest. Limits apply after the split.
     pub fn new(dataset: &Dataset, config: &SplitConfig) -> Result<Splits> {
-        let train_all = Subset::all(dataset.train.clone());
+        let (train_set, labels_changed) = if config.label_noise == 0.0 {
+            (dataset.train.clone(), 0)
+        } else {
+            let (set, changed) = dataset
+                .train
+                .with_label_noise(config.label_noise, config.noise_seed)?;
+            (Arc::new(set), changed)
+        };
+        let train_all = Subset::all(train_set);
         let test = Subset::all(dataset.test.clone());
         let (train, val) = match config.validation {
             Validation::TestSet => (train_all, test.clone()),
@@ -191,6 +207,7 @@ impl Splits {
             train: limit(train, config.limit_train, "training")?,
             val: limit(val, config.limit_val, "validation")?,
             test: limit(test, config.limit_test, "test")?,
+            labels_changed,
         })
     }
 }
@@ -264,6 +281,62 @@ mod tests {
         assert_eq!(kept.len(), 6);
         assert_eq!(kept.indices(), &[0, 1, 2, 3, 4, 5]);
         assert!(all.first_balanced(11).is_err());
+    }
+
+    #[test]
+    fn label_noise_is_symmetric_seeded_and_reaches_no_test_label() {
+        let labels: Vec<u8> = (0..30_000).map(|i| (i % 3) as u8).collect();
+        let train = set(labels.clone());
+        let (noisy, changed) = train.with_label_noise(0.3, 5).unwrap();
+        let differ = labels
+            .iter()
+            .zip(noisy.labels())
+            .filter(|(a, b)| a != b)
+            .count();
+        assert_eq!(differ, changed);
+        // Replaced with probability 0.3 by one of 3 classes: changed with probability 0.2.
+        let rate = changed as f64 / labels.len() as f64;
+        assert!((rate - 0.2).abs() < 0.01, "{rate}");
+        // The same seed, the same labels; another seed, others.
+        assert_eq!(
+            train.with_label_noise(0.3, 5).unwrap().0.labels(),
+            noisy.labels()
+        );
+        assert_ne!(
+            train.with_label_noise(0.3, 6).unwrap().0.labels(),
+            noisy.labels()
+        );
+        assert!(train.with_label_noise(1.0, 5).is_err());
+        assert_eq!(train.with_label_noise(0.0, 5).unwrap().1, 0);
+
+        // Through a split: training and held-out labels noisy, test labels as they were.
+        let test = set((0..300).map(|i| (i % 3) as u8).collect());
+        let dataset = Dataset {
+            kind: crate::dataset::DatasetKind::Mnist,
+            format: crate::dataset::Format::Idx,
+            source: "memory".into(),
+            train: train.clone(),
+            test: test.clone(),
+            class_names: vec!["a".into(), "b".into(), "c".into()],
+            is_fixture: true,
+        };
+        let config = SplitConfig {
+            validation: Validation::Holdout { size: 3000 },
+            label_noise: 0.3,
+            noise_seed: 5,
+            ..SplitConfig::default()
+        };
+        let splits = Splits::new(&dataset, &config).unwrap();
+        assert_eq!(splits.labels_changed, changed);
+        for subset in [&splits.train, &splits.val] {
+            for &i in subset.indices() {
+                assert_eq!(
+                    subset.images().label(i as usize),
+                    noisy.labels()[i as usize]
+                );
+            }
+        }
+        assert_eq!(splits.test.labels(), test.labels());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 
 /// Which splits `inspect` shows.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct InspectConfig {
     /// The data set path.
     pub path: PathBuf,

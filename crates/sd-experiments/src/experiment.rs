@@ -274,6 +274,8 @@ pub fn split(profile: &Profile, seed: u64) -> SplitConfig {
         limit_train: (profile.train_size > 0).then_some(profile.train_size),
         limit_val: None,
         limit_test: (profile.test_size > 0).then_some(profile.test_size),
+        label_noise: profile.label_noise,
+        noise_seed: profile.noise_seed,
     }
 }
 

@@ -87,6 +87,14 @@ pub struct Profile {
     /// teacher) or `"train"` (batch statistics, what the original did; see `sd_train::TeacherMode`).
     #[serde(default)]
     pub teacher_mode: sd_train::TeacherMode,
+    /// Symmetric label noise on the networks' training labels, in `[0, 1)` (default 0): each
+    /// training image's label (held-out validation images included) replaced with this
+    /// probability by a class drawn uniformly; test labels never.
+    #[serde(default)]
+    pub label_noise: f64,
+    /// Seed of that label noise (default 0): the same noisy labels for every chain.
+    #[serde(default)]
+    pub noise_seed: u64,
     /// Also run the kernel ridge regression part (the toy example).
     #[serde(default = "default_true")]
     pub krr: bool,
@@ -383,6 +391,8 @@ impl Profile {
             pretrained: self.pretrained.clone(),
             shuffle: self.shuffle,
             teacher_mode: self.teacher_mode,
+            label_noise: self.label_noise,
+            noise_seed: self.noise_seed,
         }
     }
 

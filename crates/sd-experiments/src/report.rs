@@ -368,7 +368,7 @@ pub fn write(dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
             md,
             "{}: alpha in {{{}}} x seeds {{{}}}. ResNet-{} ({} stem), {} loss, data `{}`; \
              {} epoch(s) per step, {} steps (step 0 is the first fit, on the ground truth only), \
-             batch {}, Adam lr {}, reg_coef {}, on {}; {}, teacher's BatchNorm in {} mode. \
+             batch {}, Adam lr {}, reg_coef {}, on {}; {}, teacher's BatchNorm in {} mode; {}. \
              Test accuracy in percent: the mean ± \
              sample standard deviation over seeds of each step's best model by validation \
              accuracy, unless a table says otherwise. Regenerate with `cargo xtask paper-report \
@@ -403,6 +403,15 @@ pub fn write(dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
                 "the training split's own order in every epoch and step (no shuffling)"
             },
             s.teacher_mode,
+            if s.label_noise > 0.0 {
+                format!(
+                    "label noise {} on the training labels (validation included, test labels \
+                     clean; noise seed {})",
+                    s.label_noise, s.noise_seed
+                )
+            } else {
+                "clean labels".to_string()
+            },
         );
     }
     if let Some(krr_md) = &krr.toy {

@@ -57,6 +57,10 @@ pub struct ResnetJob {
     pub shuffle: bool,
     /// The teacher's BatchNorm mode while a student trains.
     pub teacher_mode: sd_train::TeacherMode,
+    /// Symmetric label noise on the training set's labels, in `[0, 1)`.
+    pub label_noise: f64,
+    /// Seed of the label noise.
+    pub noise_seed: u64,
     /// Resume a chain: a checkpoint and the step it belongs to, teacher of the next step.
     pub teacher: Option<(PathBuf, usize)>,
     /// Continue this run directory instead of making a new one: its unfinished steps are
@@ -144,8 +148,18 @@ pub fn run(job: &ResnetJob) -> Result<(PathBuf, Vec<StepResult>)> {
         limit_train: job.train_size,
         limit_val: None,
         limit_test: job.test_size,
+        label_noise: job.label_noise,
+        noise_seed: job.noise_seed,
     };
     let data = ChainData::new(&dataset, &split)?;
+    if job.label_noise > 0.0 {
+        tracing::info!(
+            label_noise = job.label_noise,
+            noise_seed = job.noise_seed,
+            labels_changed = data.labels_changed,
+            "label noise on the training set"
+        );
+    }
     let first = match &job.teacher {
         Some((_, k)) => k
             .checked_add(1)
@@ -173,6 +187,8 @@ pub fn run(job: &ResnetJob) -> Result<(PathBuf, Vec<StepResult>)> {
         pretrained: job.pretrained.as_deref().map(|p| recorded(p).into()),
         shuffle: job.shuffle,
         teacher_mode: job.teacher_mode,
+        label_noise: job.label_noise,
+        noise_seed: job.noise_seed,
     };
     let chain = Chain {
         record: ChainRecord {

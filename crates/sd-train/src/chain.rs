@@ -37,6 +37,8 @@ pub struct ChainData {
     pub channels: usize,
     /// Classes.
     pub classes: usize,
+    /// Training-set labels the split's label noise changed (0 without noise).
+    pub labels_changed: usize,
 }
 
 impl ChainData {
@@ -49,6 +51,7 @@ impl ChainData {
         let pad = (shape.height < 32 || shape.width < 32).then_some((32, 32));
         let normalization = dataset.normalization();
         Ok(ChainData {
+            labels_changed: splits.labels_changed,
             train: splits.train,
             val: splits.val,
             test: splits.test,
@@ -198,6 +201,13 @@ impl Chain<'_> {
                 what: "reg_coef",
                 requirement: ">= 0",
                 value: settings.reg_coef,
+            });
+        }
+        if !(0.0..1.0).contains(&settings.label_noise) {
+            return Err(TrainError::Rate {
+                what: "label_noise",
+                requirement: "in [0, 1)",
+                value: settings.label_noise,
             });
         }
         if let Alpha::Fixed(alpha) = self.record.alpha

@@ -63,9 +63,9 @@ pub enum TrainError {
     /// A learning rate or regularizer weight that cannot work.
     #[error("{what} must be a finite number {requirement}, got {value}")]
     Rate {
-        /// `lr` or `reg_coef`.
+        /// `lr`, `reg_coef` or `label_noise`.
         what: &'static str,
-        /// `> 0` or `>= 0`.
+        /// `> 0`, `>= 0` or `in [0, 1)`.
         requirement: &'static str,
         /// The value given.
         value: f64,

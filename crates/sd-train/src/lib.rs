@@ -45,7 +45,7 @@
 //!     val_on_test: false, test_size: 0, resnet: Depth::R18, stem: Stem::Imagenet,
 //!     loss: LossKind::SoftmaxMse, epochs: 1, batch_size: 20, lr: 1e-3, reg_coef: 1e-4,
 //!     device: sd_train::DeviceKind::Cpu, pretrained: None, shuffle: true,
-//!     teacher_mode: sd_train::TeacherMode::Eval,
+//!     teacher_mode: sd_train::TeacherMode::Eval, label_noise: 0.0, noise_seed: 0,
 //! };
 //! let chain = Chain {
 //!     record: ChainRecord { alpha: Alpha::Fixed(0.5), seed: 0, steps: 2, settings },

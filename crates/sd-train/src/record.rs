@@ -135,6 +135,14 @@ pub struct Settings {
     /// The teacher's BatchNorm mode ([`TeacherMode`]). Written only when not `eval`.
     #[serde(default, skip_serializing_if = "is_default")]
     pub teacher_mode: TeacherMode,
+    /// Symmetric label noise on the training set's labels, in `[0, 1)`
+    /// ([`sd_data::SplitConfig::label_noise`]; validation images held out of the training set
+    /// get it too, test images never). Written only when not 0.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub label_noise: f64,
+    /// Seed of the label noise. Written only when not 0.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub noise_seed: u64,
 }
 
 /// A chain: its ground-truth weight, seed, length and settings. Written to `chain.json` before
@@ -216,6 +224,8 @@ mod tests {
             pretrained: None,
             shuffle: true,
             teacher_mode: TeacherMode::Eval,
+            label_noise: 0.0,
+            noise_seed: 0,
         }
     }
 

@@ -30,6 +30,7 @@ fn data(train: usize, test: usize) -> ChainData {
         eval_transform: Transform::test(Normalization::cifar10()),
         channels: 3,
         classes: 10,
+        labels_changed: 0,
     }
 }
 
@@ -56,6 +57,8 @@ fn record(steps: usize, epochs: usize) -> ChainRecord {
             pretrained: None,
             shuffle: true,
             teacher_mode: sd_train::TeacherMode::Eval,
+            label_noise: 0.0,
+            noise_seed: 0,
         },
     }
 }
@@ -296,6 +299,10 @@ fn bad_settings_and_other_settings_are_refused_before_training() {
             "reg_coef must be a finite number >= 0",
         ),
         (|r| r.alpha = Alpha::Fixed(1.5), "alpha must lie in [0, 1]"),
+        (
+            |r| r.settings.label_noise = 1.0,
+            "label_noise must be a finite number in [0, 1)",
+        ),
     ] {
         let mut bad = record(1, 1);
         change(&mut bad);
