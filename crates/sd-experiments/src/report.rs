@@ -259,6 +259,14 @@ impl Experiment {
         self.chains.iter().filter(move |c| c.record.alpha == alpha)
     }
 
+    /// `accuracy(step) - accuracy(step 0)` of each chain of `alpha` that has both: the paired
+    /// differences to the same seed's first fit.
+    fn first_fit_differences(&self, alpha: Alpha, step: usize, best: bool) -> Vec<f64> {
+        self.of(alpha)
+            .filter_map(|c| Some(c.accuracy(step, best)? - c.accuracy(0, best)?))
+            .collect()
+    }
+
     /// Mean and sample standard deviation over seeds of the accuracy at `step`, and how many.
     fn stats(&self, alpha: Alpha, step: usize, best: bool) -> Option<Stats> {
         Stats::of(
@@ -423,6 +431,7 @@ pub fn write(dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
     }
     if !experiment.chains.is_empty() {
         md += &accuracy_section(&experiment, &alphas, out)?;
+        md += &paired_section(&experiment, &alphas);
         if alphas.contains(&Alpha::Auto) {
             md += &auto_section(&experiment, &alphas);
         }
@@ -583,6 +592,97 @@ fn accuracy_section(experiment: &Experiment, alphas: &[Alpha], out: &Path) -> Re
     }
     md.push('\n');
     Ok(md)
+}
+
+/// Each step against the same seed's first fit: the mean paired difference with a 95% Student-t
+/// interval, and in words which intervals exclude zero.
+fn paired_section(experiment: &Experiment, alphas: &[Alpha]) -> String {
+    if experiment.steps < 2 {
+        return String::new();
+    }
+    let seeds = experiment.seeds().len();
+    let mut md = format!(
+        "### Against the first fit: paired differences\n\n\
+         Each cell: the mean over seeds of step k's test accuracy minus the same seed's first \
+         fit (step 0), in points, best model by validation, with a 95% Student-t confidence \
+         interval (n seeds, n - 1 degrees of freedom; {seeds} seed(s) here). `*`: the interval \
+         excludes 0.\n\n| step | {} |\n|---|{}\n",
+        alphas
+            .iter()
+            .map(|a| alpha_title(*a))
+            .collect::<Vec<_>>()
+            .join(" | "),
+        "---:|".repeat(alphas.len())
+    );
+    let (mut above, mut below, mut compared, mut without) = (Vec::new(), Vec::new(), 0, 0);
+    for step in 1..experiment.steps {
+        let cells: Vec<String> = alphas
+            .iter()
+            .map(|&alpha| {
+                let differences = experiment.first_fit_differences(alpha, step, true);
+                match paired_interval(&differences) {
+                    None => "-".to_string(),
+                    Some((mean, None)) => {
+                        without += 1;
+                        format!("{:+.2} (n = 1)", 100.0 * mean)
+                    }
+                    Some((mean, Some(half))) => {
+                        compared += 1;
+                        let (low, high) = (100.0 * (mean - half), 100.0 * (mean + half));
+                        let text = format!("{:+.2} [{low:+.2}, {high:+.2}]", 100.0 * mean);
+                        let name = format!("alpha {alpha} at step {step} ({text})");
+                        if low > 0.0 {
+                            above.push(name);
+                        } else if high < 0.0 {
+                            below.push(name);
+                        }
+                        if low > 0.0 || high < 0.0 {
+                            format!("{text} *")
+                        } else {
+                            text
+                        }
+                    }
+                }
+            })
+            .collect();
+        let _ = writeln!(md, "| {step} | {} |", cells.join(" | "));
+    }
+    md.push('\n');
+    md += "**What the numbers show.** ";
+    if compared == 0 {
+        md += "No cell has two seeds or more, so no interval: each difference is one run and \
+               cannot be told apart from seed noise.";
+    } else if above.is_empty() && below.is_empty() {
+        let _ = write!(
+            md,
+            "Every one of the {compared} intervals includes 0: with {seeds} seeds, no step of \
+             any alpha is distinguishable from its first fit."
+        );
+    } else {
+        if !above.is_empty() {
+            let _ = write!(md, "Above the first fit at 95%: {}. ", above.join("; "));
+        }
+        if !below.is_empty() {
+            let _ = write!(md, "Below it at 95%: {}. ", below.join("; "));
+        }
+        let _ = write!(
+            md,
+            "The other {} of the {compared} intervals include 0.",
+            compared - above.len() - below.len()
+        );
+    }
+    let _ = write!(
+        md,
+        "\n\nNot shown: intervals for differences between alphas at the same step, and any \
+         correction for the {compared} comparisons made here (at 95% each, about one interval \
+         in twenty excludes 0 by chance when nothing differs){}.\n\n",
+        if without > 0 {
+            format!("; {without} cell(s) with one seed have no interval")
+        } else {
+            String::new()
+        }
+    );
+    md
 }
 
 fn auto_section(experiment: &Experiment, alphas: &[Alpha]) -> String {
@@ -879,6 +979,83 @@ mod tests {
         assert!((half.unwrap() - 4.303 / 3f64.sqrt()).abs() < 1e-12);
         assert_eq!(paired_interval(&[0.5]), Some((0.5, None)));
         assert_eq!(paired_interval(&[]), None);
+    }
+
+    fn chain(alpha: f64, seed: u64, accuracies: &[f64]) -> Chain {
+        let settings = crate::profile::load(&crate::profile::locate("smoke").unwrap(), &[])
+            .unwrap()
+            .settings();
+        Chain {
+            record: ChainRecord {
+                alpha: Alpha::Fixed(alpha),
+                seed,
+                steps: accuracies.len(),
+                settings,
+            },
+            dir: format!("alpha-{alpha}_seed-{seed}").into(),
+            tests: accuracies
+                .iter()
+                .enumerate()
+                .map(|(step, &acc)| StepResult {
+                    step,
+                    alpha,
+                    test_acc_final: acc,
+                    test_acc_best: acc,
+                    best_epoch: 0,
+                    best_val_acc: acc,
+                    last_checkpoint: PathBuf::new(),
+                    seconds: 0.0,
+                })
+                .collect(),
+            metrics: Vec::new(),
+            auto: Vec::new(),
+            probe: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn paired_differences_say_which_intervals_exclude_zero() {
+        let experiment = Experiment {
+            infos: Vec::new(),
+            chains: vec![
+                // alpha 0.5: +3, +3, +3.1 points over the same seed's first fit.
+                chain(0.5, 0, &[0.80, 0.83]),
+                chain(0.5, 1, &[0.81, 0.84]),
+                chain(0.5, 2, &[0.79, 0.821]),
+                // alpha 0: -1, +1, -2: the interval includes 0.
+                chain(0.0, 0, &[0.80, 0.79]),
+                chain(0.0, 1, &[0.81, 0.82]),
+                chain(0.0, 2, &[0.79, 0.77]),
+            ],
+            steps: 2,
+            not_started: Vec::new(),
+        };
+        let md = paired_section(&experiment, &experiment.alphas());
+        assert!(md.contains("3 seed(s) here"), "{md}");
+        assert!(
+            md.contains("Above the first fit at 95%: alpha 0.5 at step 1 (+3.03 ["),
+            "{md}"
+        );
+        assert!(
+            md.contains("The other 1 of the 2 intervals include 0."),
+            "{md}"
+        );
+        assert!(!md.contains("Below it"), "{md}");
+        // One row for step 1: alpha 0's cell without a star, alpha 0.5's with one.
+        let row = md.lines().find(|l| l.starts_with("| 1 |")).unwrap();
+        assert_eq!(row.matches('*').count(), 1, "{row}");
+        assert!(row.trim_end().ends_with("* |"), "{row}");
+
+        // One seed: no interval, and said so.
+        let single = Experiment {
+            chains: vec![chain(0.5, 0, &[0.80, 0.83])],
+            ..experiment
+        };
+        let md = paired_section(&single, &single.alphas());
+        assert!(
+            md.contains("(n = 1)") && md.contains("No cell has two seeds"),
+            "{md}"
+        );
     }
 
     #[test]
