@@ -274,6 +274,7 @@ mod tests {
                 "sd-resnet" => &["sd-data", "sd-train", "sd-experiments", "clap", "anyhow"],
                 "sd-train" => &["sd-kernel", "sd-experiments", "clap", "anyhow", "plotters"],
                 "sd-experiments" => &["clap", "anyhow"],
+                "sd-tensorboard" => &["candle-core", "sd-train", "sd-data", "serde", "faer"],
                 _ => &[],
             };
             for dep in forbidden {

@@ -17,6 +17,9 @@ fn tiny(overrides: &[&str]) -> Profile {
         "batch_size=40",
         "num_workers=1",
         "kernel_images=false",
+        // One seed: these tests are about resuming and sharding, not seeds (the smoke profile
+        // has two).
+        "seeds=[0]",
     ]
     .iter()
     .map(|s| s.to_string())
