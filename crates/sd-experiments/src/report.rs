@@ -519,8 +519,9 @@ fn krr_section(losses_md: &str) -> String {
     md
 }
 
-fn accuracy_table(experiment: &Experiment, alphas: &[Alpha], best: bool) -> String {
-    let mut md = format!(
+/// `| step | alpha ... |` and its separator: the head of every per-step table.
+fn step_table_head(alphas: &[Alpha]) -> String {
+    format!(
         "| step | {} |\n|---|{}\n",
         alphas
             .iter()
@@ -528,7 +529,11 @@ fn accuracy_table(experiment: &Experiment, alphas: &[Alpha], best: bool) -> Stri
             .collect::<Vec<_>>()
             .join(" | "),
         "---:|".repeat(alphas.len())
-    );
+    )
+}
+
+fn accuracy_table(experiment: &Experiment, alphas: &[Alpha], best: bool) -> String {
+    let mut md = step_table_head(alphas);
     for step in 0..experiment.steps {
         let cells: Vec<String> = alphas
             .iter()
@@ -606,13 +611,8 @@ fn paired_section(experiment: &Experiment, alphas: &[Alpha]) -> String {
          Each cell: the mean over seeds of step k's test accuracy minus the same seed's first \
          fit (step 0), in points, best model by validation, with a 95% Student-t confidence \
          interval (n seeds, n - 1 degrees of freedom; {seeds} seed(s) here). `*`: the interval \
-         excludes 0.\n\n| step | {} |\n|---|{}\n",
-        alphas
-            .iter()
-            .map(|a| alpha_title(*a))
-            .collect::<Vec<_>>()
-            .join(" | "),
-        "---:|".repeat(alphas.len())
+         excludes 0.\n\n{}",
+        step_table_head(alphas)
     );
     let (mut above, mut below, mut compared, mut without) = (Vec::new(), Vec::new(), 0, 0);
     for step in 1..experiment.steps {

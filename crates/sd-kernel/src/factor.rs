@@ -451,11 +451,13 @@ fn symmetric_eigen_in_place(mut matrix: DenseMatrix) -> Result<(Vec<f64>, DenseM
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use faer::Side;
 
-    fn rbf_gram(n: usize, d: usize, gamma: f64) -> DenseMatrix {
+    /// An RBF kernel matrix of `n` deterministic points in `d` dimensions (shared with the
+    /// shifted solve's tests).
+    pub(crate) fn rbf_gram(n: usize, d: usize, gamma: f64) -> DenseMatrix {
         let x = Mat::from_fn(n, d, |i, j| {
             (((i * 37 + j * 11) % 101) as f64 / 101.0).powi(2)
         });

@@ -260,14 +260,8 @@ fn dot(a: faer::ColRef<'_, f64>, b: faer::ColRef<'_, f64>) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::factor::tests::rbf_gram;
     use crate::factor::{Cholesky, cholesky_in_place, product};
-
-    fn rbf_gram(n: usize, d: usize, gamma: f64) -> DenseMatrix {
-        let x = Mat::from_fn(n, d, |i, j| {
-            (((i * 37 + j * 11) % 101) as f64 / 101.0).powi(2)
-        });
-        crate::kernel::gram_matrix(&crate::Rbf::new(gamma).unwrap(), x.as_ref())
-    }
 
     fn direct(gram: &DenseMatrix, ridge: f64, targets: MatRef<'_, f64>) -> Mat<f64> {
         let mut lower = gram.par_clone();

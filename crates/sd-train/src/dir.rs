@@ -39,6 +39,14 @@ pub struct DirLock {
     _file: std::fs::File,
 }
 
+/// `k` of a path named `step_<k>`.
+pub(crate) fn step_of(path: &Path) -> Option<usize> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("step_"))
+        .and_then(|k| k.parse::<usize>().ok())
+}
+
 impl ChainDir {
     /// The run directory at `root` (nothing is created until something is written).
     pub fn new(root: impl Into<PathBuf>) -> Self {
@@ -328,12 +336,7 @@ impl ChainDir {
         };
         for entry in entries {
             let path = entry.map_err(TrainError::io(&self.root))?.path();
-            let step = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_prefix("step_"))
-                .and_then(|k| k.parse::<usize>().ok());
-            if let Some(step) = step
+            if let Some(step) = step_of(&path)
                 && step >= first
                 && path.is_dir()
             {

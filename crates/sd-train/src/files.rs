@@ -25,7 +25,23 @@ pub fn write_atomic_with(
     path: &Path,
     fill: impl FnOnce(&mut tempfile::NamedTempFile) -> std::io::Result<()>,
 ) -> Result<()> {
-    let mut file = temporary_for(path)?;
+    publish_through(temporary_for(path, true)?, path, fill)
+}
+
+/// [`write_atomic`] through a temporary whose name does not contain `path`'s
+/// (`.sd-tmp.<random>.sd-tmp`): for files whose readers take every name with a pattern in it
+/// (TensorBoard reads any file named `*tfevents*`, a half-written temporary included).
+pub fn write_atomic_anonymous(path: &Path, bytes: &[u8]) -> Result<()> {
+    publish_through(temporary_for(path, false)?, path, |file| {
+        file.write_all(bytes)
+    })
+}
+
+fn publish_through(
+    mut file: tempfile::NamedTempFile,
+    path: &Path,
+    fill: impl FnOnce(&mut tempfile::NamedTempFile) -> std::io::Result<()>,
+) -> Result<()> {
     let io = TrainError::io(path);
     fill(&mut file)
         .and_then(|()| file.as_file_mut().sync_all())
@@ -33,17 +49,18 @@ pub fn write_atomic_with(
         .map_err(io)
 }
 
-/// A new temporary file beside `path`, readable like an ordinary file once published.
-fn temporary_for(path: &Path) -> Result<tempfile::NamedTempFile> {
+/// A new temporary file beside `path`, readable like an ordinary file once published; its name
+/// holds `path`'s when `named`.
+fn temporary_for(path: &Path, named: bool) -> Result<tempfile::NamedTempFile> {
     let directory = match path.parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent,
         _ => Path::new("."),
     };
     // The name, cut to 64 characters: the temporary's must stay within the system's limit.
-    let name: String = path
-        .file_name()
-        .map(|n| n.to_string_lossy().chars().take(64).collect())
-        .unwrap_or_default();
+    let name: String = match path.file_name() {
+        Some(n) if named => n.to_string_lossy().chars().take(64).collect(),
+        _ => TEMPORARY_SUFFIX.trim_start_matches('.').to_string(),
+    };
     let file = tempfile::Builder::new()
         .prefix(&format!(".{name}."))
         .suffix(TEMPORARY_SUFFIX)
@@ -80,7 +97,7 @@ pub fn write_set(dir: &Path, files: &[(String, Vec<u8>)]) -> Result<Vec<PathBuf>
     let mut staged = Vec::with_capacity(files.len());
     for (name, bytes) in files {
         let path = dir.join(name);
-        let mut file = temporary_for(&path)?;
+        let mut file = temporary_for(&path, true)?;
         file.write_all(bytes)
             .and_then(|()| file.as_file_mut().sync_all())
             .map_err(TrainError::io(&path))?;

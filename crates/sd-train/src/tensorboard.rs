@@ -21,14 +21,13 @@
 //! from 0; wall times are when each file was written.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use sd_tensorboard::{EventFile, file_name};
 
 use crate::dir::ChainDir;
 use crate::error::{Result, TrainError};
-use crate::files::{TEMPORARY_SUFFIX, create_dir};
+use crate::files::{create_dir, write_atomic_anonymous};
 use crate::metrics::{AutoAlpha, EpochMetrics, StepResult};
 
 /// The host part of every event file's name.
@@ -117,12 +116,7 @@ pub(crate) fn sync(dir: &ChainDir) -> Result<()> {
     if let Ok(entries) = std::fs::read_dir(&root) {
         for entry in entries {
             let path = entry.map_err(TrainError::io(&root))?.path();
-            let step = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_prefix("step_"))
-                .and_then(|k| k.parse::<usize>().ok());
-            if let Some(step) = step
+            if let Some(step) = crate::dir::step_of(&path)
                 && !steps.contains(&step)
             {
                 remove_unwanted(&path, &BTreeSet::new())?;
@@ -196,26 +190,9 @@ fn remove_unwanted(run: &Path, wanted: &BTreeSet<String>) -> Result<()> {
     Ok(())
 }
 
-/// Writes `bytes` to `path` through a synced temporary named `.sd-tb.*.sd-tmp`: TensorBoard reads
-/// every file whose name contains `tfevents`, so the temporary's must not.
+/// Writes `bytes` to `path` atomically, through a temporary whose name TensorBoard ignores (it
+/// reads every file whose name contains `tfevents`).
 fn publish(path: &Path, bytes: &[u8]) -> Result<()> {
-    let run = path.parent().expect("event files lie in a run directory");
-    create_dir(run)?;
-    let io = TrainError::io(path);
-    let mut file = tempfile::Builder::new()
-        .prefix(".sd-tb.")
-        .suffix(TEMPORARY_SUFFIX)
-        .tempfile_in(run)
-        .map_err(TrainError::io(run))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.as_file()
-            .set_permissions(std::fs::Permissions::from_mode(0o644))
-            .map_err(TrainError::io(path))?;
-    }
-    file.write_all(bytes)
-        .and_then(|()| file.as_file_mut().sync_all())
-        .and_then(|()| file.persist(path).map(drop).map_err(|e| e.error))
-        .map_err(io)
+    create_dir(path.parent().expect("event files lie in a run directory"))?;
+    write_atomic_anonymous(path, bytes)
 }
