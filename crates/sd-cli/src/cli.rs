@@ -254,6 +254,11 @@ pub struct ResnetArgs {
     #[arg(long, default_value = "imagenet", value_parser = stem())]
     pub stem: Stem,
 
+    /// Channels of the first stage: 64 is torchvision's network (its checkpoints load both
+    /// ways); 32 or 16 is a CPU-scale variant (about 1/4 or 1/16 of the work)
+    #[arg(long, value_name = "N", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub width: u32,
+
     /// Loss between the network's outputs and its targets
     #[arg(long, default_value = "mse", value_parser = loss())]
     pub loss: LossKind,
@@ -365,6 +370,7 @@ impl ResnetArgs {
             batch_size: self.batch_size as usize,
             resnet: self.resnet,
             stem: self.stem,
+            width: self.width as usize,
             loss: self.loss,
             lr: self.lr,
             reg_coef: self.reg_coef,

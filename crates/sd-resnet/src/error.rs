@@ -13,15 +13,18 @@ pub enum ResnetError {
     /// A tensor operation failed (shapes, devices, dtypes).
     #[error(transparent)]
     Tensor(#[from] candle_core::Error),
-    /// A network without input channels or classes.
+    /// A network without input channels, classes or width.
     #[error(
-        "a ResNet needs at least one input channel and one class, got {in_channels} and {classes}"
+        "a ResNet needs at least one input channel, one class and a width of at least 1, got \
+         {in_channels} channels, {classes} classes and width {width}"
     )]
     EmptyNetwork {
         /// Input channels asked for.
         in_channels: usize,
         /// Classes asked for.
         classes: usize,
+        /// Width asked for.
+        width: usize,
     },
     /// An op got a tensor of a rank it does not take.
     #[error("{op} takes {expected} tensors, got {got:?}")]

@@ -11,7 +11,8 @@
 //!   training, a safetensors `state_dict` written by torchvision, or [`init::seeded`] for
 //!   torchvision's initialization drawn from a seed ([`Resnet::seeded`]). The ImageNet stem (7x7/2
 //!   convolution and 3x3/2 max-pool, what the original trained on CIFAR-10) or the CIFAR stem
-//!   (3x3/1, no max-pool). Its [`Block`]s and [`layers`] are modules too.
+//!   (3x3/1, no max-pool). Its [`Block`]s and [`layers`] are modules too. [`ResnetConfig::width`]
+//!   narrows every stage alike for CPU-scale work (64, [`TORCHVISION_WIDTH`], is torchvision's).
 //! - [`optim::Adam`]: `torch.optim.Adam`, fused into one pass per tensor on the CPU, as a
 //!   [`candle_nn::Optimizer`].
 //! - [`loss`]: the original's losses (softmax MSE against mixed targets, the teacher detached,
@@ -57,7 +58,7 @@ pub mod params;
 pub mod profile;
 
 pub use error::{ResnetError, Result};
-pub use model::{Block, Depth, Resnet, ResnetConfig, Stem};
+pub use model::{Block, Depth, Resnet, ResnetConfig, Stem, TORCHVISION_WIDTH};
 pub use params::{Param, ParamKind, Parameters};
 
 // The README's examples run as doc tests.

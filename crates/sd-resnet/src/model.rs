@@ -176,10 +176,18 @@ pub struct ResnetConfig {
     pub in_channels: usize,
     /// Output classes.
     pub classes: usize,
+    /// Channels of the stem and the first stage; stage `s` has `width << s` (times 4 at the end
+    /// of a bottleneck block). [`TORCHVISION_WIDTH`] (64) is torchvision's network, whose
+    /// checkpoints load both ways; a narrower network is a CPU-scale variant of the same
+    /// architecture (width 16 has about 1/16 of the weights and multiply-adds).
+    pub width: usize,
 }
 
+/// torchvision's ResNets: 64 channels in the stem and the first stage, 512 (2,048) at the end.
+pub const TORCHVISION_WIDTH: usize = 64;
+
 impl ResnetConfig {
-    /// `depth` with the imagenet stem, 3 input channels and 10 classes
+    /// `depth` with the imagenet stem, 3 input channels, 10 classes and torchvision's width
     /// (`torchvision.models.resnetNN(num_classes=10)`).
     pub fn cifar10(depth: Depth) -> Self {
         ResnetConfig {
@@ -187,6 +195,7 @@ impl ResnetConfig {
             stem: Stem::Imagenet,
             in_channels: 3,
             classes: 10,
+            width: TORCHVISION_WIDTH,
         }
     }
 }
@@ -329,22 +338,24 @@ impl Resnet {
     ///   `from_mmaped_safetensors`), such as a `state_dict` saved by `safetensors.torch`, gives
     ///   torchvision's network (copied into trainable tensors of the model's own).
     pub fn new(config: ResnetConfig, vb: VarBuilder<'_>) -> Result<Self> {
-        if config.in_channels == 0 || config.classes == 0 {
+        if config.in_channels == 0 || config.classes == 0 || config.width == 0 {
             return Err(ResnetError::EmptyNetwork {
                 in_channels: config.in_channels,
                 classes: config.classes,
+                width: config.width,
             });
         }
+        let width = config.width;
         let conv1 = match config.stem {
-            Stem::Imagenet => Conv2d::new(vb.pp("conv1"), config.in_channels, 64, 7, 2, 3)?,
-            Stem::Cifar => Conv2d::new(vb.pp("conv1"), config.in_channels, 64, 3, 1, 1)?,
+            Stem::Imagenet => Conv2d::new(vb.pp("conv1"), config.in_channels, width, 7, 2, 3)?,
+            Stem::Cifar => Conv2d::new(vb.pp("conv1"), config.in_channels, width, 3, 1, 1)?,
         };
-        let bn1 = BatchNorm2d::new(vb.pp("bn1"), 64)?;
+        let bn1 = BatchNorm2d::new(vb.pp("bn1"), width)?;
         let expansion = if config.depth.bottleneck() { 4 } else { 1 };
-        let mut in_planes = 64;
+        let mut in_planes = width;
         let mut layers = Vec::new();
         for (stage, &count) in config.depth.blocks().iter().enumerate() {
-            let planes = 64 << stage;
+            let planes = width << stage;
             for index in 0..count {
                 let stride = if stage > 0 && index == 0 { 2 } else { 1 };
                 let vb = vb.pp(format!("layer{}.{index}", stage + 1));
@@ -356,7 +367,7 @@ impl Resnet {
                 in_planes = planes * expansion;
             }
         }
-        let fc = Linear::new(vb.pp("fc"), 512 * expansion, config.classes)?;
+        let fc = Linear::new(vb.pp("fc"), in_planes, config.classes)?;
         let mut params = Parameters::default();
         conv1.register("conv1", &mut params);
         bn1.register("bn1", &mut params);

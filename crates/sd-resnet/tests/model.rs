@@ -11,6 +11,7 @@ fn model(depth: Depth, stem: Stem, in_channels: usize) -> Resnet {
         stem,
         in_channels,
         classes: 10,
+        width: sd_resnet::TORCHVISION_WIDTH,
     };
     Resnet::seeded(config, 0, &Device::Cpu).unwrap()
 }
@@ -76,7 +77,42 @@ fn state_dicts_equal_torchvisions_entry_by_entry() {
             m.parameters().trainable_count() as u64,
             expected["trainable"].as_u64().unwrap()
         );
+        // A narrower network: torchvision's names, every channel count (a multiple of 64 there;
+        // kernel sizes, the 3 input channels and the 10 classes are not) scaled by width / 64.
+        for width in [16, 8] {
+            let config = ResnetConfig {
+                width,
+                ..ResnetConfig::cifar10(depth)
+            };
+            let narrow = Resnet::seeded(config, 0, &Device::Cpu).unwrap();
+            let shapes: Vec<(String, Vec<usize>)> = narrow
+                .parameters()
+                .iter()
+                .map(|p| (p.name.clone(), p.var.dims().to_vec()))
+                .collect();
+            let scaled: Vec<(String, Vec<usize>)> = theirs
+                .iter()
+                .map(|(name, shape, _)| {
+                    let dims = shape
+                        .iter()
+                        .map(|&d| if d % 64 == 0 { d * width / 64 } else { d });
+                    (name.clone(), dims.collect())
+                })
+                .collect();
+            assert_eq!(shapes, scaled, "ResNet-{key} at width {width}");
+            let images = Tensor::zeros((2, 3, 32, 32), DType::F32, &Device::Cpu).unwrap();
+            let logits = narrow.forward_t(&images, false).unwrap();
+            assert_eq!(logits.dims(), [2, 10]);
+        }
     }
+    let zero = ResnetConfig {
+        width: 0,
+        ..ResnetConfig::cifar10(Depth::R18)
+    };
+    let error = Resnet::seeded(zero, 0, &Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("width 0"), "{error}");
 }
 
 #[test]

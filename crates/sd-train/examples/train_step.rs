@@ -34,6 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             stem,
             in_channels: 3,
             classes: 10,
+            width: sd_resnet::TORCHVISION_WIDTH,
         },
         batch,
         steps,

@@ -172,6 +172,7 @@ impl Chain<'_> {
             stem: self.record.settings.stem,
             in_channels: self.data.channels,
             classes: self.data.classes,
+            width: self.record.settings.width,
         }
     }
 
@@ -184,6 +185,7 @@ impl Chain<'_> {
             ("steps", self.record.steps),
             ("epochs", settings.epochs),
             ("batch_size", settings.batch_size),
+            ("width", settings.width),
         ] {
             if value == 0 {
                 return Err(TrainError::Zero { what });

@@ -51,7 +51,7 @@ pub enum TrainError {
     /// A setting that must be positive is 0.
     #[error("{what} must be at least 1")]
     Zero {
-        /// `epochs`, `steps`, `batch_size`.
+        /// `epochs`, `steps`, `batch_size`, `width`.
         what: &'static str,
     },
     /// A fixed alpha outside `[0, 1]`.

@@ -43,6 +43,7 @@
 //! let settings = Settings {
 //!     data: "fixture".into(), fixture: Some((60, 20)), train_size: 0, val_size: 20,
 //!     val_on_test: false, test_size: 0, resnet: Depth::R18, stem: Stem::Imagenet,
+//!     width: 16, // a quarter of torchvision's channels: about 1/16 of the work
 //!     loss: LossKind::SoftmaxMse, epochs: 1, batch_size: 20, lr: 1e-3, reg_coef: 1e-4,
 //!     device: sd_train::DeviceKind::Cpu, pretrained: None, shuffle: true,
 //!     teacher_mode: sd_train::TeacherMode::Eval, label_noise: 0.0, noise_seed: 0,

@@ -79,6 +79,14 @@ fn is_default<T: Default + PartialEq>(value: &T) -> bool {
     *value == T::default()
 }
 
+fn torchvision_width() -> usize {
+    sd_resnet::TORCHVISION_WIDTH
+}
+
+fn is_torchvision_width(width: &usize) -> bool {
+    *width == sd_resnet::TORCHVISION_WIDTH
+}
+
 fn yes() -> bool {
     true
 }
@@ -112,6 +120,13 @@ pub struct Settings {
     pub resnet: Depth,
     /// First layers.
     pub stem: Stem,
+    /// Channels of the first stage ([`sd_resnet::ResnetConfig::width`]): 64 is torchvision's
+    /// network, narrower ones a CPU-scale variant. Written to `chain.json` only when not 64.
+    #[serde(
+        default = "torchvision_width",
+        skip_serializing_if = "is_torchvision_width"
+    )]
+    pub width: usize,
     /// Loss.
     pub loss: LossKind,
     /// Epochs per step.
@@ -215,6 +230,7 @@ mod tests {
             test_size: 0,
             resnet: Depth::R18,
             stem: Stem::Imagenet,
+            width: 64,
             loss: LossKind::SoftmaxMse,
             epochs: 1,
             batch_size: 32,
