@@ -93,27 +93,39 @@ pub struct ChainSpec {
     pub alpha: Alpha,
     /// Its seed.
     pub seed: u64,
+    /// Its label-noise level (one of the profile's).
+    pub label_noise: f64,
 }
 
 impl ChainSpec {
-    /// `alpha-0.25_seed-1`, `alpha-auto_seed-1`.
+    /// `alpha-0.25_seed-1`, `alpha-auto_seed-1` on clean labels; `noise-0.3_alpha-0.25_seed-1`
+    /// with label noise.
     pub fn dir_name(&self) -> String {
-        format!("alpha-{}_seed-{}", self.alpha, self.seed)
+        let chain = format!("alpha-{}_seed-{}", self.alpha, self.seed);
+        if self.label_noise > 0.0 {
+            format!("noise-{}_{chain}", self.label_noise)
+        } else {
+            chain
+        }
     }
 }
 
-/// Every chain of `profile`, seed by seed, in the profile's alpha order.
+/// Every chain of `profile`: noise level by noise level, seed by seed, in the profile's alpha
+/// order.
 pub fn chains(profile: &Profile) -> Vec<ChainSpec> {
-    profile
-        .seeds
-        .iter()
-        .flat_map(|&seed| {
-            profile
-                .alphas
-                .iter()
-                .map(move |&alpha| ChainSpec { alpha, seed })
-        })
-        .collect()
+    let mut chains = Vec::new();
+    for &label_noise in &profile.label_noise {
+        for &seed in &profile.seeds {
+            for &alpha in &profile.alphas {
+                chains.push(ChainSpec {
+                    alpha,
+                    seed,
+                    label_noise,
+                });
+            }
+        }
+    }
+    chains
 }
 
 /// The chains of `shard`, in running order (seed by seed). Shards are dealt round-robin over the
@@ -128,15 +140,16 @@ pub fn select(profile: &Profile, shard: Option<Shard>) -> Vec<ChainSpec> {
     let Some(shard) = shard else {
         return all;
     };
-    let seeds = profile.seeds.len();
+    // A group: one noise level and seed, all alphas.
+    let groups = profile.seeds.len() * profile.label_noise.len();
     all.into_iter()
         .enumerate()
         .filter(|(running, _)| {
-            let (seed, alpha) = (
+            let (group, alpha) = (
                 running / profile.alphas.len(),
                 running % profile.alphas.len(),
             );
-            (alpha * seeds + seed) % shard.count == shard.index - 1
+            (alpha * groups + group) % shard.count == shard.index - 1
         })
         .map(|(_, c)| c)
         .collect()
@@ -259,9 +272,10 @@ pub fn how_to_get(profile: &Profile) -> String {
     }
 }
 
-/// The split of one seed's chains (the validation draw depends on the seed, as in a single
-/// chain's).
-pub fn split(profile: &Profile, seed: u64) -> SplitConfig {
+/// The split of `chain` (the validation draw depends on the seed, as in a single chain's; the
+/// labels on the chain's noise level).
+pub fn split(profile: &Profile, chain: ChainSpec) -> SplitConfig {
+    let seed = chain.seed;
     SplitConfig {
         validation: if profile.val_on_test {
             Validation::TestSet
@@ -274,7 +288,7 @@ pub fn split(profile: &Profile, seed: u64) -> SplitConfig {
         limit_train: (profile.train_size > 0).then_some(profile.train_size),
         limit_val: None,
         limit_test: (profile.test_size > 0).then_some(profile.test_size),
-        label_noise: profile.label_noise,
+        label_noise: chain.label_noise,
         noise_seed: profile.noise_seed,
     }
 }
@@ -330,7 +344,7 @@ impl Runner<'_> {
                 alpha: chain.alpha,
                 seed: chain.seed,
                 steps: self.profile.steps,
-                settings: self.profile.settings(),
+                settings: self.profile.settings(chain.label_noise),
             },
             data,
             device: self.device.clone(),
@@ -343,7 +357,7 @@ impl Runner<'_> {
     /// Checks every setting of `chain` against the data, writing nothing: the splits fit the
     /// data set, and the chain can train ([`Chain::check`]).
     pub fn check(&self, chain: ChainSpec) -> Result<()> {
-        let data = ChainData::new(self.dataset, &split(self.profile, chain.seed))?;
+        let data = ChainData::new(self.dataset, &split(self.profile, chain))?;
         self.trainer(chain, &data).map(drop)
     }
 
@@ -352,7 +366,7 @@ impl Runner<'_> {
     /// a sibling chain of the same seed when one has it). Returns the steps trained now, or
     /// `None` when another process holds the chain's lock.
     pub fn run(&self, chain: ChainSpec, dir: &ChainDir) -> Result<Option<usize>> {
-        let data = ChainData::new(self.dataset, &split(self.profile, chain.seed))?;
+        let data = ChainData::new(self.dataset, &split(self.profile, chain))?;
         let trainer = self.trainer(chain, &data)?;
         let source = if dir.finished_steps()? == 0 {
             finished_first_fit(&trainer.record, dir)?
@@ -596,7 +610,7 @@ mod tests {
             alpha: Alpha::Fixed(0.5),
             seed: 0,
             steps: 2,
-            settings: profile.settings(),
+            settings: profile.settings(0.0),
         };
         dir.claim(&record).unwrap();
         // More steps continue the chain; fewer are fine too.

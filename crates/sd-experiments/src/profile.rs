@@ -50,6 +50,10 @@ pub struct Profile {
     pub resnet: Depth,
     /// `"imagenet"` or `"cifar"`.
     pub stem: Stem,
+    /// Channels of the first stage (default 64, torchvision's network; 16 or 32: a CPU-scale
+    /// variant with about 1/16 or 1/4 of the work).
+    #[serde(default = "default_width")]
+    pub width: usize,
     /// `"mse"` (the paper's) or `"ce"`.
     #[serde(default)]
     pub loss: LossKind,
@@ -87,11 +91,13 @@ pub struct Profile {
     /// teacher) or `"train"` (batch statistics, what the original did; see `sd_train::TeacherMode`).
     #[serde(default)]
     pub teacher_mode: sd_train::TeacherMode,
-    /// Symmetric label noise on the networks' training labels, in `[0, 1)` (default 0): each
-    /// training image's label (held-out validation images included) replaced with this
-    /// probability by a class drawn uniformly; test labels never.
-    #[serde(default)]
-    pub label_noise: f64,
+    /// Symmetric label noise on the networks' training labels, each level in `[0, 1)`: a number
+    /// or a list (default 0). Each level runs every alpha and seed (`[0.0, 0.3]`: clean and 30%
+    /// noise, one report section each); at a level p, each training image's label (held-out
+    /// validation images included) is replaced with probability p by a class drawn uniformly;
+    /// test labels never.
+    #[serde(default = "default_label_noise", deserialize_with = "one_or_many")]
+    pub label_noise: Vec<f64>,
     /// Seed of that label noise (default 0): the same noisy labels for every chain.
     #[serde(default)]
     pub noise_seed: u64,
@@ -149,6 +155,25 @@ fn default_fixture_test() -> usize {
 }
 fn default_workers() -> usize {
     2
+}
+fn default_label_noise() -> Vec<f64> {
+    vec![0.0]
+}
+/// A number or a list of numbers.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<f64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(f64),
+        Many(Vec<f64>),
+    }
+    Ok(match OneOrMany::deserialize(deserializer)? {
+        OneOrMany::One(value) => vec![value],
+        OneOrMany::Many(values) => values,
+    })
+}
+fn default_width() -> usize {
+    sd_resnet::TORCHVISION_WIDTH
 }
 fn default_true() -> bool {
     true
@@ -338,6 +363,26 @@ impl Profile {
                 return Err(Error::setting("seeds", format!("has {s} listed twice")));
             }
         }
+        if self.label_noise.is_empty() {
+            return Err(Error::setting("label_noise", "must not be an empty list"));
+        }
+        for (i, p) in self.label_noise.iter().enumerate() {
+            if !(0.0..1.0).contains(p) {
+                return Err(Error::setting(
+                    "label_noise",
+                    format!("must be in [0, 1), got {p}"),
+                ));
+            }
+            if self.label_noise[..i].contains(p) {
+                return Err(Error::setting(
+                    "label_noise",
+                    format!("has {p} listed twice"),
+                ));
+            }
+        }
+        if self.width == 0 {
+            return Err(Error::setting("width", "must be > 0"));
+        }
         if self.val_size == 0 && !self.val_on_test {
             return Err(Error::setting(
                 "val_size",
@@ -370,9 +415,9 @@ impl Profile {
             })
     }
 
-    /// What determines the numbers of this profile's chains besides alpha and seed, as a run
-    /// directory records it.
-    pub fn settings(&self) -> sd_train::Settings {
+    /// What determines the numbers of this profile's chains at `label_noise` (one of the
+    /// profile's levels) besides alpha and seed, as a run directory records it.
+    pub fn settings(&self, label_noise: f64) -> sd_train::Settings {
         sd_train::Settings {
             data: self.data.clone(),
             fixture: (self.data == "fixture").then_some((self.fixture_train, self.fixture_test)),
@@ -382,6 +427,7 @@ impl Profile {
             test_size: self.test_size,
             resnet: self.resnet,
             stem: self.stem,
+            width: self.width,
             loss: self.loss,
             epochs: self.epochs,
             batch_size: self.batch_size,
@@ -391,7 +437,7 @@ impl Profile {
             pretrained: self.pretrained.clone(),
             shuffle: self.shuffle,
             teacher_mode: self.teacher_mode,
-            label_noise: self.label_noise,
+            label_noise,
             noise_seed: self.noise_seed,
         }
     }

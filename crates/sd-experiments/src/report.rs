@@ -128,8 +128,12 @@ impl Chain {
         })
     }
 
-    fn key(&self) -> (String, u64) {
-        (self.record.alpha.to_string(), self.record.seed)
+    fn key(&self) -> (String, u64, String) {
+        (
+            self.record.alpha.to_string(),
+            self.record.seed,
+            self.record.settings.label_noise.to_string(),
+        )
     }
 
     fn accuracy(&self, step: usize, best: bool) -> Option<f64> {
@@ -155,7 +159,7 @@ struct Experiment {
 impl Experiment {
     fn read(dirs: &[PathBuf]) -> Result<Experiment> {
         let mut infos = Vec::new();
-        let mut chains: BTreeMap<(String, u64), Chain> = BTreeMap::new();
+        let mut chains: BTreeMap<(String, u64, String), Chain> = BTreeMap::new();
         for dir in dirs {
             let found = info_files(dir);
             if found.is_empty() {
@@ -195,9 +199,14 @@ impl Experiment {
             }
         }
         let chains: Vec<Chain> = chains.into_values().collect();
+        // One experiment: the same settings but for the label-noise level (one section each).
+        let common = |chain: &Chain| sd_train::Settings {
+            label_noise: 0.0,
+            ..chain.record.settings.clone()
+        };
         if let Some(first) = chains.first() {
             for chain in &chains {
-                if chain.record.settings != first.record.settings {
+                if common(chain) != common(first) {
                     return Err(Error::NotOneExperiment {
                         first: first.dir.clone(),
                         second: chain.dir.clone(),
@@ -213,9 +222,10 @@ impl Experiment {
                 continue;
             };
             for spec in crate::experiment::select(&profile, None) {
-                let present = chains
-                    .iter()
-                    .any(|c| (c.record.alpha, c.record.seed) == (spec.alpha, spec.seed));
+                let present = chains.iter().any(|c| {
+                    (c.record.alpha, c.record.seed, c.record.settings.label_noise)
+                        == (spec.alpha, spec.seed, spec.label_noise)
+                });
                 if !present && !not_started.contains(&spec.dir_name()) {
                     not_started.push(spec.dir_name());
                 }
@@ -246,6 +256,33 @@ impl Experiment {
             alphas.push(Alpha::Auto);
         }
         alphas
+    }
+
+    /// The label-noise levels present, ascending.
+    fn noise_levels(&self) -> Vec<f64> {
+        let mut levels: Vec<f64> = Vec::new();
+        for chain in &self.chains {
+            if !levels.contains(&chain.record.settings.label_noise) {
+                levels.push(chain.record.settings.label_noise);
+            }
+        }
+        levels.sort_by(f64::total_cmp);
+        levels
+    }
+
+    /// The chains at one label-noise level, as an experiment of their own.
+    fn at_noise(&self, label_noise: f64) -> Experiment {
+        Experiment {
+            infos: self.infos.clone(),
+            chains: self
+                .chains
+                .iter()
+                .filter(|c| c.record.settings.label_noise == label_noise)
+                .cloned()
+                .collect(),
+            steps: self.steps,
+            not_started: Vec::new(),
+        }
     }
 
     fn seeds(&self) -> Vec<u64> {
@@ -366,6 +403,7 @@ pub fn write(dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
     let alphas = experiment.alphas();
     let seeds = experiment.seeds();
     let settings = experiment.chains.first().map(|c| c.record.settings.clone());
+    let levels = experiment.noise_levels();
     let _ = writeln!(
         md,
         "# Self-distillation with weighted ground-truth targets: experiment report\n"
@@ -374,7 +412,7 @@ pub fn write(dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
     if let Some(s) = &settings {
         let _ = writeln!(
             md,
-            "{}: alpha in {{{}}} x seeds {{{}}}. ResNet-{} ({} stem), {} loss, data `{}`; \
+            "{}: alpha in {{{}}} x seeds {{{}}}. ResNet-{} ({} stem{}), {} loss, data `{}`; \
              {} epoch(s) per step, {} steps (step 0 is the first fit, on the ground truth only), \
              batch {}, Adam lr {}, reg_coef {}, on {}; {}, teacher's BatchNorm in {} mode; {}. \
              Test accuracy in percent: the mean ± \
@@ -397,6 +435,14 @@ pub fn write(dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
                 .join(", "),
             s.resnet,
             s.stem,
+            if s.width == sd_resnet::TORCHVISION_WIDTH {
+                String::new()
+            } else {
+                format!(
+                    ", width {}: {} channels in the first stage, torchvision's 64 scaled down",
+                    s.width, s.width
+                )
+            },
             s.loss,
             s.data,
             s.epochs,
@@ -411,14 +457,23 @@ pub fn write(dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
                 "the training split's own order in every epoch and step (no shuffling)"
             },
             s.teacher_mode,
-            if s.label_noise > 0.0 {
-                format!(
-                    "label noise {} on the training labels (validation included, test labels \
-                     clean; noise seed {})",
-                    s.label_noise, s.noise_seed
-                )
-            } else {
-                "clean labels".to_string()
+            match levels.as_slice() {
+                [level] if *level == 0.0 => "clean labels".to_string(),
+                [level] => format!(
+                    "label noise {level} on the training labels (validation included, test \
+                     labels clean; noise seed {})",
+                    s.noise_seed
+                ),
+                levels => format!(
+                    "label noise {} on the training labels, every alpha and seed at each level, \
+                     one section each (validation included, test labels clean; noise seed {})",
+                    levels
+                        .iter()
+                        .map(|l| l.to_string())
+                        .collect::<Vec<_>>()
+                        .join(" and "),
+                    s.noise_seed
+                ),
             },
         );
     }
@@ -429,22 +484,60 @@ pub fn write(dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
         md += images_md;
         md.push('\n');
     }
-    if !experiment.chains.is_empty() {
-        md += &accuracy_section(&experiment, &alphas, out)?;
-        md += &paired_section(&experiment, &alphas);
+    for &label_noise in &levels {
+        let condition = Condition {
+            label_noise,
+            several: levels.len() > 1,
+        };
+        let part = experiment.at_noise(label_noise);
+        let alphas = part.alphas();
+        md += &accuracy_section(&part, &alphas, out, &condition)?;
+        md += &paired_section(&part, &alphas);
         if alphas.contains(&Alpha::Auto) {
-            md += &auto_section(&experiment, &alphas);
+            md += &auto_section(&part, &alphas, &condition);
         }
     }
     md += &missing_section(&experiment);
     md += &run_section(&experiment);
-    write_accuracy_csv(&out.join("accuracy.csv"), &experiment, &alphas)?;
+    write_accuracy_csv(&out.join("accuracy.csv"), &experiment)?;
     write_steps_csv(&out.join("steps.csv"), &experiment)?;
     write_auto_csv(&out.join("auto_alpha.csv"), &experiment)?;
     write_timing_csv(&out.join("timing.csv"), &experiment)?;
     let report = out.join("REPORT.md");
     write_atomic(&report, md.as_bytes())?;
     Ok(report)
+}
+
+/// One label-noise level's part of the report: its sections' titles and figure names.
+struct Condition {
+    label_noise: f64,
+    /// More than one level in the experiment: titles and file names say which.
+    several: bool,
+}
+
+impl Condition {
+    /// `, clean labels`, `, 30% label noise`; empty with one level.
+    fn title(&self) -> String {
+        if !self.several {
+            String::new()
+        } else if self.label_noise == 0.0 {
+            ", clean labels".into()
+        } else {
+            format!(
+                ", {}% label noise",
+                (self.label_noise * 1000.0).round() / 10.0
+            )
+        }
+    }
+
+    /// `accuracy` (one level, or the clean one), `accuracy-noise-0.3`.
+    fn figure(&self) -> String {
+        if self.several && self.label_noise > 0.0 {
+            format!("accuracy-noise-{}", self.label_noise)
+        } else {
+            "accuracy".into()
+        }
+    }
 }
 
 /// The kernel parts' markdown: the toy example's `losses.md` and the image study's
@@ -554,8 +647,16 @@ fn best_step(experiment: &Experiment, alpha: Alpha) -> Option<(usize, Stats)> {
         })
 }
 
-fn accuracy_section(experiment: &Experiment, alphas: &[Alpha], out: &Path) -> Result<String> {
-    let mut md = String::from("## Networks: test accuracy per distillation step\n\n");
+fn accuracy_section(
+    experiment: &Experiment,
+    alphas: &[Alpha],
+    out: &Path,
+    condition: &Condition,
+) -> Result<String> {
+    let mut md = format!(
+        "## Networks: test accuracy per distillation step{}\n\n",
+        condition.title()
+    );
     md += &accuracy_table(experiment, alphas, true);
     let series: Vec<AccuracySeries> = alphas
         .iter()
@@ -574,9 +675,13 @@ fn accuracy_section(experiment: &Experiment, alphas: &[Alpha], out: &Path) -> Re
             },
         })
         .collect();
-    write_accuracy_figure(out, "accuracy", &series, "test accuracy (%)")?;
-    md += "\n![Test accuracy against the distillation step, one line per alpha; error bars: one \
-           standard deviation over seeds](accuracy.png)\n\n";
+    let figure = condition.figure();
+    write_accuracy_figure(out, &figure, &series, "test accuracy (%)")?;
+    let _ = write!(
+        md,
+        "\n![Test accuracy against the distillation step, one line per alpha; error bars: one \
+         standard deviation over seeds]({figure}.png)\n\n"
+    );
     md += "Of the final-epoch models (each step's teacher of the next):\n\n";
     md += &accuracy_table(experiment, alphas, false);
     md += "\n### Best step per alpha\n\n| alpha | best step | test accuracy | step 0 | gain |\n\
@@ -596,7 +701,77 @@ fn accuracy_section(experiment: &Experiment, alphas: &[Alpha], out: &Path) -> Re
         }
     }
     md.push('\n');
+    md += &first_fit_curve(experiment);
     Ok(md)
+}
+
+/// The first fit's training curve: per epoch, the mean over seeds of its training loss and
+/// validation accuracy, so a reader sees whether step 0 reached its plateau.
+fn first_fit_curve(experiment: &Experiment) -> String {
+    // Step 0 is the same network in every chain of a seed: one chain per seed.
+    let mut per_seed: BTreeMap<u64, &Chain> = BTreeMap::new();
+    for chain in &experiment.chains {
+        if chain.metrics.iter().any(|m| m.step == 0) {
+            per_seed.entry(chain.record.seed).or_insert(chain);
+        }
+    }
+    let epochs = per_seed
+        .values()
+        .flat_map(|c| {
+            c.metrics
+                .iter()
+                .filter(|m| m.step == 0)
+                .map(|m| m.epoch + 1)
+        })
+        .max()
+        .unwrap_or(0);
+    if epochs < 2 {
+        return String::new();
+    }
+    let mut md = format!(
+        "### The first fit's training curve\n\nStep 0 per epoch, mean ± standard deviation over \
+         {} seed(s): training loss and accuracy (on the training labels{}), validation \
+         accuracy. The last column is the change in validation accuracy from the epoch before, \
+         in points.\n\n| epoch | training loss | training accuracy | validation accuracy | \
+         change |\n|---:|---:|---:|---:|---:|\n",
+        per_seed.len(),
+        if experiment
+            .chains
+            .first()
+            .is_some_and(|c| c.record.settings.label_noise > 0.0)
+        {
+            ", noisy ones included"
+        } else {
+            ""
+        }
+    );
+    let mut previous: Option<f64> = None;
+    for epoch in 0..epochs {
+        let rows: Vec<&EpochMetrics> = per_seed
+            .values()
+            .filter_map(|c| c.metrics.iter().find(|m| m.step == 0 && m.epoch == epoch))
+            .collect();
+        let of =
+            |f: fn(&EpochMetrics) -> f64| Stats::of(&rows.iter().map(|m| f(m)).collect::<Vec<_>>());
+        let (Some(loss), Some(train), Some(val)) =
+            (of(|m| m.train_loss), of(|m| m.train_acc), of(|m| m.val_acc))
+        else {
+            continue;
+        };
+        let _ = writeln!(
+            md,
+            "| {} | {:.4} ± {:.4} | {} | {} | {} |",
+            epoch + 1,
+            loss.mean,
+            loss.std,
+            train.percent(),
+            val.percent(),
+            previous.map_or("-".into(), |p| format!("{:+.2}", 100.0 * (val.mean - p)))
+        );
+        previous = Some(val.mean);
+    }
+    md.push('\n');
+    md
 }
 
 /// Each step against the same seed's first fit: the mean paired difference with a 95% Student-t
@@ -685,9 +860,10 @@ fn paired_section(experiment: &Experiment, alphas: &[Alpha]) -> String {
     md
 }
 
-fn auto_section(experiment: &Experiment, alphas: &[Alpha]) -> String {
-    let mut md = String::from(
-        "## Automatic alpha (Algorithm 1)\n\n\
+fn auto_section(experiment: &Experiment, alphas: &[Alpha], condition: &Condition) -> String {
+    let mut md = format!("## Automatic alpha (Algorithm 1){}\n\n", condition.title());
+    md.push_str(
+        "\
          At each step k >= 1 an `alpha = 0` student of the step's teacher is trained first (the \
          probe); with u1 the first fit's softmax outputs on the validation split, u0 the \
          probe's and r the one-hot labels, alpha_k = <r - u0, u1 - u0> / |u1 - u0|^2, clamped \
@@ -695,7 +871,8 @@ fn auto_section(experiment: &Experiment, alphas: &[Alpha]) -> String {
          per step. The grid's best is the fixed alpha with the highest mean accuracy at that \
          step.\n\n\
          | step | alpha_k per seed (unclamped) | auto accuracy | probe (alpha = 0) accuracy | \
-         grid's best alpha | its accuracy |\n|---|---|---:|---:|---:|---:|\n",
+         grid's best alpha | its accuracy | auto - grid's best, paired [95%] |\n\
+         |---|---|---:|---:|---:|---:|---:|\n",
     );
     for step in 1..experiment.steps {
         let chosen: Vec<String> = experiment
@@ -733,7 +910,7 @@ fn auto_section(experiment: &Experiment, alphas: &[Alpha]) -> String {
             });
         let _ = writeln!(
             md,
-            "| {step} | {} | {} | {} | {} | {} |",
+            "| {step} | {} | {} | {} | {} | {} | {} |",
             if chosen.is_empty() {
                 "-".into()
             } else {
@@ -743,10 +920,101 @@ fn auto_section(experiment: &Experiment, alphas: &[Alpha]) -> String {
             cell(probe),
             grid_best.map_or("-".into(), |(a, _)| a.to_string()),
             cell(grid_best.map(|(_, s)| s)),
+            grid_best.map_or("-".into(), |(best, _)| {
+                let differences: Vec<f64> = experiment
+                    .of(Alpha::Auto)
+                    .filter_map(|auto| {
+                        let grid = experiment
+                            .of(best)
+                            .find(|c| c.record.seed == auto.record.seed)?;
+                        Some(auto.accuracy(step, true)? - grid.accuracy(step, true)?)
+                    })
+                    .collect();
+                difference_cell(&differences)
+            }),
         );
     }
-    md.push('\n');
+    md += "\nThe grid's best is chosen by mean test accuracy, which favours the grid. ";
+    md += &auto_cost(experiment, alphas);
+    md.push_str("\n\n");
     md
+}
+
+/// A mean paired difference in points with its 95% interval and `*` where it excludes 0.
+fn difference_cell(differences: &[f64]) -> String {
+    match paired_interval(differences) {
+        None => "-".into(),
+        Some((mean, None)) => format!("{:+.2} (n = 1)", 100.0 * mean),
+        Some((mean, Some(half))) => {
+            let (low, high) = (100.0 * (mean - half), 100.0 * (mean + half));
+            let star = if low > 0.0 || high < 0.0 { " *" } else { "" };
+            format!("{:+.2} [{low:+.2}, {high:+.2}]{star}", 100.0 * mean)
+        }
+    }
+}
+
+/// What Algorithm 1 cost against the grid, per seed: networks trained and wall time, the first
+/// fit counted in both (the same network).
+fn auto_cost(experiment: &Experiment, alphas: &[Alpha]) -> String {
+    let fixed: Vec<Alpha> = alphas
+        .iter()
+        .copied()
+        .filter(|a| matches!(a, Alpha::Fixed(_)))
+        .collect();
+    let (mut auto_runs, mut auto_seconds, mut grid_runs, mut grid_seconds) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for seed in experiment.seeds() {
+        let of_seed: Vec<&Chain> = experiment
+            .chains
+            .iter()
+            .filter(|c| c.record.seed == seed)
+            .collect();
+        // Step 0 was trained once per seed; the chains that copied it record 0 seconds.
+        let first_fit = of_seed
+            .iter()
+            .filter_map(|c| c.tests.iter().find(|r| r.step == 0).map(|r| r.seconds))
+            .fold(0.0, f64::max);
+        let later = |c: &Chain| -> (usize, f64) {
+            let rows = c.tests.iter().filter(|r| r.step > 0).chain(&c.probe);
+            rows.fold((0, 0.0), |(n, s), r| (n + 1, s + r.seconds))
+        };
+        let Some(auto) = of_seed.iter().find(|c| c.record.alpha == Alpha::Auto) else {
+            continue;
+        };
+        let grid: Vec<&&Chain> = of_seed
+            .iter()
+            .filter(|c| fixed.contains(&c.record.alpha))
+            .collect();
+        if grid.len() < fixed.len() || auto.tests.len() < experiment.steps {
+            continue;
+        }
+        let (n, s) = later(auto);
+        auto_runs.push(1.0 + n as f64);
+        auto_seconds.push(first_fit + s);
+        let (n, s) = grid
+            .iter()
+            .map(|c| later(c))
+            .fold((0, 0.0), |(n, s), (m, t)| (n + m, s + t));
+        grid_runs.push(1.0 + n as f64);
+        grid_seconds.push(first_fit + s);
+    }
+    let mean = |v: &[f64]| Stats::of(v).map_or(0.0, |s| s.mean);
+    if auto_runs.is_empty() {
+        return "Cost: no seed has both a finished auto chain and the whole grid.".into();
+    }
+    format!(
+        "Cost per seed (mean over the {} seed(s) with both finished; the first fit counted in \
+         each): auto trained {:.0} networks in {:.1} minutes (the first fit, then a probe and a \
+         student per step); the grid of {} fixed alphas trained {:.0} networks in {:.1} minutes, \
+         so auto cost {:.2}x the grid's wall time.",
+        auto_runs.len(),
+        mean(&auto_runs),
+        mean(&auto_seconds) / 60.0,
+        fixed.len(),
+        mean(&grid_runs),
+        mean(&grid_seconds) / 60.0,
+        mean(&auto_seconds) / mean(&grid_seconds).max(f64::MIN_POSITIVE),
+    )
 }
 
 fn missing_section(experiment: &Experiment) -> String {
@@ -856,15 +1124,20 @@ fn run_section(experiment: &Experiment) -> String {
     md
 }
 
-fn write_accuracy_csv(path: &Path, experiment: &Experiment, alphas: &[Alpha]) -> Result<()> {
+fn write_accuracy_csv(path: &Path, experiment: &Experiment) -> Result<()> {
     let mut rows = Vec::new();
-    for &alpha in alphas {
-        for step in 0..experiment.steps {
-            if let (Some(best), Some(last)) = (
-                experiment.stats(alpha, step, true),
-                experiment.stats(alpha, step, false),
-            ) {
+    for label_noise in experiment.noise_levels() {
+        let part = experiment.at_noise(label_noise);
+        for alpha in part.alphas() {
+            for step in 0..part.steps {
+                let (Some(best), Some(last)) = (
+                    part.stats(alpha, step, true),
+                    part.stats(alpha, step, false),
+                ) else {
+                    continue;
+                };
                 rows.push([
+                    label_noise.to_string(),
                     alpha.to_string(),
                     step.to_string(),
                     best.n.to_string(),
@@ -877,6 +1150,7 @@ fn write_accuracy_csv(path: &Path, experiment: &Experiment, alphas: &[Alpha]) ->
         }
     }
     let header = [
+        "label_noise",
         "alpha",
         "step",
         "seeds",
@@ -893,6 +1167,7 @@ fn write_steps_csv(path: &Path, experiment: &Experiment) -> Result<()> {
     for chain in &experiment.chains {
         for r in &chain.tests {
             rows.push([
+                chain.record.settings.label_noise.to_string(),
                 chain.record.alpha.to_string(),
                 chain.record.seed.to_string(),
                 r.step.to_string(),
@@ -905,6 +1180,7 @@ fn write_steps_csv(path: &Path, experiment: &Experiment) -> Result<()> {
         }
     }
     let header = [
+        "label_noise",
         "alpha",
         "seed",
         "step",
@@ -922,6 +1198,7 @@ fn write_auto_csv(path: &Path, experiment: &Experiment) -> Result<()> {
     for chain in experiment.of(Alpha::Auto) {
         for r in &chain.auto {
             rows.push([
+                chain.record.settings.label_noise.to_string(),
                 chain.record.seed.to_string(),
                 r.step.to_string(),
                 r.optimal.map_or(String::new(), |o| o.to_string()),
@@ -932,6 +1209,7 @@ fn write_auto_csv(path: &Path, experiment: &Experiment) -> Result<()> {
         }
     }
     let header = [
+        "label_noise",
         "seed",
         "step",
         "optimal_alpha",
@@ -953,6 +1231,7 @@ fn write_timing_csv(path: &Path, experiment: &Experiment) -> Result<()> {
                 .map(|m| m.images_per_s)
                 .collect();
             rows.push([
+                chain.record.settings.label_noise.to_string(),
                 chain.record.alpha.to_string(),
                 chain.record.seed.to_string(),
                 r.step.to_string(),
@@ -961,7 +1240,14 @@ fn write_timing_csv(path: &Path, experiment: &Experiment) -> Result<()> {
             ]);
         }
     }
-    let header = ["alpha", "seed", "step", "seconds", "images_per_s"];
+    let header = [
+        "label_noise",
+        "alpha",
+        "seed",
+        "step",
+        "seconds",
+        "images_per_s",
+    ];
     Ok(write_csv(path, &header, rows)?)
 }
 
@@ -984,7 +1270,7 @@ mod tests {
     fn chain(alpha: f64, seed: u64, accuracies: &[f64]) -> Chain {
         let settings = crate::profile::load(&crate::profile::locate("smoke").unwrap(), &[])
             .unwrap()
-            .settings();
+            .settings(0.0);
         Chain {
             record: ChainRecord {
                 alpha: Alpha::Fixed(alpha),

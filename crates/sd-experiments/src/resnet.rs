@@ -32,6 +32,8 @@ pub struct ResnetJob {
     pub resnet: Depth,
     /// First layers.
     pub stem: Stem,
+    /// Channels of the first stage (64: torchvision's network).
+    pub width: usize,
     /// Loss.
     pub loss: LossKind,
     /// Adam's learning rate.
@@ -178,6 +180,7 @@ pub fn run(job: &ResnetJob) -> Result<(PathBuf, Vec<StepResult>)> {
         test_size: job.test_size.unwrap_or(0),
         resnet: job.resnet,
         stem: job.stem,
+        width: job.width,
         loss: job.loss,
         epochs: job.epochs,
         batch_size: job.batch_size,
