@@ -176,6 +176,27 @@ impl Chain<'_> {
         }
     }
 
+    /// What `split.json` holds ([`ChainDir::split_file`]).
+    fn split_record(&self) -> serde_json::Value {
+        let part = |subset: &Subset, file: &str| {
+            serde_json::json!({
+                "file": file,
+                "indices": subset.indices(),
+                "labels": subset.labels(),
+            })
+        };
+        let val_file = if self.record.settings.val_on_test {
+            "test"
+        } else {
+            "train"
+        };
+        serde_json::json!({
+            "train": part(&self.data.train, "train"),
+            "val": part(&self.data.val, val_file),
+            "test": part(&self.data.test, "test"),
+        })
+    }
+
     /// Refuses settings that cannot train: no steps, epochs or batch size, a learning rate or
     /// regularizer weight out of range, a fixed alpha outside `[0, 1]`, an empty training or
     /// validation split.
@@ -256,6 +277,8 @@ impl Chain<'_> {
         };
         let _lock = dir.lock()?;
         dir.claim(&self.record)?;
+        // The same settings and seed give the same split: rewriting it changes nothing.
+        write_json(&dir.split_file(), &self.split_record())?;
         if !matches!(start, Start::Teacher { .. }) {
             first = dir.finished_steps()?;
         }
@@ -355,9 +378,10 @@ impl Chain<'_> {
             | ResnetError::CheckpointExtra { .. } => TrainError::TeacherMismatch {
                 path: path.to_path_buf(),
                 network: format!(
-                    "{}, {} stem, {} input channels, {} classes",
+                    "{}, {} stem, width {}, {} input channels, {} classes",
                     network.depth.name(),
                     network.stem,
+                    network.width,
                     network.in_channels,
                     network.classes
                 ),
@@ -664,6 +688,7 @@ impl Chain<'_> {
                 "seed": self.record.seed, "step_seed": seed,
                 "alpha": alpha, "resnet": network.depth.layers(), "stem": network.stem.name(),
                 "in_channels": network.in_channels, "classes": network.classes,
+                "width": network.width,
                 "chain": crate::files::to_json(&dir.record_file(), &self.record)?,
                 "metrics": crate::files::to_json(&dir.metrics_file(), &row)?,
             });

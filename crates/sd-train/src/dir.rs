@@ -94,6 +94,14 @@ impl ChainDir {
         self.root.join("test.jsonl")
     }
 
+    /// `split.json`: the images of each split (`train`, `val`, `test`), each as the file it comes
+    /// from (`"train"` or `"test"`), the indices of its images in that file, and the labels
+    /// trained and measured on (with label noise, the noisy ones), so that another program can
+    /// train on exactly the same images (`bench/chain_reference.py` does).
+    pub fn split_file(&self) -> PathBuf {
+        self.root.join("split.json")
+    }
+
     /// `auto_alpha.jsonl`.
     pub fn auto_alpha_file(&self) -> PathBuf {
         self.root.join("auto_alpha.jsonl")

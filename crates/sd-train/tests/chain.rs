@@ -144,6 +144,21 @@ fn a_tiny_chain_learns_and_writes_its_files() {
         "{sidecar}"
     );
     assert_eq!(run.read_record().unwrap(), Some(record(2, 3)));
+    // The images of each split, for another program to train on the same ones.
+    let split: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.split_file()).unwrap()).unwrap();
+    for (name, subset, file) in [
+        ("train", &data.train, "train"),
+        ("val", &data.val, "test"),
+        ("test", &data.test, "test"),
+    ] {
+        let part = &split[name];
+        assert_eq!(part["file"], file, "{name}");
+        let indices: Vec<u32> = serde_json::from_value(part["indices"].clone()).unwrap();
+        let labels: Vec<u8> = serde_json::from_value(part["labels"].clone()).unwrap();
+        assert_eq!(indices, subset.indices(), "{name}");
+        assert_eq!(labels, subset.labels(), "{name}");
+    }
 }
 
 #[test]
