@@ -511,13 +511,18 @@ mod tests {
         let profile =
             crate::profile::load(&crate::profile::locate("fmnist").unwrap(), &[]).unwrap();
         let all = chains(&profile);
-        assert_eq!(all.len(), 12);
-        assert_eq!(all[5].dir_name(), "alpha-auto_seed-0");
-        assert_eq!(all[6].dir_name(), "alpha-0_seed-1");
+        // 2 noise levels x 3 seeds x 4 alphas.
+        assert_eq!(all.len(), 24);
+        assert_eq!(all[3].dir_name(), "alpha-auto_seed-0");
+        assert_eq!(all[4].dir_name(), "alpha-0_seed-1");
+        assert_eq!(all[12].dir_name(), "noise-0.3_alpha-0_seed-0");
         let mut seen = Vec::new();
         for index in 1..=5 {
             let part = select(&profile, Some(Shard { index, count: 5 }));
-            assert!(part.len() == 2 || part.len() == 3, "{part:?}");
+            assert!(part.len() == 4 || part.len() == 5, "{part:?}");
+            // Each shard gets chains of both noise levels.
+            assert!(part.iter().any(|c| c.label_noise == 0.0), "{part:?}");
+            assert!(part.iter().any(|c| c.label_noise > 0.0), "{part:?}");
             seen.extend(part);
         }
         assert_eq!(seen.len(), all.len());

@@ -547,6 +547,31 @@ mod tests {
         assert!(error(&["epochs"]).contains("expected FIELD=VALUE"));
         assert!(error(&["epochs=two"]).contains("epochs"));
         assert!(format!("{:#}", locate("nope").unwrap_err()).contains("smoke"));
+        assert!(error(&["label_noise=1.0"]).contains("in [0, 1), got 1"));
+        assert!(error(&["label_noise=[0.3, 0.3]"]).contains("listed twice"));
+        assert!(error(&["label_noise=[]"]).contains("empty"));
+        assert!(error(&["width=0"]).contains("width must be > 0"));
+    }
+
+    #[test]
+    fn label_noise_is_a_level_or_a_list_of_levels() {
+        let path = locate("smoke").unwrap();
+        let one = load(&path, &["label_noise=0.2".into()]).unwrap();
+        assert_eq!(one.label_noise, [0.2]);
+        let two = load(&path, &["label_noise=[0, 0.3]".into()]).unwrap();
+        assert_eq!(two.label_noise, [0.0, 0.3]);
+        // Every alpha and seed at each level, each level in its own directories.
+        let chains = crate::experiment::chains(&two);
+        assert_eq!(chains.len(), 2 * two.alphas.len() * two.seeds.len());
+        assert_eq!(chains[0].dir_name(), "alpha-0_seed-0");
+        assert_eq!(
+            chains.last().unwrap().dir_name(),
+            format!("noise-0.3_alpha-auto_seed-{}", two.seeds.last().unwrap())
+        );
+        assert_eq!(two.settings(0.3).label_noise, 0.3);
+        let fmnist = load(&locate("fmnist").unwrap(), &[]).unwrap();
+        assert_eq!(fmnist.label_noise, [0.0, 0.3]);
+        assert_eq!(fmnist.width, 16);
     }
 
     #[test]

@@ -17,9 +17,10 @@ fn tiny(overrides: &[&str]) -> Profile {
         "batch_size=40",
         "num_workers=1",
         "kernel_images=false",
-        // One seed: these tests are about resuming and sharding, not seeds (the smoke profile
-        // has two).
+        // One seed and clean labels: these tests are about resuming and sharding, not seeds or
+        // noise levels (the smoke profile has two of each).
         "seeds=[0]",
+        "label_noise=0",
     ]
     .iter()
     .map(|s| s.to_string())
