@@ -480,6 +480,11 @@ fn refused_experiments_write_nothing_and_unfinished_chains_take_new_settings() {
         "alphas=[0.5]",
         "--set",
         "steps=1",
+        // One epoch, clean labels: one chain with one metrics row.
+        "--set",
+        "epochs=1",
+        "--set",
+        "label_noise=0",
         "--out",
         out_s,
         "-q",
