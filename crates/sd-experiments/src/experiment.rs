@@ -636,6 +636,6 @@ mod tests {
         )
         .unwrap();
         let error = dir.claim(&record).unwrap_err().to_string();
-        assert!(error.contains("epochs 5 there, 1 now"), "{error}");
+        assert!(error.contains("epochs 5 there, 2 now"), "{error}");
     }
 }

@@ -593,7 +593,7 @@ mod tests {
         .unwrap();
         assert_eq!(
             (profile.val_size, profile.epochs, profile.steps),
-            (50, 1, 3)
+            (50, 2, 3)
         );
         assert!(
             profile.to_toml().contains("val_size = 50"),
