@@ -7,9 +7,10 @@ self_distiller.py without Lightning), for `bench/chain_compare.sh`: it reads a r
 labels of each split) and trains the same chain with torchvision's ResNet and its own random
 numbers:
 
-- step 0 fits the labels, `MSE(softmax(z), onehot)`; step k >= 1 a fresh network fits
-  `alpha onehot + (1 - alpha) softmax(teacher(x))`, the teacher being step k-1's final-epoch
-  model in evaluation mode, run on the same augmented batch; plus `reg_coef * sum_p |p|_2`;
+- step 0 fits the labels, `MSE(softmax(z), onehot)`; step k >= 1 a fresh network minimises
+  `alpha MSE(softmax(z), onehot) + (1 - alpha) MSE(softmax(z), softmax(teacher(x)))`, the
+  teacher being step k-1's final-epoch model in evaluation mode, run on the same augmented
+  batch; plus `reg_coef * sum_p |p|_2`;
 - Adam, a new order every epoch, validation accuracy after every epoch; the step's test accuracy
   of its final-epoch model and of its best model by validation accuracy;
 - 28 x 28 grey images zero-padded to 32 x 32, then RandomCrop(32, padding=4) and a horizontal
@@ -115,12 +116,16 @@ def train_step(step, alpha, teacher, data, s, generator):
         for i in range(0, len(x), s["batch_size"]):
             b = order[i : i + s["batch_size"]]
             images = augment(x[b], generator)
-            target = onehot[b]
-            if teacher is not None:
-                with torch.no_grad():
-                    target = alpha * target + (1 - alpha) * torch.softmax(teacher(images), 1)
             logits = model(images)
-            loss = ((torch.softmax(logits, 1) - target) ** 2).mean()
+            probabilities = torch.softmax(logits, 1)
+            loss = ((probabilities - onehot[b]) ** 2).mean()
+            if teacher is not None:
+                # The original's form (self_distiller.py): alpha MSE(p, onehot) + (1 - alpha)
+                # MSE(p, softmax(teacher)); the same gradient as MSE against the mixed target,
+                # a different value.
+                with torch.no_grad():
+                    soft = torch.softmax(teacher(images), 1)
+                loss = alpha * loss + (1 - alpha) * ((probabilities - soft) ** 2).mean()
             loss = loss + s["reg_coef"] * sum(p.norm() for p in model.parameters())
             optimizer.zero_grad()
             loss.backward()
