@@ -795,29 +795,22 @@ fn paired_section(experiment: &Experiment, alphas: &[Alpha]) -> String {
             .iter()
             .map(|&alpha| {
                 let differences = experiment.first_fit_differences(alpha, step, true);
+                let cell = difference_cell(&differences);
                 match paired_interval(&differences) {
-                    None => "-".to_string(),
-                    Some((mean, None)) => {
-                        without += 1;
-                        format!("{:+.2} (n = 1)", 100.0 * mean)
-                    }
+                    Some((_, None)) => without += 1,
                     Some((mean, Some(half))) => {
                         compared += 1;
-                        let (low, high) = (100.0 * (mean - half), 100.0 * (mean + half));
-                        let text = format!("{:+.2} [{low:+.2}, {high:+.2}]", 100.0 * mean);
+                        let text = cell.trim_end_matches(" *");
                         let name = format!("alpha {alpha} at step {step} ({text})");
-                        if low > 0.0 {
+                        if mean - half > 0.0 {
                             above.push(name);
-                        } else if high < 0.0 {
+                        } else if mean + half < 0.0 {
                             below.push(name);
                         }
-                        if low > 0.0 || high < 0.0 {
-                            format!("{text} *")
-                        } else {
-                            text
-                        }
                     }
+                    None => {}
                 }
+                cell
             })
             .collect();
         let _ = writeln!(md, "| {step} | {} |", cells.join(" | "));
