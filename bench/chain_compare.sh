@@ -6,6 +6,7 @@
 #
 #   bench/chain_compare.sh                      # 8 seeds, ResNet-18, 5,000 images, 2 epochs x 3 steps, alpha 0.5
 #   SEEDS="0 1" EPOCHS=1 bench/chain_compare.sh # fewer
+#   KEEP=1 SEEDS="4 5 6 7" bench/chain_compare.sh  # add seeds to an earlier run's (same settings)
 #
 # Needs torch, torchvision and safetensors (PYTHON=/path/to/venv/bin/python), and
 # `apt-get install -y dataset-fashion-mnist`. Writes target/bench/chain/ and prints the tables.
@@ -18,11 +19,16 @@ epochs=${EPOCHS:-2}
 steps=${STEPS:-3}
 alpha=${ALPHA:-0.5}
 out=target/bench/chain
-rm -rf "$out"
+[ "${KEEP:-0}" = 1 ] || rm -rf "$out"
 mkdir -p "$out/ours" "$out/torch"
 echo "== $(date -u +%Y-%m-%dT%H:%MZ) on $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 cargo build --release -p sd-cli --quiet
 for seed in $seeds; do
+    if [ -f "$out/torch/seed-$seed.checkpoint.json" ]; then
+        echo "seed $seed: kept from an earlier run"
+        continue
+    fi
+    rm -rf "$out/ours/seed-$seed"
     start=$(date +%s.%N)
     RAYON_NUM_THREADS=2 target/release/sd-cli -q resnet --data "$data" --train-size 5000 \
         --val-size 5000 --epochs "$epochs" --steps "$steps" --alpha "$alpha" --batch-size 128 \
