@@ -194,3 +194,22 @@ fn values_of(t: &Tensor) -> Vec<f32> {
         .to_vec1()
         .unwrap()
 }
+
+/// The workspace builds candle-core with vendor/candle-core-backprop.patch: the first gradient
+/// reaching a node is stored as it is, not added to zeros. The only number that tells the two
+/// apart is a gradient of `-0.0`, whose sign `0 + (-0.0) = +0.0` would lose; everything else is
+/// bit for bit the same, and this test fails if the patch stops being applied.
+#[test]
+fn the_workspace_builds_the_patched_backward() {
+    let x = Var::from_tensor(&Tensor::new(&[1f32, 2.0], &Device::Cpu).unwrap()).unwrap();
+    // A product with a tensor (an affine map by 0 would be dropped from the graph).
+    let zeros = Tensor::new(&[-0f32, -0.0], &Device::Cpu).unwrap();
+    let loss = x.as_tensor().mul(&zeros).unwrap().sum_all().unwrap();
+    let grads = loss.backward().unwrap();
+    let grad = grads.get(x.as_tensor()).unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(grad, [0.0, 0.0]);
+    assert!(
+        grad.iter().all(|g| g.is_sign_negative()),
+        "gradient {grad:?}: the first gradient was added to zeros (is [patch.crates-io] gone?)"
+    );
+}
