@@ -327,6 +327,9 @@ fn col2im(g: &Geometry, cols: &mut [f32], n0: usize, images: usize, dx: &mut [f3
         .enumerate()
         .for_each(|(index, dst)| {
             let (i, c) = (index / g.channels, index % g.channels);
+            // Each plane is written before it is read (see `maxpool::backward`): `dx` is a
+            // fresh allocation whose pages would otherwise fault twice.
+            dst.fill(0.0);
             for ki in 0..g.kernel_h {
                 for kj in 0..g.kernel_w {
                     let row = (c * g.kernel_h + ki) * g.kernel_w + kj;

@@ -145,6 +145,10 @@ fn backward<T: WithDType>(
         .zip(input.par_chunks(h * w))
         .zip(grad_out.par_chunks(oh * ow))
         .for_each(|((grad, plane), grad_out)| {
+            // Written before it is read: a fresh allocation's first touch is then a write, not
+            // a read of the shared zero page followed by a copy-on-write fault (with its TLB
+            // shootdown across threads) at the first `+=`.
+            grad.fill(T::from_f64(0.0));
             for oy in 0..oh {
                 let rows = window(pool, oy, h);
                 for ox in 0..ow {
