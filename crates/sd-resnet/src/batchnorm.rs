@@ -32,6 +32,25 @@ fn slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'
     crate::cpu::f32_slice(storage, layout, "fused BatchNorm")
 }
 
+/// Independent f64 accumulators of a plane's sums: a single running sum is one chain of
+/// dependent additions (4 cycles each), `LANES` of them vectorize and pipeline.
+const LANES: usize = 8;
+
+/// `sum f(v)` over `values` in f64, accumulated in [`LANES`] interleaved partial sums (added in
+/// a fixed order, so the result does not depend on threads or chunking).
+#[inline(always)]
+fn lane_sum(values: &[f32], f: impl Fn(f64) -> f64) -> f64 {
+    let mut acc = [0f64; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a += f(f64::from(v));
+        }
+    }
+    rest.iter().fold(acc.iter().sum::<f64>(), |s, &v| s + f(f64::from(v)))
+}
+
 /// Per-channel mean and biased variance of `x` (`N x C x plane`), two passes, f64 sums.
 fn statistics(x: &[f32], channels: usize, plane: usize) -> (Vec<f64>, Vec<f64>) {
     let batch = x.len() / (channels * plane);
@@ -40,16 +59,9 @@ fn statistics(x: &[f32], channels: usize, plane: usize) -> (Vec<f64>, Vec<f64>) 
         .into_par_iter()
         .map(|c| {
             let planes = || (0..batch).map(move |n| &x[(n * channels + c) * plane..][..plane]);
-            let mean = planes()
-                .map(|p| p.iter().map(|&v| f64::from(v)).sum::<f64>())
-                .sum::<f64>()
-                / count;
+            let mean = planes().map(|p| lane_sum(p, |v| v)).sum::<f64>() / count;
             let var = planes()
-                .map(|p| {
-                    p.iter()
-                        .map(|&v| (f64::from(v) - mean).powi(2))
-                        .sum::<f64>()
-                })
+                .map(|p| lane_sum(p, |v| (v - mean) * (v - mean)))
                 .sum::<f64>()
                 / count;
             (mean, var)
