@@ -50,8 +50,12 @@ fn main() {
     };
     let threads = rayon::current_num_threads();
     for n in sizes {
-        let a: Vec<f32> = (0..n * n).map(|i| ((i % 97) as f32 - 48.0) / 97.0).collect();
-        let b: Vec<f32> = (0..n * n).map(|i| ((i % 89) as f32 - 44.0) / 89.0).collect();
+        let a: Vec<f32> = (0..n * n)
+            .map(|i| ((i % 97) as f32 - 48.0) / 97.0)
+            .collect();
+        let b: Vec<f32> = (0..n * n)
+            .map(|i| ((i % 89) as f32 - 44.0) / 89.0)
+            .collect();
         let mut c = vec![0f32; n * n];
         product(n, &a, &b, &mut c, threads); // warm-up
         let mut seconds: Vec<f64> = (0..5)

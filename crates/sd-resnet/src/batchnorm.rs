@@ -48,7 +48,8 @@ fn lane_sum(values: &[f32], f: impl Fn(f64) -> f64) -> f64 {
             *a += f(f64::from(v));
         }
     }
-    rest.iter().fold(acc.iter().sum::<f64>(), |s, &v| s + f(f64::from(v)))
+    rest.iter()
+        .fold(acc.iter().sum::<f64>(), |s, &v| s + f(f64::from(v)))
 }
 
 /// Per-channel mean and biased variance of `x` (`N x C x plane`), two passes, f64 sums.
