@@ -21,6 +21,13 @@ alpha=${ALPHA:-0.5}
 out=target/bench/chain
 [ "${KEEP:-0}" = 1 ] || rm -rf "$out"
 mkdir -p "$out/ours" "$out/torch"
+# Kept seeds must have the same settings as the new ones: the tables pair them all.
+settings="epochs=$epochs steps=$steps alpha=$alpha data=$data"
+if [ -f "$out/settings" ] && [ "$(cat "$out/settings")" != "$settings" ]; then
+    echo "error: $out holds seeds run with $(cat "$out/settings"), not $settings; run without KEEP=1" >&2
+    exit 2
+fi
+echo "$settings" > "$out/settings"
 echo "== $(date -u +%Y-%m-%dT%H:%MZ) on $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; load: $(cut -d' ' -f1-3 /proc/loadavg)"
 cargo build --release -p sd-cli --quiet
 for seed in $seeds; do
