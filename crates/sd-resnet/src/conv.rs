@@ -9,6 +9,10 @@
 //! - weight gradient: `dW = sum over chunks of dy cols^T` (`dy` as `[O, n P]`);
 //! - input gradient: `dx = col2im(W^T dy)`.
 //!
+//! 3 x 3 convolutions with stride 1 and padding 1 (most of ResNet's) take Winograd's
+//! F(2x2, 3x3) for the output and the input gradient instead (Lavin & Gray 2016; 2.25 times
+//! fewer multiply-adds and no `cols`); their weight gradient stays the product above.
+//!
 //! Images are taken in chunks so that one matrix product covers several of them: in ResNet's deep
 //! layers on 32 x 32 inputs `P` is 1 to 16, and a product per image would be a matrix-vector
 //! product that reads all of `W` for a handful of columns. A chunk's `cols` and product stay under
@@ -35,6 +39,16 @@ pub const WORKSPACE_FLOATS: usize = 8 << 20;
 /// product per image, read and written in place; below it a per-image product is too thin and
 /// images are chunked through im2col.
 pub const POINTWISE_MIN_PLANE: usize = 256;
+
+/// Smallest output side (height and width) for which a 3 x 3 convolution with stride 1 and
+/// padding 1 takes Winograd's F(2x2, 3x3) for its output and input gradient (see the module
+/// documentation); below it the 2 x 2 tiles are mostly padding.
+pub const WINOGRAD_MIN_SIDE: usize = 4;
+
+/// Fewest 2 x 2 output tiles over the batch for which such a convolution takes Winograd's
+/// F(2x2, 3x3): with fewer, transforming the filters (16 values for 9) costs more than the
+/// products save (ResNet-18's last stage at batch 16 on 32 x 32 images has 64).
+pub const WINOGRAD_MIN_TILES: usize = 256;
 
 /// Stride and zero padding of a convolution, the same along both axes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -124,6 +138,18 @@ impl Geometry {
             && self.p() >= POINTWISE_MIN_PLANE
     }
 
+    /// A 3 x 3 convolution with stride 1 and padding 1 on planes of at least
+    /// [`WINOGRAD_MIN_SIDE`] a side and [`WINOGRAD_MIN_TILES`] tiles in all: output and input
+    /// gradient by [`crate::winograd`].
+    fn winograd(&self) -> bool {
+        self.kernel_h == 3
+            && self.kernel_w == 3
+            && self.stride == 1
+            && self.padding == 1
+            && self.out_h.min(self.out_w) >= WINOGRAD_MIN_SIDE
+            && self.batch * self.out_h.div_ceil(2) * self.out_w.div_ceil(2) >= WINOGRAD_MIN_TILES
+    }
+
     /// `K`: rows of `cols`.
     fn k(&self) -> usize {
         self.channels * self.kernel_h * self.kernel_w
@@ -174,13 +200,13 @@ pub struct Workspace {
     free: Mutex<Vec<Vec<f32>>>,
 }
 
-static WORKSPACE: Workspace = Workspace {
+pub(crate) static WORKSPACE: Workspace = Workspace {
     free: Mutex::new(Vec::new()),
 };
 
 impl Workspace {
     /// A buffer of at least `len` floats, contents unspecified: callers use its first `len`.
-    fn take(&self, len: usize) -> Vec<f32> {
+    pub(crate) fn take(&self, len: usize) -> Vec<f32> {
         let mut free = self.free.lock().expect("workspace lock");
         // Prefer the smallest buffer that is large enough.
         let best = free
@@ -202,7 +228,7 @@ impl Workspace {
         buffer
     }
 
-    fn give(&self, buffer: Vec<f32>) {
+    pub(crate) fn give(&self, buffer: Vec<f32>) {
         let mut free = self.free.lock().expect("workspace lock");
         // Three buffers serve a backward pass; a few more cover concurrent calls.
         if free.len() < 6 {
@@ -417,16 +443,16 @@ fn gather_output(g: &Geometry, dy: &[f32], order: Order, images: usize, out: &mu
 
 /// A matrix in a slice: element `(r, c)` at `r * row_stride + c * col_stride`.
 #[derive(Clone, Copy)]
-struct View<'a> {
-    data: &'a [f32],
-    rows: usize,
-    cols: usize,
-    row_stride: usize,
-    col_stride: usize,
+pub(crate) struct View<'a> {
+    pub(crate) data: &'a [f32],
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) row_stride: usize,
+    pub(crate) col_stride: usize,
 }
 
 impl<'a> View<'a> {
-    fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
+    pub(crate) fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
         Self {
             data,
             rows,
@@ -478,21 +504,52 @@ enum Order {
 ///
 /// Which operand layouts and destination order a product gets was measured, not guessed: see
 /// the conv section of docs/benchmarks.md.
-#[allow(unsafe_code)]
 fn matmul(dst: &mut [f32], order: Order, lhs: View<'_>, rhs: View<'_>, accumulate: bool) {
+    let (m, n) = (lhs.rows, rhs.cols);
+    let (dst_rs, dst_cs) = match order {
+        Order::RowMajor => (n, 1),
+        Order::ColMajor => (1, m),
+    };
+    product(dst, (dst_rs, dst_cs), lhs, rhs, accumulate, true);
+}
+
+/// `dst := lhs rhs` with `dst` row-major, its rows `row_stride` apart (the Winograd products,
+/// whose rows interleave with those of 15 other products); on the calling thread unless
+/// `parallel`.
+pub(crate) fn matmul_strided(
+    (dst, row_stride): (&mut [f32], usize),
+    lhs: View<'_>,
+    rhs: View<'_>,
+    parallel: bool,
+) {
+    assert!(row_stride >= rhs.cols, "matmul destination rows overlap");
+    product(dst, (row_stride, 1), lhs, rhs, false, parallel);
+}
+
+/// `dst (+)= lhs rhs` with `dst`'s element `(r, c)` at `r * dst_rs + c * dst_cs`; over the
+/// rayon pool when `parallel` and the product is large enough. `gemm` splits the rows and
+/// columns of `dst` between threads, never the inner sum, so the result does not depend on it.
+#[allow(unsafe_code)]
+fn product(
+    dst: &mut [f32],
+    (dst_rs, dst_cs): (usize, usize),
+    lhs: View<'_>,
+    rhs: View<'_>,
+    accumulate: bool,
+    parallel: bool,
+) {
     let (m, n, k) = (lhs.rows, rhs.cols, lhs.cols);
     assert_eq!(rhs.rows, k, "matmul inner dimensions");
     assert!(
         lhs.in_bounds() && rhs.in_bounds(),
         "matmul operand out of bounds"
     );
-    assert!(dst.len() >= m * n, "matmul destination too small");
-    let (dst_rs, dst_cs) = match order {
-        Order::RowMajor => (n, 1),
-        Order::ColMajor => (1, m),
-    };
+    assert!(
+        m == 0 || n == 0 || (m - 1) * dst_rs + (n - 1) * dst_cs < dst.len(),
+        "matmul destination too small"
+    );
     let threads = rayon::current_num_threads();
-    let parallelism = if threads > 1 && m * n * k > 1 << 15 {
+    let parallelism = if parallel && threads > 1 && m * n * k > 1 << 15 {
         gemm::Parallelism::Rayon(threads)
     } else {
         gemm::Parallelism::None
@@ -674,6 +731,43 @@ fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
         });
 }
 
+/// [`forward`] by [Winograd's F(2x2, 3x3)](Geometry::winograd); with `input_gradient`, the input
+/// gradient instead: the same convolution of `dy` (as `x`) with the filters turned and
+/// transposed.
+fn convolve_winograd(g: &Geometry, x: &[f32], w: &[f32], input_gradient: bool) -> Vec<f32> {
+    let (c, o) = (g.channels, g.out_channels);
+    let (channels, out) = if input_gradient { (o, c) } else { (c, o) };
+    let shape = crate::winograd::Shape {
+        batch: g.batch,
+        channels,
+        out,
+        height: g.height,
+        width: g.width,
+    };
+    let t = profile::scope("winograd: weights");
+    let mut u = WORKSPACE.take(crate::winograd::weights_len(o, c));
+    crate::winograd::weights(w, o, c, input_gradient, &mut u);
+    drop(t);
+    let _t = profile::scope("winograd: convolution");
+    let y = crate::winograd::convolve(&shape, x, &u, shape.images_per_task());
+    WORKSPACE.give(u);
+    y
+}
+
+/// [`backward`] for a [Winograd](Geometry::winograd) convolution: the weight gradient through
+/// im2col as always, the input gradient by [`convolve_winograd`].
+fn backward_winograd(
+    g: &Geometry,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    input_gradient: bool,
+) -> (Option<Vec<f32>>, Vec<f32>) {
+    let (_, dw) = backward(g, x, w, dy, g.chunk(), false);
+    let dx = input_gradient.then(|| convolve_winograd(g, dy, w, true));
+    (dx, dw)
+}
+
 /// [`forward`] for a [pointwise](Geometry::pointwise) convolution: `y_i = W x_i` per image,
 /// written in place.
 fn forward_pointwise(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
@@ -760,6 +854,8 @@ impl CustomOp2 for Conv2dOp {
         let (x, w) = (f32_slice(xs, xl)?, f32_slice(ws, wl)?);
         let y = if g.pointwise() {
             forward_pointwise(&g, x, w)
+        } else if g.winograd() {
+            convolve_winograd(&g, x, w, false)
         } else {
             forward(&g, x, w, g.chunk())
         };
@@ -790,6 +886,8 @@ impl CustomOp2 for Conv2dOp {
             let input_gradient = x.track_op();
             if g.pointwise() {
                 backward_pointwise(&g, xv, wv, dyv, input_gradient)
+            } else if g.winograd() {
+                backward_winograd(&g, xv, wv, dyv, input_gradient)
             } else {
                 backward(&g, xv, wv, dyv, g.chunk(), input_gradient)
             }
@@ -917,6 +1015,64 @@ mod tests {
                     assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
                 }
             }
+        }
+    }
+
+    /// Winograd's output and input gradient give what the im2col path gives, at even and odd
+    /// sides, and in tasks of any number of images (called directly: most of these shapes are
+    /// below [`WINOGRAD_MIN_TILES`], so the op itself would take im2col).
+    #[test]
+    fn winograd_equals_the_im2col_path() {
+        let params = Conv2dParams {
+            stride: 1,
+            padding: 1,
+        };
+        for (batch, channels, height, width, out) in [
+            (3, 5, 4, 4, 7),
+            (2, 3, 5, 7, 4),
+            (1, 8, 9, 6, 3),
+            (5, 2, 8, 8, 2),
+            (2, 16, 4, 5, 32),
+        ] {
+            let Ok(g) = Geometry::new(
+                &[batch, channels, height, width],
+                &[out, channels, 3, 3],
+                params,
+            ) else {
+                panic!("geometry");
+            };
+            let x = values(batch * channels * height * width, (height * width) as u64);
+            let w = values(out * g.k(), 29);
+            let dy = values(batch * out * g.p(), 31);
+            let shape = |input_gradient: bool| crate::winograd::Shape {
+                batch,
+                channels: if input_gradient { out } else { channels },
+                out: if input_gradient { channels } else { out },
+                height,
+                width,
+            };
+            let chunked = |input, input_gradient: bool| {
+                let s = shape(input_gradient);
+                let mut u = vec![0.0; crate::winograd::weights_len(out, channels)];
+                crate::winograd::weights(&w, out, channels, input_gradient, &mut u);
+                crate::winograd::convolve(&s, input, &u, 2)
+            };
+            let im2col_dx = backward(&g, &x, &w, &dy, 2, true).0.expect("dx");
+            let pairs = [
+                (convolve_winograd(&g, &x, &w, false), forward(&g, &x, &w, 2)),
+                (chunked(&x, false), forward(&g, &x, &w, 1)),
+                (convolve_winograd(&g, &dy, &w, true), im2col_dx.clone()),
+                (chunked(&dy, true), im2col_dx),
+            ];
+            for (a, b) in pairs {
+                assert_eq!(a.len(), b.len());
+                for (a, b) in a.iter().zip(&b) {
+                    assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+                }
+            }
+            let (winograd_dx, winograd_dw) = backward_winograd(&g, &x, &w, &dy, true);
+            assert_eq!(winograd_dw, backward(&g, &x, &w, &dy, g.chunk(), false).1);
+            assert_eq!(winograd_dx, Some(convolve_winograd(&g, &dy, &w, true)));
         }
     }
 

@@ -56,6 +56,7 @@ mod model;
 pub mod optim;
 pub mod params;
 pub mod profile;
+mod winograd;
 
 pub use error::{ResnetError, Result};
 pub use model::{Block, Depth, Resnet, ResnetConfig, Stem, TORCHVISION_WIDTH};

@@ -200,7 +200,24 @@ fn matches_candle_conv2d_on_resnet_shapes() {
                 padding: 0,
             },
         ),
-        // K P = 576 x 1024 floats per image: 15 images per chunk, so 3 chunks.
+        // 3 x 3, stride 1, padding 1 with 256 tiles and more: Winograd's F(2x2, 3x3) for the
+        // output and the input gradient, at even and odd sides.
+        (
+            ([16, 64, 8, 8], [64, 64, 3, 3]),
+            Conv2dParams {
+                stride: 1,
+                padding: 1,
+            },
+        ),
+        (
+            ([20, 8, 7, 7], [16, 8, 3, 3]),
+            Conv2dParams {
+                stride: 1,
+                padding: 1,
+            },
+        ),
+        // K P = 576 x 1024 floats per image: 15 images per chunk, so 3 chunks (im2col for the
+        // weight gradient; Winograd for the rest).
         (
             ([33, 64, 32, 32], [8, 64, 3, 3]),
             Conv2dParams {

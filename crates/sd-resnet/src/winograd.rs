@@ -1,0 +1,469 @@
+//! 3 x 3 convolutions with stride 1 and padding 1 by Winograd's minimal filtering F(2x2, 3x3)
+//! (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks", CVPR 2016).
+//!
+//! Each output plane is cut into 2 x 2 tiles; tile `(ty, tx)` needs the 4 x 4 input patch `d`
+//! at rows `2 ty - 1 ..= 2 ty + 2` and columns `2 tx - 1 ..= 2 tx + 2` (zero outside the image).
+//! With the 3 x 3 filter `g`,
+//!
+//! ```text
+//! Y = A^T [ (G g G^T) ⊙ (B^T d B) ] A
+//!
+//!       | 1  0 -1  0 |        |  1    0    0  |
+//! B^T = | 0  1  1  0 |    G = | 1/2  1/2  1/2 |    A^T = | 1 1  1  0 |
+//!       | 0 -1  1  0 |        | 1/2 -1/2  1/2 |          | 0 1 -1 -1 |
+//!       | 0  1  0 -1 |        |  0    0    1  |
+//! ```
+//!
+//! and the sum over input channels moves inside the brackets: for each of the 16 elements `e`
+//! of a transformed tile, `M_e = U_e V_e` with `U_e` the `[O, C]` matrix of transformed filters
+//! and `V_e` the `[C, T]` matrix of transformed input tiles (`T` tiles of a chunk of images).
+//! The products do 16 `O C T` multiply-adds where im2col + GEMM does 36 per 2 x 2 outputs:
+//! 2.25 times fewer, and `cols` (9 copies of the input) is never written.
+//!
+//! The input gradient of such a convolution is the same kind of convolution of the output
+//! gradient with the filters turned by 180 degrees and input and output channels swapped
+//! (`w'[c, o, i, j] = w[o, c, 2 - i, 2 - j]`), so [`weights`] makes either.
+//!
+//! The transforms are exact in binary (sums, differences and halvings), so the results differ
+//! from im2col + GEMM only by the rounding of a different order of additions. Every value is
+//! computed by the same sequence of operations at any thread count.
+
+use rayon::prelude::*;
+
+/// Elements of a transformed tile.
+const ELEMENTS: usize = 16;
+
+/// Tiles per task of [`convolve`] (at least one image): wide enough for efficient products
+/// (`T` columns), small enough that a task's `V` and `M` stay in a core's L2 cache.
+pub(crate) const TASK_TILES: usize = 256;
+
+/// Floats of the transformed filters of `out x channels` 3 x 3 filters.
+pub(crate) fn weights_len(out: usize, channels: usize) -> usize {
+    ELEMENTS * out * channels
+}
+
+/// `G f G^T` for the 3 x 3 filter `f` (row-major), turned by 180 degrees first when `turn`: the
+/// 16 elements row by row.
+#[inline(always)]
+fn filter_tile(f: &[f32], turn: bool) -> [f32; ELEMENTS] {
+    let g = |i: usize, j: usize| {
+        if turn {
+            f[(2 - i) * 3 + (2 - j)]
+        } else {
+            f[i * 3 + j]
+        }
+    };
+    // G g: 4 x 3.
+    let gg: [[f32; 3]; 4] = [
+        std::array::from_fn(|j| g(0, j)),
+        std::array::from_fn(|j| 0.5 * (g(0, j) + g(1, j) + g(2, j))),
+        std::array::from_fn(|j| 0.5 * (g(0, j) - g(1, j) + g(2, j))),
+        std::array::from_fn(|j| g(2, j)),
+    ];
+    // (G g) G^T: 4 x 4, row by row.
+    let mut t = [0f32; ELEMENTS];
+    for (i, r) in gg.iter().enumerate() {
+        t[i * 4] = r[0];
+        t[i * 4 + 1] = 0.5 * (r[0] + r[1] + r[2]);
+        t[i * 4 + 2] = 0.5 * (r[0] - r[1] + r[2]);
+        t[i * 4 + 3] = r[2];
+    }
+    t
+}
+
+/// The transformed filters `U` into `u` (its first [`weights_len`] floats): `[rows][16][cols]`
+/// (`U_e` is the `[rows, cols]` matrix with rows `16 cols` apart), rows the convolution's output
+/// channels, parallel over rows: `U_e[o][c] = (G w[o, c] G^T)_e` for `w` `[O, C, 3, 3]`.
+///
+/// With `input_gradient`, the filters of the input gradient: `rows = C`, `cols = O`,
+/// `U_e[c][o] = (G rot180(w[o, c]) G^T)_e`. (Writing `U` in `w`'s order and reading `U_e`
+/// transposed measured slower in the products than it saved here.)
+pub(crate) fn weights(w: &[f32], out: usize, channels: usize, input_gradient: bool, u: &mut [f32]) {
+    let (rows, cols) = if input_gradient {
+        (channels, out)
+    } else {
+        (out, channels)
+    };
+    u[..ELEMENTS * rows * cols]
+        .par_chunks_mut(ELEMENTS * cols)
+        .enumerate()
+        .for_each(|(row, u)| {
+            for col in 0..cols {
+                let (o, c) = if input_gradient {
+                    (col, row)
+                } else {
+                    (row, col)
+                };
+                let f = &w[(o * channels + c) * 9..][..9];
+                for (e, value) in filter_tile(f, input_gradient).into_iter().enumerate() {
+                    u[e * cols + col] = value;
+                }
+            }
+        });
+}
+
+/// Sizes of one call.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Shape {
+    pub batch: usize,
+    /// Input channels.
+    pub channels: usize,
+    /// Output channels.
+    pub out: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl Shape {
+    fn tiles_h(&self) -> usize {
+        self.height.div_ceil(2)
+    }
+
+    fn tiles_w(&self) -> usize {
+        self.width.div_ceil(2)
+    }
+
+    /// Tiles per image.
+    fn tiles(&self) -> usize {
+        self.tiles_h() * self.tiles_w()
+    }
+
+    fn plane(&self) -> usize {
+        self.height * self.width
+    }
+
+    /// Floats each of the scratch buffers `V` and `M` needs for `chunk` images.
+    pub(crate) fn scratch(&self, chunk: usize) -> usize {
+        ELEMENTS * self.channels.max(self.out) * self.tiles() * chunk
+    }
+
+    /// Images per task of [`convolve`]: enough for [`TASK_TILES`] tiles.
+    pub(crate) fn images_per_task(&self) -> usize {
+        TASK_TILES
+            .div_ceil(self.tiles())
+            .clamp(1, self.batch.max(1))
+    }
+}
+
+/// `V` for images `n0..n0 + images`, laid out `[C][16][T]` (`T = images * tiles`): parallel
+/// over channels, each writing its own block (inside a task of [`convolve`], other threads
+/// only take part when they are idle).
+///
+/// A row of tiles at a time: `B^T` combines four input rows over their whole width, split into
+/// even and odd columns, and `B` then combines neighbouring columns, so that every loop runs
+/// over consecutive tiles (and vectorizes) rather than over the 16 values of one tile. The
+/// operations per value are those of `tests::input_tile`, the definition.
+fn transform_input(s: &Shape, x: &[f32], n0: usize, images: usize, v: &mut [f32]) {
+    let (th, tw, tiles, plane) = (s.tiles_h(), s.tiles_w(), s.tiles(), s.plane());
+    let t_all = images * tiles;
+    // The plane with a zero border of 1 on top and left and 1 or 2 (to an even size) below and
+    // right, so that every tile reads a full 4 x 4 patch.
+    let (ph, pw) = (2 * th + 2, 2 * tw + 2);
+    let half = tw + 1;
+    v[..s.channels * ELEMENTS * t_all]
+        .par_chunks_mut(ELEMENTS * t_all)
+        .enumerate()
+        .for_each_init(
+            || (vec![0f32; ph * pw], vec![0f32; 8 * half]),
+            |(padded, columns), (c, block)| {
+                let (even, odd) = columns.split_at_mut(4 * half);
+                for i in 0..images {
+                    let src = &x[((n0 + i) * s.channels + c) * plane..][..plane];
+                    for (r, row) in src.chunks_exact(s.width).enumerate() {
+                        padded[(r + 1) * pw + 1..][..s.width].copy_from_slice(row);
+                    }
+                    // The border is never written by the copy, so it stays zero; `padded` is
+                    // reused only for planes of this same shape.
+                    for ty in 0..th {
+                        let rows = &padded[2 * ty * pw..][..4 * pw];
+                        let (r0, rest) = rows.split_at(pw);
+                        let (r1, rest) = rest.split_at(pw);
+                        let (r2, r3) = rest.split_at(pw);
+                        for k in 0..half {
+                            for (parity, out) in [(0, &mut *even), (1, &mut *odd)] {
+                                let q = 2 * k + parity;
+                                let (a0, a1, a2, a3) = (r0[q], r1[q], r2[q], r3[q]);
+                                out[k] = a0 - a2;
+                                out[half + k] = a1 + a2;
+                                out[2 * half + k] = a2 - a1;
+                                out[3 * half + k] = a1 - a3;
+                            }
+                        }
+                        let t0 = i * tiles + ty * tw;
+                        for row in 0..4 {
+                            let e = &even[row * half..][..half];
+                            let o = &odd[row * half..][..half];
+                            let at = |q: usize| (row * 4 + q) * t_all + t0;
+                            let (e0, e1) = (&e[..tw], &e[1..]);
+                            let (o0, o1) = (&o[..tw], &o[1..]);
+                            let dst = &mut block[at(0)..][..tw];
+                            for ((d, a), b) in dst.iter_mut().zip(e0).zip(e1) {
+                                *d = a - b;
+                            }
+                            let dst = &mut block[at(1)..][..tw];
+                            for ((d, a), b) in dst.iter_mut().zip(o0).zip(e1) {
+                                *d = a + b;
+                            }
+                            let dst = &mut block[at(2)..][..tw];
+                            for ((d, a), b) in dst.iter_mut().zip(e1).zip(o0) {
+                                *d = a - b;
+                            }
+                            let dst = &mut block[at(3)..][..tw];
+                            for ((d, a), b) in dst.iter_mut().zip(o0).zip(o1) {
+                                *d = a - b;
+                            }
+                        }
+                    }
+                }
+            },
+        );
+}
+
+/// The outputs of `images` images from `M` (`[O][16][T]`), into `y` (their `[images, O, H, W]`),
+/// a row of tiles at a time as in [`transform_input`]; the operations per value are those of
+/// `tests::output_tile`.
+fn transform_output(s: &Shape, m: &[f32], images: usize, y: &mut [f32]) {
+    let (th, tw, tiles, plane) = (s.tiles_h(), s.tiles_w(), s.tiles(), s.plane());
+    let t_all = images * tiles;
+    let (h, w) = (s.height, s.width);
+    // Output columns that come in pairs; an odd width leaves one more.
+    let pairs = w / 2;
+    y[..images * s.out * plane]
+        .par_chunks_mut(plane)
+        .enumerate()
+        .for_each_init(
+            || vec![0f32; 8 * tw],
+            |sums, (index, dst)| {
+                let (i, o) = (index / s.out, index % s.out);
+                let block = &m[o * ELEMENTS * t_all..][..ELEMENTS * t_all];
+                for ty in 0..th {
+                    let t0 = i * tiles + ty * tw;
+                    let m = |e: usize| &block[e * t_all + t0..][..tw];
+                    // A^T over the rows: sums[j] (top row) and sums[4 + j] (bottom row).
+                    for j in 0..4 {
+                        let (m0, m1, m2, m3) = (m(j), m(4 + j), m(8 + j), m(12 + j));
+                        let (top, bottom) = sums.split_at_mut(4 * tw);
+                        let top = &mut top[j * tw..][..tw];
+                        for (((d, a), b), c) in top.iter_mut().zip(m0).zip(m1).zip(m2) {
+                            *d = a + b + c;
+                        }
+                        let bottom = &mut bottom[j * tw..][..tw];
+                        for (((d, a), b), c) in bottom.iter_mut().zip(m1).zip(m2).zip(m3) {
+                            *d = a - b - c;
+                        }
+                    }
+                    for half in 0..2 {
+                        let r = 2 * ty + half;
+                        if r >= h {
+                            break;
+                        }
+                        let t = &sums[half * 4 * tw..][..4 * tw];
+                        let (t0, t1, t2, t3) =
+                            (&t[..tw], &t[tw..2 * tw], &t[2 * tw..3 * tw], &t[3 * tw..]);
+                        let row = &mut dst[r * w..][..w];
+                        let (paired, last) = row.split_at_mut(2 * pairs);
+                        for (k, out) in paired.chunks_exact_mut(2).enumerate() {
+                            out[0] = t0[k] + t1[k] + t2[k];
+                            out[1] = t1[k] - t2[k] - t3[k];
+                        }
+                        if let [out] = last {
+                            *out = t0[pairs] + t1[pairs] + t2[pairs];
+                        }
+                    }
+                }
+            },
+        );
+}
+
+/// `y = conv(x, w)` with the transformed filters `u` ([`weights`]), `x` `[N, C, H, W]`, stride 1, padding 1; `[N, O, H, W]`. For the input
+/// gradient `x` is `dy`, `C` the forward's output channels and `O` its input channels.
+///
+/// The images are split into tasks of `images` each, run in parallel, each on one thread from
+/// input transform through its 16 products to output transform, so that a task's `V` and `M`
+/// stay in the core's cache (a task of ResNet's shapes has about [`TASK_TILES`] tiles: 1 MiB
+/// each for 64 channels). Where there are fewer tasks than threads, the products are shared
+/// between threads instead. Which thread runs a task does not change its arithmetic.
+pub(crate) fn convolve(s: &Shape, x: &[f32], u: &[f32], images: usize) -> Vec<f32> {
+    let (c, o, plane) = (s.channels, s.out, s.plane());
+    let mut y = vec![0f32; s.batch * o * plane];
+    let images = images.max(1);
+    let tasks = s.batch.div_ceil(images);
+    let shared = tasks < rayon::current_num_threads();
+    y.par_chunks_mut(images * o * plane)
+        .enumerate()
+        .for_each(|(task, y)| {
+            let n0 = task * images;
+            let images = y.len() / (o * plane);
+            let t_all = images * s.tiles();
+            let workspace = &crate::conv::WORKSPACE;
+            let mut v = workspace.take(s.scratch(images));
+            let mut m = workspace.take(s.scratch(images));
+            transform_input(s, x, n0, images, &mut v);
+            for e in 0..ELEMENTS {
+                // M_e = U_e V_e: [O, C] x [C, T], rows of U_e 16 C apart, of V_e and M_e 16 T.
+                let filters = crate::conv::View {
+                    data: &u[e * c..],
+                    rows: o,
+                    cols: c,
+                    row_stride: ELEMENTS * c,
+                    col_stride: 1,
+                };
+                crate::conv::matmul_strided(
+                    (&mut m[e * t_all..], ELEMENTS * t_all),
+                    filters,
+                    crate::conv::View {
+                        data: &v[e * t_all..],
+                        rows: c,
+                        cols: t_all,
+                        row_stride: ELEMENTS * t_all,
+                        col_stride: 1,
+                    },
+                    shared,
+                );
+            }
+            transform_output(s, &m, images, y);
+            workspace.give(v);
+            workspace.give(m);
+        });
+    y
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `B^T d B` for the 4 x 4 patch `d` (rows of 4), one tile at a time: the definition
+    /// [`transform_input`] computes a row of tiles at a time.
+    pub(super) fn input_tile(d: [[f32; 4]; 4]) -> [f32; ELEMENTS] {
+        let mut t = [[0f32; 4]; 4];
+        for j in 0..4 {
+            t[0][j] = d[0][j] - d[2][j];
+            t[1][j] = d[1][j] + d[2][j];
+            t[2][j] = d[2][j] - d[1][j];
+            t[3][j] = d[1][j] - d[3][j];
+        }
+        let mut v = [0f32; ELEMENTS];
+        for i in 0..4 {
+            let r = t[i];
+            v[i * 4] = r[0] - r[2];
+            v[i * 4 + 1] = r[1] + r[2];
+            v[i * 4 + 2] = r[2] - r[1];
+            v[i * 4 + 3] = r[1] - r[3];
+        }
+        v
+    }
+
+    /// `A^T m A` for the 16 elements `m` of a tile: the 2 x 2 outputs, row by row.
+    pub(super) fn output_tile(m: [f32; ELEMENTS]) -> [f32; 4] {
+        let mut t = [[0f32; 4]; 2];
+        for j in 0..4 {
+            t[0][j] = m[j] + m[4 + j] + m[8 + j];
+            t[1][j] = m[4 + j] - m[8 + j] - m[12 + j];
+        }
+        [
+            t[0][0] + t[0][1] + t[0][2],
+            t[0][1] - t[0][2] - t[0][3],
+            t[1][0] + t[1][1] + t[1][2],
+            t[1][1] - t[1][2] - t[1][3],
+        ]
+    }
+
+    /// The row-at-a-time transforms give, bit for bit, the tile-at-a-time definitions, at even
+    /// and odd sides and several images.
+    #[test]
+    fn row_transforms_equal_the_tile_definitions() {
+        for (images, height, width) in [(2, 4, 4), (1, 5, 7), (3, 7, 6), (1, 1, 9)] {
+            let s = Shape {
+                batch: images,
+                channels: 2,
+                out: 2,
+                height,
+                width,
+            };
+            let x: Vec<f32> = (0..images * 2 * height * width)
+                .map(|k| ((k * 37 % 101) as f32 - 50.0) / 7.0)
+                .collect();
+            let (tw, tiles) = (s.tiles_w(), s.tiles());
+            let t_all = images * tiles;
+            let mut v = vec![f32::NAN; s.scratch(images)];
+            transform_input(&s, &x, 0, images, &mut v);
+            let at = |i: usize, c: usize, r: isize, q: isize| {
+                let inside = (0..height as isize).contains(&r) && (0..width as isize).contains(&q);
+                if inside {
+                    x[((i * 2 + c) * height + r as usize) * width + q as usize]
+                } else {
+                    0.0
+                }
+            };
+            for i in 0..images {
+                for c in 0..2 {
+                    for t in 0..tiles {
+                        let (ty, tx) = ((t / tw) as isize, (t % tw) as isize);
+                        let mut d = [[0f32; 4]; 4];
+                        for (r, row) in d.iter_mut().enumerate() {
+                            for (q, value) in row.iter_mut().enumerate() {
+                                *value = at(i, c, 2 * ty - 1 + r as isize, 2 * tx - 1 + q as isize);
+                            }
+                        }
+                        let expected = input_tile(d);
+                        for (e, expected) in expected.into_iter().enumerate() {
+                            let got = v[(c * ELEMENTS + e) * t_all + i * tiles + t];
+                            assert_eq!(got.to_bits(), expected.to_bits(), "{height}x{width}");
+                        }
+                    }
+                }
+            }
+            // The same buffer as M: each output's 2 x 2 block from its tile's 16 values.
+            let mut y = vec![f32::NAN; images * 2 * height * width];
+            transform_output(&s, &v, images, &mut y);
+            for i in 0..images {
+                for o in 0..2 {
+                    for t in 0..tiles {
+                        let (ty, tx) = (t / tw, t % tw);
+                        let mut m = [0f32; ELEMENTS];
+                        for (e, m) in m.iter_mut().enumerate() {
+                            *m = v[(o * ELEMENTS + e) * t_all + i * tiles + t];
+                        }
+                        for (k, expected) in output_tile(m).into_iter().enumerate() {
+                            let (r, q) = (2 * ty + k / 2, 2 * tx + k % 2);
+                            if r < height && q < width {
+                                let got = y[((i * 2 + o) * height + r) * width + q];
+                                assert_eq!(got.to_bits(), expected.to_bits(), "{height}x{width}");
+                            }
+                        }
+                    }
+                }
+            }
+            assert!(y.iter().all(|v| !v.is_nan()), "every output written");
+        }
+    }
+
+    /// The transforms of one tile and one filter give the direct 2 x 2 correlation.
+    #[test]
+    fn one_tile_is_the_direct_correlation() {
+        let d: Vec<f32> = (0..16).map(|k| (k * 7 % 11) as f32 - 5.0).collect();
+        let g: Vec<f32> = (0..9).map(|k| (k * 5 % 7) as f32 - 3.0).collect();
+        let mut u = vec![0.0; weights_len(1, 1)];
+        weights(&g, 1, 1, false, &mut u);
+        let mut rows = [[0f32; 4]; 4];
+        for (r, row) in rows.iter_mut().enumerate() {
+            row.copy_from_slice(&d[r * 4..][..4]);
+        }
+        let v = input_tile(rows);
+        let mut m = [0f32; ELEMENTS];
+        for e in 0..ELEMENTS {
+            m[e] = u[e] * v[e];
+        }
+        let y = output_tile(m);
+        for (k, y) in y.into_iter().enumerate() {
+            let (r, q) = (k / 2, k % 2);
+            let mut direct = 0.0;
+            for i in 0..3 {
+                for j in 0..3 {
+                    direct += d[(r + i) * 4 + q + j] * g[i * 3 + j];
+                }
+            }
+            assert_eq!(y, direct, "output {r}, {q}");
+        }
+    }
+}
