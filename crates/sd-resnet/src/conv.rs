@@ -530,7 +530,7 @@ pub(crate) fn matmul_strided(
 /// rayon pool when `parallel` and the product is large enough. `gemm` splits the rows and
 /// columns of `dst` between threads, never the inner sum, so the result does not depend on it.
 #[allow(unsafe_code)]
-fn product(
+pub(crate) fn product(
     dst: &mut [f32],
     (dst_rs, dst_cs): (usize, usize),
     lhs: View<'_>,
@@ -754,8 +754,8 @@ fn convolve_winograd(g: &Geometry, x: &[f32], w: &[f32], input_gradient: bool) -
     y
 }
 
-/// [`backward`] for a [Winograd](Geometry::winograd) convolution: the weight gradient through
-/// im2col as always, the input gradient by [`convolve_winograd`].
+/// [`backward`] for a [Winograd](Geometry::winograd) convolution: the weight gradient by
+/// `winograd::weight_gradient`, the input gradient by [`convolve_winograd`].
 fn backward_winograd(
     g: &Geometry,
     x: &[f32],
@@ -763,7 +763,16 @@ fn backward_winograd(
     dy: &[f32],
     input_gradient: bool,
 ) -> (Option<Vec<f32>>, Vec<f32>) {
-    let (_, dw) = backward(g, x, w, dy, g.chunk(), false);
+    let shape = crate::winograd::Shape {
+        batch: g.batch,
+        channels: g.channels,
+        out: g.out_channels,
+        height: g.height,
+        width: g.width,
+    };
+    let t = profile::scope("winograd: weight gradient");
+    let dw = crate::winograd::weight_gradient(&shape, x, dy);
+    drop(t);
     let dx = input_gradient.then(|| convolve_winograd(g, dy, w, true));
     (dx, dw)
 }
@@ -1033,6 +1042,8 @@ mod tests {
             (1, 8, 9, 6, 3),
             (5, 2, 8, 8, 2),
             (2, 16, 4, 5, 32),
+            // 4 images per task, 32 per group: the weight gradient adds two groups' partials.
+            (40, 2, 16, 16, 3),
         ] {
             let Ok(g) = Geometry::new(
                 &[batch, channels, height, width],
@@ -1071,7 +1082,15 @@ mod tests {
                 }
             }
             let (winograd_dx, winograd_dw) = backward_winograd(&g, &x, &w, &dy, true);
-            assert_eq!(winograd_dw, backward(&g, &x, &w, &dy, g.chunk(), false).1);
+            let im2col_dw = backward(&g, &x, &w, &dy, g.chunk(), false).1;
+            // A sum over every position of the batch (10,240 of them in the last case), in
+            // another order: within 1e-5 of the largest value (the f64 tests in tests/conv.rs
+            // bound both paths at 1e-4).
+            assert_eq!(winograd_dw.len(), im2col_dw.len());
+            let scale = im2col_dw.iter().fold(0f32, |m, v| m.max(v.abs()));
+            for (a, b) in winograd_dw.iter().zip(&im2col_dw) {
+                assert!((a - b).abs() <= 1e-5 * scale, "dW: {a} vs {b}");
+            }
             assert_eq!(winograd_dx, Some(convolve_winograd(&g, &dy, &w, true)));
         }
     }

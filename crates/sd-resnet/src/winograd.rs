@@ -328,6 +328,175 @@ pub(crate) fn convolve(s: &Shape, x: &[f32], u: &[f32], images: usize) -> Vec<f3
     y
 }
 
+/// Most tasks per group of [`weight_gradient`]: a group sums its tasks' products into one
+/// partial gradient, and the partials are added in group order.
+const GROUP_TASKS: usize = 2;
+
+/// Fewest groups of [`weight_gradient`] where the batch has that many images.
+const MIN_GROUPS: usize = 4;
+
+/// `A dY A^T`, the adjoint of the output transform, for the output gradient `dy` of images
+/// `n0..n0 + images` (`[N, O, H, W]`): `dM`, laid out `[O][16][T]` like `V`. Zero beyond the
+/// output (the last tile of an odd side).
+///
+/// With `A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]` and a tile's 2 x 2 gradient rows `y0`, `y1`:
+/// `P = A dY` has rows `y0`, `y0 + y1`, `y0 - y1`, `-y1`, and each row `(p, q)` of `P`
+/// becomes `(p, p + q, p - q, -q)`.
+fn transform_gradient(s: &Shape, dy: &[f32], n0: usize, images: usize, dm: &mut [f32]) {
+    let (th, tw, tiles, plane) = (s.tiles_h(), s.tiles_w(), s.tiles(), s.plane());
+    let t_all = images * tiles;
+    let (h, w) = (s.height, s.width);
+    dm[..s.out * ELEMENTS * t_all]
+        .par_chunks_mut(ELEMENTS * t_all)
+        .enumerate()
+        .for_each_init(
+            || vec![0f32; 4 * tw],
+            |columns, (o, block)| {
+                for i in 0..images {
+                    let src = &dy[((n0 + i) * s.out + o) * plane..][..plane];
+                    for ty in 0..th {
+                        // Even and odd columns of the tile row's two gradient rows.
+                        let (top, bottom) = columns.split_at_mut(2 * tw);
+                        for (r, halves) in [(2 * ty, top), (2 * ty + 1, bottom)] {
+                            let (even, odd) = halves.split_at_mut(tw);
+                            if r >= h {
+                                even.fill(0.0);
+                                odd.fill(0.0);
+                                continue;
+                            }
+                            let row = &src[r * w..][..w];
+                            for tx in 0..tw {
+                                even[tx] = row[2 * tx];
+                                odd[tx] = if 2 * tx + 1 < w { row[2 * tx + 1] } else { 0.0 };
+                            }
+                        }
+                        let (y0e, rest) = columns.split_at(tw);
+                        let (y0o, rest) = rest.split_at(tw);
+                        let (y1e, y1o) = rest.split_at(tw);
+                        let t0 = i * tiles + ty * tw;
+                        for row in 0..4 {
+                            let at = |q: usize| (row * 4 + q) * t_all + t0;
+                            for tx in 0..tw {
+                                let (p, q) = match row {
+                                    0 => (y0e[tx], y0o[tx]),
+                                    1 => (y0e[tx] + y1e[tx], y0o[tx] + y1o[tx]),
+                                    2 => (y0e[tx] - y1e[tx], y0o[tx] - y1o[tx]),
+                                    _ => (-y1e[tx], -y1o[tx]),
+                                };
+                                block[at(0) + tx] = p;
+                                block[at(1) + tx] = p + q;
+                                block[at(2) + tx] = p - q;
+                                block[at(3) + tx] = -q;
+                            }
+                        }
+                    }
+                }
+            },
+        );
+}
+
+/// The weight gradient (`[O, C, 3, 3]`) of the convolution of `x` (`[N, C, H, W]`) whose output
+/// gradient is `dy` (`[N, O, H, W]`), stride 1, padding 1: the backward pass of [`convolve`].
+///
+/// With `V` the transformed input tiles and `dM = A dY A^T` the transformed output gradient,
+/// `dU_e = sum over tiles of dM_e V_e^T` (16 products `[O, T] x [T, C]`, 2.25 times fewer
+/// multiply-adds than `dy cols^T`) and `dW = G^T dU G`. Images go in groups of
+/// [`GROUP_TASKS`] tasks; a group accumulates its tasks' products into its own `dU`, and the
+/// groups' `dU` are added in group order, so the sum does not depend on the threads.
+pub(crate) fn weight_gradient(s: &Shape, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    let (c, o) = (s.channels, s.out);
+    let len = ELEMENTS * o * c;
+    // Groups of up to GROUP_TASKS tasks of about 4 TASK_TILES tiles (wider products: the sum runs
+    // over tiles), but at least MIN_GROUPS groups where there are images enough, so that both
+    // cores have groups of their own. Both depend on the shapes only.
+    let group = (4 * TASK_TILES * GROUP_TASKS)
+        .div_ceil(s.tiles())
+        .min(s.batch.div_ceil(MIN_GROUPS))
+        .max(1);
+    let task = (4 * TASK_TILES).div_ceil(s.tiles()).clamp(1, group);
+    let groups = s.batch.div_ceil(group);
+    let shared = groups < rayon::current_num_threads();
+    let workspace = &crate::conv::WORKSPACE;
+    let partials: Vec<Vec<f32>> = (0..groups)
+        .into_par_iter()
+        .map(|gi| {
+            let mut du = workspace.take(len);
+            let (start, end) = (gi * group, ((gi + 1) * group).min(s.batch));
+            for n0 in (start..end).step_by(task) {
+                let images = task.min(end - n0);
+                let t_all = images * s.tiles();
+                let mut v = workspace.take(s.scratch(images));
+                let mut dm = workspace.take(s.scratch(images));
+                transform_input(s, x, n0, images, &mut v);
+                transform_gradient(s, dy, n0, images, &mut dm);
+                for e in 0..ELEMENTS {
+                    // dU_e (+)= dM_e V_e^T: [O, T] x [T, C].
+                    crate::conv::product(
+                        &mut du[e * o * c..][..o * c],
+                        (c, 1),
+                        crate::conv::View {
+                            data: &dm[e * t_all..],
+                            rows: o,
+                            cols: t_all,
+                            row_stride: ELEMENTS * t_all,
+                            col_stride: 1,
+                        },
+                        crate::conv::View {
+                            data: &v[e * t_all..],
+                            rows: t_all,
+                            cols: c,
+                            row_stride: 1,
+                            col_stride: ELEMENTS * t_all,
+                        },
+                        n0 > start,
+                        shared,
+                    );
+                }
+                workspace.give(v);
+                workspace.give(dm);
+            }
+            du
+        })
+        .collect();
+    let mut partials = partials.into_iter();
+    let mut du = partials.next().expect("at least one image");
+    for partial in partials {
+        du[..len]
+            .par_chunks_mut(1 << 14)
+            .zip(partial[..len].par_chunks(1 << 14))
+            .for_each(|(a, b)| {
+                for (a, b) in a.iter_mut().zip(b) {
+                    *a += b;
+                }
+            });
+        workspace.give(partial);
+    }
+    // dW = G^T dU G per filter, with G's columns (1, 1/2, 1/2, 0), (0, 1/2, -1/2, 0) and
+    // (0, 1/2, 1/2, 1).
+    let mut dw = vec![0f32; o * c * 9];
+    dw.par_chunks_mut(c * 9).enumerate().for_each(|(oi, dw)| {
+        for (ci, dw) in dw.chunks_exact_mut(9).enumerate() {
+            let at = |e: usize| du[(e * o + oi) * c + ci];
+            let combine = |v: [f32; 4]| {
+                [
+                    v[0] + 0.5 * v[1] + 0.5 * v[2],
+                    0.5 * v[1] - 0.5 * v[2],
+                    0.5 * v[1] + 0.5 * v[2] + v[3],
+                ]
+            };
+            // Over the rows of dU (per column j), then over the columns.
+            let rows: [[f32; 3]; 4] =
+                std::array::from_fn(|j| combine(std::array::from_fn(|i| at(i * 4 + j))));
+            for a in 0..3 {
+                let out = combine(std::array::from_fn(|j| rows[j][a]));
+                dw[a * 3..a * 3 + 3].copy_from_slice(&out);
+            }
+        }
+    });
+    workspace.give(du);
+    dw
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
