@@ -10,8 +10,8 @@
 //! - input gradient: `dx = col2im(W^T dy)`.
 //!
 //! 3 x 3 convolutions with stride 1 and padding 1 (most of ResNet's) take Winograd's
-//! F(2x2, 3x3) for the output and the input gradient instead (Lavin & Gray 2016; 2.25 times
-//! fewer multiply-adds and no `cols`); their weight gradient stays the product above.
+//! F(2x2, 3x3) for the output and both gradients instead (Lavin & Gray 2016; 2.25 times fewer
+//! multiply-adds and no `cols`) when the batch has enough 2 x 2 tiles ([`WINOGRAD_MIN_TILES`]).
 //!
 //! Images are taken in chunks so that one matrix product covers several of them: in ResNet's deep
 //! layers on 32 x 32 inputs `P` is 1 to 16, and a product per image would be a matrix-vector
@@ -41,7 +41,7 @@ pub const WORKSPACE_FLOATS: usize = 8 << 20;
 pub const POINTWISE_MIN_PLANE: usize = 256;
 
 /// Smallest output side (height and width) for which a 3 x 3 convolution with stride 1 and
-/// padding 1 takes Winograd's F(2x2, 3x3) for its output and input gradient (see the module
+/// padding 1 takes Winograd's F(2x2, 3x3) for its output and gradients (see the module
 /// documentation); below it the 2 x 2 tiles are mostly padding.
 pub const WINOGRAD_MIN_SIDE: usize = 4;
 
@@ -139,8 +139,8 @@ impl Geometry {
     }
 
     /// A 3 x 3 convolution with stride 1 and padding 1 on planes of at least
-    /// [`WINOGRAD_MIN_SIDE`] a side and [`WINOGRAD_MIN_TILES`] tiles in all: output and input
-    /// gradient by [`crate::winograd`].
+    /// [`WINOGRAD_MIN_SIDE`] a side and [`WINOGRAD_MIN_TILES`] tiles in all: output and both
+    /// gradients by [`crate::winograd`].
     fn winograd(&self) -> bool {
         self.kernel_h == 3
             && self.kernel_w == 3

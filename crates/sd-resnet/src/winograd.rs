@@ -22,7 +22,9 @@
 //!
 //! The input gradient of such a convolution is the same kind of convolution of the output
 //! gradient with the filters turned by 180 degrees and input and output channels swapped
-//! (`w'[c, o, i, j] = w[o, c, 2 - i, 2 - j]`), so [`weights`] makes either.
+//! (`w'[c, o, i, j] = w[o, c, 2 - i, 2 - j]`), so [`weights`] makes either. The weight gradient
+//! is the adjoint of the forward: `dW = G^T dU G` with `dU_e = sum over tiles of dM_e V_e^T`
+//! and `dM = A dY A^T` ([`weight_gradient`]).
 //!
 //! The transforms are exact in binary (sums, differences and halvings), so the results differ
 //! from im2col + GEMM only by the rounding of a different order of additions. Every value is
