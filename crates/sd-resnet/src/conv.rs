@@ -985,6 +985,42 @@ mod tests {
         }
     }
 
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Winograd's three results against the im2col path on random shapes, any side from
+        /// 1 (the op itself takes Winograd from 4 x 4 and 256 tiles; the functions take any).
+        #[test]
+        fn winograd_equals_im2col_on_random_shapes(
+            batch in 1usize..7, channels in 1usize..6, out in 1usize..6,
+            height in 1usize..13, width in 1usize..13, seed in any::<u64>(),
+        ) {
+            let params = Conv2dParams { stride: 1, padding: 1 };
+            let Ok(g) = Geometry::new(
+                &[batch, channels, height, width], &[out, channels, 3, 3], params,
+            ) else {
+                return Ok(());
+            };
+            let x = values(batch * channels * height * width, seed);
+            let w = values(out * g.k(), seed ^ 0x9e37);
+            let dy = values(batch * out * g.p(), seed ^ 0x7f4a);
+            let (dx, dw) = backward(&g, &x, &w, &dy, 2, true);
+            let (winograd_dx, winograd_dw) = backward_winograd(&g, &x, &w, &dy, true);
+            let pairs = [
+                (convolve_winograd(&g, &x, &w, false), forward(&g, &x, &w, 2)),
+                (winograd_dx.expect("dx"), dx.expect("dx")),
+                (winograd_dw, dw),
+            ];
+            for (a, b) in pairs {
+                prop_assert_eq!(a.len(), b.len());
+                let scale = b.iter().fold(1f32, |m, v| m.max(v.abs()));
+                for (a, b) in a.iter().zip(&b) {
+                    prop_assert!((a - b).abs() <= 1e-5 * scale, "{} vs {}", a, b);
+                }
+            }
+        }
+    }
+
     /// The per-image path of 1 x 1 convolutions gives what the chunked im2col path gives.
     #[test]
     fn pointwise_equals_the_chunked_path() {
