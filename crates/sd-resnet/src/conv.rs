@@ -786,15 +786,21 @@ fn forward_pointwise(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
         vec![0f32; g.batch * o * p]
     };
     let _t = profile::scope("conv forward: GEMM");
-    for (x, y) in x.chunks_exact(c * p).zip(y.chunks_exact_mut(o * p)) {
-        matmul(
-            y,
-            Order::RowMajor,
-            View::row_major(w, o, c),
-            View::row_major(x, c, p),
-            false,
-        );
-    }
+    // Images in parallel, each product on one thread; the products themselves in parallel
+    // where there are fewer images than threads.
+    let shared = g.batch < rayon::current_num_threads();
+    y.par_chunks_mut(o * p)
+        .zip(x.par_chunks(c * p))
+        .for_each(|(y, x)| {
+            product(
+                y,
+                (p, 1),
+                View::row_major(w, o, c),
+                View::row_major(x, c, p),
+                false,
+                shared,
+            );
+        });
     y
 }
 
@@ -810,12 +816,13 @@ fn backward_pointwise(
     let (c, p, o) = (g.channels, g.p(), g.out_channels);
     let mut dx = input_gradient.then(|| vec![0f32; x.len()]);
     let mut dw = vec![0f32; o * c];
+    let t = profile::scope("conv backward: GEMM weight");
+    // One sum over images, in image order: each product over both threads.
     for (i, (x, dy)) in x
         .chunks_exact(c * p)
         .zip(dy.chunks_exact(o * p))
         .enumerate()
     {
-        let t = profile::scope("conv backward: GEMM weight");
         matmul(
             &mut dw,
             Order::RowMajor,
@@ -823,17 +830,24 @@ fn backward_pointwise(
             View::row_major(x, c, p).t(),
             i > 0,
         );
-        drop(t);
-        if let Some(dx) = dx.as_mut() {
-            let _t = profile::scope("conv backward: GEMM input");
-            matmul(
-                &mut dx[i * c * p..(i + 1) * c * p],
-                Order::RowMajor,
-                View::row_major(w, o, c).t(),
-                View::row_major(dy, o, p),
-                false,
-            );
-        }
+    }
+    drop(t);
+    if let Some(dx) = dx.as_mut() {
+        let _t = profile::scope("conv backward: GEMM input");
+        // Independent per image: images in parallel, as in the forward.
+        let shared = g.batch < rayon::current_num_threads();
+        dx.par_chunks_mut(c * p)
+            .zip(dy.par_chunks(o * p))
+            .for_each(|(dx, dy)| {
+                product(
+                    dx,
+                    (p, 1),
+                    View::row_major(w, o, c).t(),
+                    View::row_major(dy, o, p),
+                    false,
+                    shared,
+                );
+            });
     }
     (dx, dw)
 }
