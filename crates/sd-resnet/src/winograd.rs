@@ -16,7 +16,7 @@
 //!
 //! and the sum over input channels moves inside the brackets: for each of the 16 elements `e`
 //! of a transformed tile, `M_e = U_e V_e` with `U_e` the `[O, C]` matrix of transformed filters
-//! and `V_e` the `[C, T]` matrix of transformed input tiles (`T` tiles of a chunk of images).
+//! and `V_e` the `[C, T]` matrix of transformed input tiles (`T` tiles of a task's images).
 //! The products do 16 `O C T` multiply-adds where im2col + GEMM does 36 per 2 x 2 outputs:
 //! 2.25 times fewer, and `cols` (9 copies of the input) is never written.
 //!
@@ -134,9 +134,9 @@ impl Shape {
         self.height * self.width
     }
 
-    /// Floats each of the scratch buffers `V` and `M` needs for `chunk` images.
-    pub(crate) fn scratch(&self, chunk: usize) -> usize {
-        ELEMENTS * self.channels.max(self.out) * self.tiles() * chunk
+    /// Floats each of the scratch buffers `V` and `M` needs for `images` images.
+    pub(crate) fn scratch(&self, images: usize) -> usize {
+        ELEMENTS * self.channels.max(self.out) * self.tiles() * images
     }
 
     /// Images per task of [`convolve`]: enough for [`TASK_TILES`] tiles.
