@@ -472,7 +472,7 @@ impl<'a> View<'a> {
         }
     }
 
-    fn t(self) -> Self {
+    pub(crate) fn t(self) -> Self {
         Self {
             rows: self.cols,
             cols: self.rows,
@@ -786,22 +786,28 @@ fn forward_pointwise(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
         vec![0f32; g.batch * o * p]
     };
     let _t = profile::scope("conv forward: GEMM");
-    // Images in parallel, each product on one thread; the products themselves in parallel
-    // where there are fewer images than threads.
-    let shared = g.batch < rayon::current_num_threads();
-    y.par_chunks_mut(o * p)
-        .zip(x.par_chunks(c * p))
-        .for_each(|(y, x)| {
+    per_image_products(&mut y, View::row_major(w, o, c), x, p);
+    y
+}
+
+/// `dst_i = lhs src_i` for every image `i`, `src_i` the image's `[lhs.cols, p]` block of `src`
+/// and `dst_i` its `[lhs.rows, p]` block of `dst`. Images in parallel, each product on one
+/// thread; the products themselves in parallel where there are fewer images than threads.
+fn per_image_products(dst: &mut [f32], lhs: View<'_>, src: &[f32], p: usize) {
+    let (rows, cols) = (lhs.rows, lhs.cols);
+    let shared = src.len() / (cols * p) < rayon::current_num_threads();
+    dst.par_chunks_mut(rows * p)
+        .zip(src.par_chunks(cols * p))
+        .for_each(|(dst, src)| {
             product(
-                y,
+                dst,
                 (p, 1),
-                View::row_major(w, o, c),
-                View::row_major(x, c, p),
+                lhs,
+                View::row_major(src, cols, p),
                 false,
                 shared,
             );
         });
-    y
 }
 
 /// [`backward`] for a [pointwise](Geometry::pointwise) convolution, per image:
@@ -834,20 +840,7 @@ fn backward_pointwise(
     drop(t);
     if let Some(dx) = dx.as_mut() {
         let _t = profile::scope("conv backward: GEMM input");
-        // Independent per image: images in parallel, as in the forward.
-        let shared = g.batch < rayon::current_num_threads();
-        dx.par_chunks_mut(c * p)
-            .zip(dy.par_chunks(o * p))
-            .for_each(|(dx, dy)| {
-                product(
-                    dx,
-                    (p, 1),
-                    View::row_major(w, o, c).t(),
-                    View::row_major(dy, o, p),
-                    false,
-                    shared,
-                );
-            });
+        per_image_products(dx, View::row_major(w, o, c).t(), dy, p);
     }
     (dx, dw)
 }

@@ -104,6 +104,18 @@ pub(crate) fn weights(w: &[f32], out: usize, channels: usize, input_gradient: bo
         });
 }
 
+/// Element `e`'s `[rows, cols]` matrix in a buffer laid out `[rows][16][cols]` (`U`, `V`, `M`,
+/// `dM`): its rows `16 cols` apart.
+fn element(buffer: &[f32], e: usize, rows: usize, cols: usize) -> crate::conv::View<'_> {
+    crate::conv::View {
+        data: &buffer[e * cols..],
+        rows,
+        cols,
+        row_stride: ELEMENTS * cols,
+        col_stride: 1,
+    }
+}
+
 /// Sizes of one call.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Shape {
@@ -302,24 +314,11 @@ pub(crate) fn convolve(s: &Shape, x: &[f32], u: &[f32], images: usize) -> Vec<f3
             let mut m = workspace.take(s.scratch(images));
             transform_input(s, x, n0, images, &mut v);
             for e in 0..ELEMENTS {
-                // M_e = U_e V_e: [O, C] x [C, T], rows of U_e 16 C apart, of V_e and M_e 16 T.
-                let filters = crate::conv::View {
-                    data: &u[e * c..],
-                    rows: o,
-                    cols: c,
-                    row_stride: ELEMENTS * c,
-                    col_stride: 1,
-                };
+                // M_e = U_e V_e: [O, C] x [C, T].
                 crate::conv::matmul_strided(
                     (&mut m[e * t_all..], ELEMENTS * t_all),
-                    filters,
-                    crate::conv::View {
-                        data: &v[e * t_all..],
-                        rows: c,
-                        cols: t_all,
-                        row_stride: ELEMENTS * t_all,
-                        col_stride: 1,
-                    },
+                    element(u, e, o, c),
+                    element(&v, e, c, t_all),
                     shared,
                 );
             }
@@ -436,20 +435,8 @@ pub(crate) fn weight_gradient(s: &Shape, x: &[f32], dy: &[f32]) -> Vec<f32> {
                     crate::conv::product(
                         &mut du[e * o * c..][..o * c],
                         (c, 1),
-                        crate::conv::View {
-                            data: &dm[e * t_all..],
-                            rows: o,
-                            cols: t_all,
-                            row_stride: ELEMENTS * t_all,
-                            col_stride: 1,
-                        },
-                        crate::conv::View {
-                            data: &v[e * t_all..],
-                            rows: t_all,
-                            cols: c,
-                            row_stride: 1,
-                            col_stride: ELEMENTS * t_all,
-                        },
+                        element(&dm, e, o, t_all),
+                        element(&v, e, c, t_all).t(),
                         n0 > start,
                         shared,
                     );
