@@ -169,6 +169,8 @@ def train_chain(args):
     s.setdefault("width", 64)
     if s.get("loss", "mse") != "mse" or s.get("teacher_mode", "eval") != "eval":
         sys.exit("chain_reference.py implements the mse loss with an evaluation-mode teacher")
+    if s.get("lr_schedule", "constant") != "constant":
+        sys.exit("chain_reference.py implements a constant learning rate")
     alpha = record["alpha"]
     if not isinstance(alpha, (int, float)):
         sys.exit("chain_reference.py implements a fixed alpha")

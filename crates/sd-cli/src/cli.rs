@@ -18,7 +18,7 @@ use sd_experiments::krr::{KernelKind, KrrConfig, NystromChoice, SolverChoice};
 use sd_experiments::resnet::ResnetJob;
 use sd_resnet::loss::LossKind;
 use sd_resnet::{Depth, Stem};
-use sd_train::TeacherMode;
+use sd_train::{LrSchedule, TeacherMode};
 
 /// Self-distillation with weighted ground-truth targets (Borup & Andersen, NeurIPS 2021).
 #[derive(Debug, Parser)]
@@ -91,6 +91,20 @@ fn stem() -> impl TypedValueParser<Value = Stem> {
         (
             "cifar",
             "3x3 stride-1 convolution, no max-pool (the common CIFAR variant)",
+        ),
+    ])
+}
+
+fn lr_schedule() -> impl TypedValueParser<Value = LrSchedule> {
+    one_of(&[
+        (
+            "constant",
+            "lr in every epoch: the original's (the default)",
+        ),
+        (
+            "cosine",
+            "Cosine annealing to 0 over the step: epoch e of E at lr * (1 + cos(pi e / E)) / 2, \
+             PyTorch's CosineAnnealingLR(T_max=E) stepped per epoch",
         ),
     ])
 }
@@ -267,6 +281,10 @@ pub struct ResnetArgs {
     #[arg(long, default_value = "1e-3", value_parser = positive, allow_hyphen_values = true)]
     pub lr: f64,
 
+    /// How Adam's learning rate changes over each step's epochs
+    #[arg(long, default_value = "constant", value_parser = lr_schedule())]
+    pub lr_schedule: LrSchedule,
+
     /// Weight of the regularizer sum_p |p|_2 (unsquared L2 norm of each parameter tensor)
     #[arg(long, default_value = "1e-4", value_parser = non_negative, allow_hyphen_values = true)]
     pub reg_coef: f64,
@@ -383,6 +401,7 @@ impl ResnetArgs {
             pretrained: self.pretrained.clone(),
             shuffle: !self.no_shuffle,
             teacher_mode: self.teacher_mode,
+            lr_schedule: self.lr_schedule,
             label_noise: self.label_noise,
             noise_seed: self.noise_seed,
             teacher,

@@ -297,6 +297,27 @@ pub fn split(profile: &Profile, chain: ChainSpec) -> SplitConfig {
 /// finished. Step 0 fits the ground truth alone, so it is the same network, bit for bit, in
 /// every chain of a seed.
 fn finished_first_fit(record: &ChainRecord, dir: &ChainDir) -> Result<Option<ChainDir>> {
+    sibling(record, dir, |_, finished| finished >= 1)
+}
+
+/// For an `auto` chain, the `alpha = 0` chain beside `dir` with the same seed and settings whose
+/// step 1 is finished: Algorithm 1's probe of step 1 is that network ([`Start::ResumeCopying`]).
+fn finished_probe(record: &ChainRecord, dir: &ChainDir) -> Result<Option<ChainDir>> {
+    if !record.alpha.is_auto() {
+        return Ok(None);
+    }
+    sibling(record, dir, |other, finished| {
+        other.alpha == Alpha::Fixed(0.0) && finished >= 2
+    })
+}
+
+/// The first chain beside `dir` (sorted by name) with `record`'s seed and settings, a step-0
+/// checkpoint, and `wanted(its record, its finished steps)`.
+fn sibling(
+    record: &ChainRecord,
+    dir: &ChainDir,
+    wanted: impl Fn(&ChainRecord, usize) -> bool,
+) -> Result<Option<ChainDir>> {
     let Some(runs) = dir.path().parent() else {
         return Ok(None);
     };
@@ -316,7 +337,7 @@ fn finished_first_fit(record: &ChainRecord, dir: &ChainDir) -> Result<Option<Cha
         };
         if other.seed == record.seed
             && other.settings == record.settings
-            && sibling.finished_steps().unwrap_or(0) >= 1
+            && wanted(&other, sibling.finished_steps().unwrap_or(0))
         {
             return Ok(Some(sibling));
         }
@@ -363,19 +384,26 @@ impl Runner<'_> {
 
     /// Trains what is missing of `chain` in `dir` ([`Start::Resume`]: finished steps are kept,
     /// an interrupted step is trained again from its teacher's checkpoint; step 0 is copied from
-    /// a sibling chain of the same seed when one has it). Returns the steps trained now, or
-    /// `None` when another process holds the chain's lock.
+    /// a sibling chain of the same seed when one has it, and an `auto` chain's probe of step 1
+    /// from the `alpha = 0` chain's step 1). Returns the steps trained now, or `None` when
+    /// another process holds the chain's lock.
     pub fn run(&self, chain: ChainSpec, dir: &ChainDir) -> Result<Option<usize>> {
         let data = ChainData::new(self.dataset, &split(self.profile, chain))?;
         let trainer = self.trainer(chain, &data)?;
-        let source = if dir.finished_steps()? == 0 {
+        let finished = dir.finished_steps()?;
+        let first_fit = if finished == 0 {
             finished_first_fit(&trainer.record, dir)?
         } else {
             None
         };
-        let start = match &source {
-            Some(source) => Start::ResumeCopyingFirstFit(source),
-            None => Start::Resume,
+        let probe = if finished <= 1 {
+            finished_probe(&trainer.record, dir)?
+        } else {
+            None
+        };
+        let start = Start::ResumeCopying {
+            first_fit: first_fit.as_ref(),
+            probe: probe.as_ref(),
         };
         let mut progress = Progress::new(self.show_progress).with_prefix(chain.dir_name());
         match trainer.run(dir, start, &mut progress) {

@@ -67,6 +67,10 @@ pub struct Profile {
     pub batch_size: usize,
     /// Adam's learning rate.
     pub lr: f64,
+    /// How the learning rate changes over a step's epochs: `"constant"` (the default, the
+    /// original's) or `"cosine"` (annealed to 0 by the step's end; see `sd_train::LrSchedule`).
+    #[serde(default)]
+    pub lr_schedule: sd_train::LrSchedule,
     /// Weight of `sum_p |p|_2`.
     pub reg_coef: f64,
     /// The ground-truth weights: numbers in `[0, 1]` and/or `"auto"`.
@@ -437,6 +441,7 @@ impl Profile {
             pretrained: self.pretrained.clone(),
             shuffle: self.shuffle,
             teacher_mode: self.teacher_mode,
+            lr_schedule: self.lr_schedule,
             label_noise,
             noise_seed: self.noise_seed,
         }

@@ -414,7 +414,7 @@ pub fn write(dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
             md,
             "{}: alpha in {{{}}} x seeds {{{}}}. ResNet-{} ({} stem{}), {} loss, data `{}`; \
              {} epoch(s) per step, {} steps (step 0 is the first fit, on the ground truth only), \
-             batch {}, Adam lr {}, reg_coef {}, on {}; {}, teacher's BatchNorm in {} mode; {}. \
+             batch {}, Adam lr {}{}, reg_coef {}, on {}; {}, teacher's BatchNorm in {} mode; {}. \
              Test accuracy in percent: the mean ± \
              sample standard deviation over seeds of each step's best model by validation \
              accuracy, unless a table says otherwise. Regenerate with `cargo xtask paper-report \
@@ -449,6 +449,12 @@ pub fn write(dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
             experiment.steps,
             s.batch_size,
             s.lr,
+            match s.lr_schedule {
+                sd_train::LrSchedule::Constant => "",
+                sd_train::LrSchedule::Cosine => {
+                    " annealed to 0 over each step's epochs by a cosine (set once per epoch)"
+                }
+            },
             s.reg_coef,
             s.device,
             if s.shuffle {
@@ -996,6 +1002,16 @@ fn auto_cost(experiment: &Experiment) -> Option<AutoCost> {
         let Some(auto) = of_seed.iter().find(|c| c.record.alpha == Alpha::Auto) else {
             continue;
         };
+        // A probe copied from the alpha = 0 chain (0 seconds in its row) cost what that step
+        // cost: auto alone would have trained it.
+        let alpha_zero = of_seed.iter().find(|c| c.record.alpha == Alpha::Fixed(0.0));
+        let probe_copies: f64 = auto
+            .probe
+            .iter()
+            .filter(|r| r.seconds == 0.0)
+            .filter_map(|r| alpha_zero.and_then(|c| c.tests.iter().find(|t| t.step == r.step)))
+            .map(|t| t.seconds)
+            .sum();
         let grid: Vec<&Chain> = of_seed
             .iter()
             .copied()
@@ -1006,7 +1022,7 @@ fn auto_cost(experiment: &Experiment) -> Option<AutoCost> {
         }
         let (n, s) = later(auto);
         auto_runs.push(1.0 + n as f64);
-        auto_seconds.push(first_fit + s);
+        auto_seconds.push(first_fit + s + probe_copies);
         let (n, s) = grid
             .iter()
             .map(|c| later(c))
@@ -1063,7 +1079,8 @@ fn chain_times(experiment: &Experiment) -> String {
     let mut md = String::new();
     md += "Wall time per step (training, validation, checkpoints and the test evaluation; an \
            auto chain's steps also count their probe; a step 0 copied from another chain of the \
-           same seed, where it is the same network, counts 0) and training images per second, \
+           same seed, where it is the same network, counts 0, and so does an auto chain's probe \
+           of step 1 copied from the alpha = 0 chain) and training images per second, \
            per chain, summed over steps:\n\n| chain | steps | seconds | mean images/s |\n\
            |---|---:|---:|---:|\n";
     let mut total = 0.0;
@@ -1112,7 +1129,8 @@ fn run_section(experiment: &Experiment) -> String {
         let _ = writeln!(
             md,
             "Algorithm 1 against the grid at label noise {label_noise}, per seed (mean over {} \
-             seed(s); the first fit counted in each): auto trained {:.0} networks in {:.1} \
+             seed(s); the first fit counted in each, and a probe copied from the alpha = 0 chain \
+             at what it cost there): auto trained {:.0} networks in {:.1} \
              minutes, the grid of {} fixed alphas {:.0} in {:.1} minutes: auto took {:.2}x the \
              grid's wall time.\n",
             cost.seeds,

@@ -59,6 +59,8 @@ pub struct ResnetJob {
     pub shuffle: bool,
     /// The teacher's BatchNorm mode while a student trains.
     pub teacher_mode: sd_train::TeacherMode,
+    /// Adam's learning rate over a step's epochs.
+    pub lr_schedule: sd_train::LrSchedule,
     /// Symmetric label noise on the training set's labels, in `[0, 1)`.
     pub label_noise: f64,
     /// Seed of the label noise.
@@ -190,6 +192,7 @@ pub fn run(job: &ResnetJob) -> Result<(PathBuf, Vec<StepResult>)> {
         pretrained: job.pretrained.as_deref().map(|p| recorded(p).into()),
         shuffle: job.shuffle,
         teacher_mode: job.teacher_mode,
+        lr_schedule: job.lr_schedule,
         label_noise: job.label_noise,
         noise_seed: job.noise_seed,
     };

@@ -197,6 +197,16 @@ impl Observer for Progress {
         }
     }
 
+    fn probe_copied(&mut self, step: usize, from: &Path) {
+        if self.lines {
+            eprintln!(
+                "{}Algorithm 1's probe of step {step} is step {step} of {}: copied",
+                self.prefix,
+                from.display()
+            );
+        }
+    }
+
     fn alpha_chosen(&mut self, row: &AutoAlpha) {
         if self.lines {
             let optimal = row

@@ -195,6 +195,50 @@ impl candle_core::CustomOp1 for L2Norm {
 mod tests {
     use super::*;
 
+    /// Training at alpha = 1 skips the teacher (sd-train): the loss and its gradient must be
+    /// those with the teacher's term weighted 0, bit for bit.
+    #[test]
+    fn alpha_one_is_the_ground_truth_alone_bit_for_bit() {
+        let device = candle_core::Device::Cpu;
+        let values = |n: usize, phase: f64| -> Vec<f32> {
+            (0..n)
+                .map(|i| ((i as f64 * 0.61 + phase).sin() * 3.0) as f32)
+                .collect()
+        };
+        let logits =
+            Var::from_tensor(&Tensor::from_vec(values(24, 0.2), (4, 6), &device).unwrap()).unwrap();
+        let teacher = Tensor::from_vec(values(24, 1.7), (4, 6), &device).unwrap();
+        let one_hot = Tensor::from_vec(
+            (0..24)
+                .map(|i| f32::from(u8::from(i % 6 == (i / 6) % 6)))
+                .collect(),
+            (4, 6),
+            &device,
+        )
+        .unwrap();
+        for kind in [LossKind::SoftmaxMse, LossKind::CrossEntropy] {
+            let with =
+                distillation(kind, logits.as_tensor(), &one_hot, Some(&teacher), 1.0).unwrap();
+            let without = distillation(kind, logits.as_tensor(), &one_hot, None, 1.0).unwrap();
+            let bits = |t: &Tensor| -> Vec<u32> {
+                t.flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.to_bits())
+                    .collect()
+            };
+            assert_eq!(bits(&with), bits(&without), "{kind:?}");
+            let (gw, go) = (with.backward().unwrap(), without.backward().unwrap());
+            assert_eq!(
+                bits(gw.get(&logits).unwrap()),
+                bits(go.get(&logits).unwrap()),
+                "{kind:?}"
+            );
+        }
+    }
+
     #[test]
     fn fused_norms_equal_the_composition_with_gradients() {
         let device = candle_core::Device::Cpu;

@@ -107,6 +107,8 @@ pub trait Observer {
     fn step(&mut self, _result: &StepResult) {}
     /// When step 0 was copied from another chain instead of trained.
     fn first_fit_copied(&mut self, _from: &Path) {}
+    /// When Algorithm 1's probe of `step` was copied from the `alpha = 0` chain's `step`.
+    fn probe_copied(&mut self, _step: usize, _from: &Path) {}
     /// When Algorithm 1 has chosen a step's alpha.
     fn alpha_chosen(&mut self, _row: &AutoAlpha) {}
 }
@@ -132,9 +134,18 @@ pub enum Start<'a> {
     /// from step 0 on without a gap) are kept, and training starts at the first unfinished one,
     /// from its teacher's checkpoint. A new directory starts at step 0.
     Resume,
-    /// As [`Start::Resume`], but an unfinished step 0 is copied from this chain (same seed and
-    /// settings: the same network) instead of trained ([`ChainDir::adopt_first_fit`]).
-    ResumeCopyingFirstFit(&'a ChainDir),
+    /// As [`Start::Resume`], but what sibling chains of the same seed and settings finished is
+    /// copied instead of trained again ([`ChainDir::adopt_step`]).
+    ResumeCopying {
+        /// A chain whose step 0 is finished: an unfinished step 0 is copied from it (step 0 fits
+        /// the ground truth alone, so it is the same network in every chain of a seed).
+        first_fit: Option<&'a ChainDir>,
+        /// For an `auto` chain, the `alpha = 0` chain of the same seed and settings: Algorithm
+        /// 1's probe of step 1 is its step 1 (the same teacher, alpha and step seed), copied
+        /// once that step is finished and its step-0 checkpoint is this chain's byte for byte;
+        /// otherwise the probe is trained.
+        probe: Option<&'a ChainDir>,
+    },
     /// Train from step `step + 1` on with `teacher` as the step `step` model (loaded with
     /// [`Chain::load_network`], or any network of the chain's shape; it is only read); whatever
     /// the directory holds from step `step + 1` on is replaced.
@@ -282,7 +293,10 @@ impl Chain<'_> {
         if !matches!(start, Start::Teacher { .. }) {
             first = dir.finished_steps()?;
         }
-        if let Start::ResumeCopyingFirstFit(source) = start
+        if let Start::ResumeCopying {
+            first_fit: Some(source),
+            ..
+        } = start
             && first == 0
         {
             match source.read_record()? {
@@ -290,13 +304,14 @@ impl Chain<'_> {
                     if other.seed == self.record.seed && other.settings == self.record.settings => {
                 }
                 _ => {
-                    return Err(TrainError::FirstFitSource {
+                    return Err(TrainError::CopySource {
                         dir: source.path().to_path_buf(),
+                        step: 0,
                         why: "its seed or settings are not this chain's",
                     });
                 }
             }
-            dir.adopt_first_fit(source)?;
+            dir.adopt_step(source, 0)?;
             observer.first_fit_copied(source.path());
             first = 1;
         }
@@ -320,6 +335,10 @@ impl Chain<'_> {
         dir.mark_finished_steps()?;
         dir.update_auto_alpha(first, None)?;
         let mut first_fit = None;
+        let probe_source = match start {
+            Start::ResumeCopying { probe, .. } => probe,
+            _ => None,
+        };
         let mut trained = Vec::new();
         for step in first..self.record.steps {
             let loaded;
@@ -336,7 +355,14 @@ impl Chain<'_> {
                 (_, Alpha::Fixed(alpha)) => alpha,
                 (_, Alpha::Auto) => {
                     let teacher = teacher.expect("steps >= 1 have a teacher");
-                    let row = self.auto_alpha(dir, step, teacher, &mut first_fit, observer)?;
+                    let row = self.auto_alpha(
+                        dir,
+                        step,
+                        teacher,
+                        &mut first_fit,
+                        probe_source,
+                        observer,
+                    )?;
                     dir.update_auto_alpha(step, Some(&row))?;
                     observer.alpha_chosen(&row);
                     row.alpha
@@ -485,21 +511,38 @@ impl Chain<'_> {
     /// Algorithm 1 at `step`: trains (or finds, after a restart) the `alpha = 0` student of the
     /// step's teacher in `probe/`, and returns the alpha for the step: with `u1` the first fit's
     /// softmax outputs on the validation split, `u0` the probe's and `r` the one-hot labels,
-    /// [`sd_alpha::optimal_alpha`] clamped into `[0, 1]` (1 when `u1 = u0`).
+    /// [`sd_alpha::optimal_alpha`] clamped into `[0, 1]` (1 when `u1 = u0`). The probe of step 1
+    /// is copied from `probe_source` when that is the same network ([`Start::ResumeCopying`]).
     fn auto_alpha(
         &self,
         dir: &ChainDir,
         step: usize,
         teacher: &Resnet,
         first_fit: &mut Option<Vec<f32>>,
+        probe_source: Option<&ChainDir>,
         observer: &mut dyn Observer,
     ) -> Result<AutoAlpha> {
         let probe = dir.probe();
         let finished = |probe: &ChainDir| -> Result<Option<StepResult>> {
             Ok(probe.read_tests()?.into_iter().find(|r| r.step == step))
         };
+        let copyable = match probe_source {
+            Some(source) if step == 1 => self.same_probe(dir, source)?,
+            _ => false,
+        };
         let probe_result = match finished(&probe)? {
             Some(result) => result,
+            None if copyable => {
+                let source = probe_source.expect("checked above");
+                create_dir(probe.path())?;
+                probe.adopt_step(source, step)?;
+                observer.probe_copied(step, source.path());
+                finished(&probe)?.ok_or_else(|| TrainError::CopySource {
+                    dir: source.path().to_path_buf(),
+                    step,
+                    why: "its copied step has no test row",
+                })?
+            }
             None => {
                 observer.step_started(&StepStart {
                     step,
@@ -551,6 +594,27 @@ impl Chain<'_> {
         })
     }
 
+    /// Whether `source`'s step 1 is this chain's Algorithm 1 probe of step 1: the `alpha = 0`
+    /// chain of the same seed and settings, its step 1 finished, its step 0 (the teacher) this
+    /// chain's byte for byte (chains of one seed trained on different machines may differ).
+    fn same_probe(&self, dir: &ChainDir, source: &ChainDir) -> Result<bool> {
+        let Some(other) = source.read_record()? else {
+            return Ok(false);
+        };
+        if other.seed != self.record.seed
+            || other.settings != self.record.settings
+            || other.alpha != Alpha::Fixed(0.0)
+            || !source.read_tests()?.iter().any(|r| r.step == 1)
+        {
+            return Ok(false);
+        }
+        let read = |path: std::path::PathBuf| -> Result<Vec<u8>> {
+            std::fs::read(&path).map_err(TrainError::io(&path))
+        };
+        let (ours, theirs) = (dir.last_checkpoint(0), source.last_checkpoint(0));
+        Ok(theirs.is_file() && read(ours)? == read(theirs)?)
+    }
+
     /// Trains one step into `dir`: a fresh network (seeded by [`step_seed`]) for `epochs` epochs
     /// with Adam on `alpha` ground truth + `(1 - alpha)` the teacher's softmax (the ground truth
     /// alone without a teacher), validating every epoch, keeping the last and the two best
@@ -567,6 +631,9 @@ impl Chain<'_> {
         let settings = &self.record.settings;
         let seed = step_seed(self.record.seed, step);
         let alpha = if teacher.is_some() { alpha } else { 1.0 };
+        // At alpha = 1 the teacher's softmax has weight 0: the targets are the ground truth, bit
+        // for bit, without the teacher's forward pass (a quarter of a student's time).
+        let teacher = teacher.filter(|_| alpha < 1.0);
         // The step starts afresh: rows and best checkpoints of an interrupted attempt must not
         // compete.
         dir.truncate(step)?;
@@ -607,6 +674,10 @@ impl Chain<'_> {
         let mut first_loss = None;
         for epoch in 0..settings.epochs {
             let started = Instant::now();
+            let lr = settings
+                .lr_schedule
+                .rate(settings.lr, epoch, settings.epochs);
+            adam.set_learning_rate(lr);
             let (mut loss_sum, mut correct, mut seen, mut train_seconds) =
                 (0.0, 0usize, 0usize, 0.0);
             let total = loader.len();
@@ -670,7 +741,7 @@ impl Chain<'_> {
                 train_acc: correct as f64 / seen as f64,
                 val_loss,
                 val_acc,
-                lr: settings.lr,
+                lr,
                 images_per_s: seen as f64 / train_seconds,
                 seconds: started.elapsed().as_secs_f64(),
                 warning: None,

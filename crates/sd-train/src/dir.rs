@@ -405,20 +405,22 @@ impl ChainDir {
         .map(drop)
     }
 
-    /// Copies the finished step 0 of `source` (a chain with the same seed and settings, where
-    /// step 0, the first fit on the ground truth alone, is the same network bit for bit) instead
-    /// of training it again: its checkpoints (their JSON sidecars say where they came from), its
-    /// rows of `metrics.*` and, last, of `test.*`, with a wall time of 0. A copy interrupted
-    /// halfway is made again.
-    pub fn adopt_first_fit(&self, source: &ChainDir) -> Result<()> {
-        if !source.read_tests()?.iter().any(|r| r.step == 0) {
-            return Err(TrainError::FirstFitSource {
+    /// Copies the finished `step` of `source` into this directory instead of training it again,
+    /// where the caller knows it is the same network bit for bit (step 0 of a chain with the
+    /// same seed and settings; the `alpha = 0` chain's step 1 as an `auto` chain's probe): its
+    /// checkpoints (their JSON sidecars say where they came from), its rows of `metrics.*` and,
+    /// last, of `test.*`, with a wall time of 0; rows of this directory from `step` on are
+    /// replaced. A copy interrupted halfway is made again.
+    pub fn adopt_step(&self, source: &ChainDir, step: usize) -> Result<()> {
+        if !source.read_tests()?.iter().any(|r| r.step == step) {
+            return Err(TrainError::CopySource {
                 dir: source.path().to_path_buf(),
-                why: "its step 0 is not finished",
+                step,
+                why: "its step is not finished",
             });
         }
-        let (from, to) = (source.step_dir(0), self.step_dir(0));
-        self.clear_step(0)?;
+        let (from, to) = (source.step_dir(step), self.step_dir(step));
+        self.clear_step(step)?;
         let entries = std::fs::read_dir(&from).map_err(TrainError::io(&from))?;
         for entry in entries {
             let path = entry.map_err(TrainError::io(&from))?.path();
@@ -444,28 +446,33 @@ impl ChainDir {
         let metrics: Vec<EpochMetrics> = source
             .read_metrics()?
             .into_iter()
-            .filter(|m| m.step == 0)
+            .filter(|m| m.step == step)
             .collect();
         update_rows(
             &self.metrics_file(),
             Some(self.metrics_csv()),
-            |_| false,
+            |m: &EpochMetrics| m.step < step,
             &metrics,
         )?;
         let tests: Vec<StepResult> = source
             .read_tests()?
             .into_iter()
-            .filter(|r| r.step == 0)
+            .filter(|r| r.step == step)
             .map(|r| StepResult {
-                last_checkpoint: self.last_checkpoint(0),
+                last_checkpoint: self.last_checkpoint(step),
                 seconds: 0.0,
                 ..r
             })
             .collect();
-        update_rows(&self.test_file(), Some(self.test_csv()), |_| false, &tests)?;
+        update_rows(
+            &self.test_file(),
+            Some(self.test_csv()),
+            |r: &StepResult| r.step < step,
+            &tests,
+        )?;
         // The event files of an earlier attempt may share the copied rows' names.
         crate::tensorboard::rewrite(self)?;
-        self.mark_finished(0)
+        self.mark_finished(step)
     }
 }
 

@@ -145,11 +145,13 @@ pub enum TrainError {
         /// The step given.
         step: usize,
     },
-    /// A chain whose first fit cannot be copied: unfinished, or another chain's.
-    #[error("the first fit of {} cannot be copied: {why}", dir.display())]
-    FirstFitSource {
+    /// A step of another chain that cannot be copied: unfinished, or another chain's.
+    #[error("step {step} of {} cannot be copied: {why}", dir.display())]
+    CopySource {
         /// The chain it would come from.
         dir: PathBuf,
+        /// The step.
+        step: usize,
         /// Why not.
         why: &'static str,
     },

@@ -45,6 +45,7 @@
 //!     val_on_test: false, test_size: 0, resnet: Depth::R18, stem: Stem::Imagenet,
 //!     width: 16, // a quarter of torchvision's channels: about 1/16 of the work
 //!     loss: LossKind::SoftmaxMse, epochs: 1, batch_size: 20, lr: 1e-3, reg_coef: 1e-4,
+//!     lr_schedule: sd_train::LrSchedule::Constant,
 //!     device: sd_train::DeviceKind::Cpu, pretrained: None, shuffle: true,
 //!     teacher_mode: sd_train::TeacherMode::Eval, label_noise: 0.0, noise_seed: 0,
 //! };
@@ -78,7 +79,7 @@ pub use dir::{ChainDir, DirLock};
 pub use error::{Result, TrainError};
 pub use evaluate::{Feed, evaluate, one_hot, predict_proba};
 pub use metrics::{AutoAlpha, EpochMetrics, StepResult};
-pub use record::{ChainRecord, DeviceKind, Settings, TeacherMode};
+pub use record::{ChainRecord, DeviceKind, LrSchedule, Settings, TeacherMode};
 
 // The README's examples run as doc tests.
 #[doc = include_str!("../README.md")]

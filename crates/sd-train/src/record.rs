@@ -75,6 +75,58 @@ impl std::str::FromStr for TeacherMode {
     }
 }
 
+/// Adam's learning rate over a step's epochs. Text form and serde: `constant`, `cosine`. Every step
+/// (every distillation step too) runs the whole schedule from its start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LrSchedule {
+    /// `lr` in every epoch: the original's (Adam, no scheduler). The default.
+    #[default]
+    Constant,
+    /// Cosine annealing to 0 over the step's epochs, set once per epoch: epoch `e` of `E`
+    /// (counted from 0) trains at `lr * (1 + cos(pi * e / E)) / 2`, PyTorch's
+    /// `CosineAnnealingLR(optimizer, T_max=E)` stepped after every epoch. The last epochs train
+    /// at small rates, so a step ends near a minimum instead of wherever a constant rate
+    /// leaves it.
+    Cosine,
+}
+
+impl LrSchedule {
+    /// The learning rate of `epoch` (from 0) of a step of `epochs` epochs, for a base rate `lr`.
+    pub fn rate(self, lr: f64, epoch: usize, epochs: usize) -> f64 {
+        match self {
+            LrSchedule::Constant => lr,
+            LrSchedule::Cosine => {
+                let progress = epoch as f64 / epochs.max(1) as f64;
+                lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for LrSchedule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LrSchedule::Constant => "constant",
+            LrSchedule::Cosine => "cosine",
+        })
+    }
+}
+
+impl std::str::FromStr for LrSchedule {
+    type Err = String;
+
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        match text {
+            "constant" => Ok(LrSchedule::Constant),
+            "cosine" => Ok(LrSchedule::Cosine),
+            _ => Err(format!(
+                "learning-rate schedule {text:?}: expected constant or cosine"
+            )),
+        }
+    }
+}
+
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {
     *value == T::default()
 }
@@ -133,8 +185,12 @@ pub struct Settings {
     pub epochs: usize,
     /// Images per batch.
     pub batch_size: usize,
-    /// Adam's learning rate.
+    /// Adam's learning rate (the first epoch's, under a schedule).
     pub lr: f64,
+    /// How the learning rate changes over a step's epochs ([`LrSchedule`]). Written only when
+    /// not `constant`.
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub lr_schedule: LrSchedule,
     /// Weight of the regularizer `sum_p |p|_2`.
     pub reg_coef: f64,
     /// `cpu` or `cuda` (not the GPU's number: a chain may resume on another GPU).
@@ -235,6 +291,7 @@ mod tests {
             epochs: 1,
             batch_size: 32,
             lr: 1e-3,
+            lr_schedule: LrSchedule::Constant,
             reg_coef: 1e-4,
             device: DeviceKind::Cpu,
             pretrained: None,

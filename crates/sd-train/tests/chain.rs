@@ -59,6 +59,7 @@ fn record(steps: usize, epochs: usize) -> ChainRecord {
             pretrained: None,
             shuffle: true,
             teacher_mode: sd_train::TeacherMode::Eval,
+            lr_schedule: sd_train::LrSchedule::Constant,
             label_noise: 0.0,
             noise_seed: 0,
         },
@@ -465,7 +466,14 @@ fn a_first_fit_is_copied_not_trained_again() {
     let mut other_alpha = record(2, 1);
     other_alpha.alpha = Alpha::Fixed(0.0);
     let trained = chain(&data, other_alpha)
-        .run(&copy, Start::ResumeCopyingFirstFit(&source), &mut Silent)
+        .run(
+            &copy,
+            Start::ResumeCopying {
+                first_fit: Some(&source),
+                probe: None,
+            },
+            &mut Silent,
+        )
         .unwrap();
     assert_eq!(trained.iter().map(|r| r.step).collect::<Vec<_>>(), [1]);
     let (a, b) = (source.read_tests().unwrap(), copy.read_tests().unwrap());
@@ -593,10 +601,20 @@ fn alpha_auto_without_a_first_fit_stops_before_training_and_a_first_fit_is_copie
     std::fs::write(source.test_file(), "").unwrap();
     let copy = ChainDir::new(dir.path().join("copy"));
     let err = chain(&data, record(2, 1))
-        .run(&copy, Start::ResumeCopyingFirstFit(&source), &mut Silent)
+        .run(
+            &copy,
+            Start::ResumeCopying {
+                first_fit: Some(&source),
+                probe: None,
+            },
+            &mut Silent,
+        )
         .unwrap_err()
         .to_string();
-    assert!(err.contains("step 0 is not finished"), "{err}");
+    assert!(
+        err.contains("step 0 of") && err.contains("its step is not finished"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -756,4 +774,132 @@ fn the_teacher_mode_and_the_order_change_what_they_should() {
     let (fixed, record_text) = run(|s| s.shuffle = false);
     assert!(record_text.contains("\"shuffle\": false"), "{record_text}");
     assert!(!same_numbers(&base[0], &fixed[0]));
+}
+
+#[test]
+fn a_cosine_schedule_anneals_every_step_and_is_recorded() {
+    let data = data(64, 32);
+    let run = |schedule: sd_train::LrSchedule| {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = ChainDir::new(tmp.path());
+        let mut record = record(2, 3);
+        record.settings.lr_schedule = schedule;
+        chain(&data, record)
+            .run(&dir, Start::Resume, &mut Silent)
+            .unwrap();
+        let text = std::fs::read_to_string(dir.record_file()).unwrap();
+        (dir.read_metrics().unwrap(), text)
+    };
+    let (constant, constant_record) = run(sd_train::LrSchedule::Constant);
+    assert!(
+        !constant_record.contains("lr_schedule"),
+        "{constant_record}"
+    );
+    let (cosine, cosine_record) = run(sd_train::LrSchedule::Cosine);
+    assert!(
+        cosine_record.contains("\"lr_schedule\": \"cosine\""),
+        "{cosine_record}"
+    );
+    let lr = record(2, 3).settings.lr;
+    // Epoch e of 3 at lr (1 + cos(pi e / 3)) / 2: lr, 3/4 lr, 1/4 lr, in step 0 and again in
+    // step 1.
+    let expected = [lr, 0.75 * lr, 0.25 * lr];
+    assert_eq!(cosine.len(), 6);
+    for row in &cosine {
+        let want = expected[row.epoch];
+        assert!((row.lr - want).abs() <= 1e-15 * lr, "{row:?}: lr {want}");
+    }
+    assert!(constant.iter().all(|row| row.lr == lr));
+    // The first epoch trains at the same rate, the second not.
+    assert!(same_numbers(&constant[0], &cosine[0]));
+    assert!(!same_numbers(&constant[1], &cosine[1]));
+    // A resume with the other schedule is refused, the difference named.
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = ChainDir::new(tmp.path());
+    chain(&data, record(1, 1))
+        .run(&dir, Start::Resume, &mut Silent)
+        .unwrap();
+    let mut other = record(1, 1);
+    other.settings.lr_schedule = sd_train::LrSchedule::Cosine;
+    let error = chain(&data, other)
+        .run(&dir, Start::Resume, &mut Silent)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("lr_schedule"), "{error}");
+}
+
+#[test]
+fn an_auto_chain_copies_its_first_probe_from_the_alpha_zero_chain() {
+    let data = data(64, 32);
+    let dir = tempfile::tempdir().unwrap();
+    let mut auto = record(3, 1);
+    auto.alpha = Alpha::Auto;
+    // Trained alone, the reference.
+    let alone = ChainDir::new(dir.path().join("alone"));
+    let trained_alone = chain(&data, auto.clone())
+        .run(&alone, Start::Resume, &mut Silent)
+        .unwrap();
+    // The alpha = 0 chain, then the auto chain copying what it may.
+    let zero = ChainDir::new(dir.path().join("zero"));
+    let mut alpha_zero = record(2, 1);
+    alpha_zero.alpha = Alpha::Fixed(0.0);
+    chain(&data, alpha_zero)
+        .run(&zero, Start::Resume, &mut Silent)
+        .unwrap();
+    let copy = ChainDir::new(dir.path().join("copy"));
+    let start = Start::ResumeCopying {
+        first_fit: Some(&zero),
+        probe: Some(&zero),
+    };
+    let trained = chain(&data, auto.clone())
+        .run(&copy, start, &mut Silent)
+        .unwrap();
+    // The same numbers as alone, step for step, and the same alphas chosen.
+    assert_eq!(trained.len(), 2);
+    for (a, b) in trained.iter().zip(&trained_alone[1..]) {
+        assert_eq!((a.step, a.alpha), (b.step, b.alpha));
+        assert_eq!(a.test_acc_final.to_bits(), b.test_acc_final.to_bits());
+    }
+    assert_eq!(
+        copy.read_auto_alpha().unwrap(),
+        alone.read_auto_alpha().unwrap()
+    );
+    // The probe of step 1 was copied (0 seconds, a sidecar naming its source, the alpha = 0
+    // step's bytes); that of step 2 (another teacher) trained.
+    let probes = copy.probe().read_tests().unwrap();
+    assert_eq!(probes.iter().map(|r| r.step).collect::<Vec<_>>(), [1, 2]);
+    assert_eq!(probes[0].seconds, 0.0);
+    assert!(probes[1].seconds > 0.0);
+    assert_eq!(
+        std::fs::read(zero.last_checkpoint(1)).unwrap(),
+        std::fs::read(copy.probe().last_checkpoint(1)).unwrap()
+    );
+    let sidecar = std::fs::read_to_string(copy.probe().step_dir(1).join("last.json")).unwrap();
+    assert!(sidecar.contains("copied_from"), "{sidecar}");
+    // Another first fit (another seed's) is not this chain's teacher: the probe is trained.
+    let other = ChainDir::new(dir.path().join("other"));
+    let mut other_seed = record(2, 1);
+    other_seed.alpha = Alpha::Fixed(0.0);
+    other_seed.seed += 1;
+    chain(&data, other_seed)
+        .run(&other, Start::Resume, &mut Silent)
+        .unwrap();
+    let fresh = ChainDir::new(dir.path().join("fresh"));
+    let start = Start::ResumeCopying {
+        first_fit: None,
+        probe: Some(&other),
+    };
+    chain(&data, auto).run(&fresh, start, &mut Silent).unwrap();
+    assert!(
+        fresh
+            .probe()
+            .read_tests()
+            .unwrap()
+            .iter()
+            .all(|r| r.seconds > 0.0)
+    );
+    assert_eq!(
+        fresh.read_auto_alpha().unwrap(),
+        alone.read_auto_alpha().unwrap()
+    );
 }
