@@ -150,6 +150,28 @@ impl Geometry {
             && self.batch * self.out_h.div_ceil(2) * self.out_w.div_ceil(2) >= WINOGRAD_MIN_TILES
     }
 
+    /// A convolution on planes with fewer pixels than its kernel has taps (ResNet's last two
+    /// stages on 32 x 32 images: 2 x 2 and 1 x 1 planes under 3 x 3 kernels), done as one
+    /// matrix product per pass with the dense `[O H' W', C H W]` matrix `D` of the map
+    /// ([`dense_matrix`]): `y_n = D x_n` costs `O H' W' C H W` multiply-adds where im2col's
+    /// product costs `O H' W' C kh kw`, most of them on padding (9x as many on a 1 x 1 plane,
+    /// 2.25x on a 2 x 2 one), and `x`, `y` and their gradients are the products' operands as
+    /// they lie: no im2col, scatter, gather or col2im. Up to `D` of [`WORKSPACE_FLOATS`].
+    fn dense(&self) -> bool {
+        self.plane() < self.kernel_h * self.kernel_w
+            && self.out_channels * self.p() * self.channels * self.plane() <= WORKSPACE_FLOATS
+    }
+
+    /// The kernel tap (`ki kw + kj`) joining output position `q` (`oy W' + ox`) to input pixel
+    /// `r` (`iy W + ix`), if any: `ki = iy - oy s + p`, `kj = ix - ox s + p` inside the kernel.
+    fn tap(&self, q: usize, r: usize) -> Option<usize> {
+        let (oy, ox) = (q / self.out_w, q % self.out_w);
+        let (iy, ix) = (r / self.width, r % self.width);
+        let ki = (iy + self.padding).checked_sub(oy * self.stride)?;
+        let kj = (ix + self.padding).checked_sub(ox * self.stride)?;
+        (ki < self.kernel_h && kj < self.kernel_w).then_some(ki * self.kernel_w + kj)
+    }
+
     /// `K`: rows of `cols`.
     fn k(&self) -> usize {
         self.channels * self.kernel_h * self.kernel_w
@@ -777,6 +799,135 @@ fn backward_winograd(
     (dx, dw)
 }
 
+/// The taps of every (output position, input pixel) pair, position-major ([`Geometry::tap`]).
+fn dense_taps(g: &Geometry) -> Vec<Option<usize>> {
+    (0..g.p())
+        .flat_map(|q| (0..g.plane()).map(move |r| g.tap(q, r)))
+        .collect()
+}
+
+/// `d` := the [dense](Geometry::dense) matrix of the convolution by `w`, row-major
+/// `[O H' W', C H W]`: `D[(o, q), (c, r)] = w[o, c, tap(q, r)]`, 0 where no tap joins them.
+/// Rows of one output channel in parallel.
+fn dense_matrix(g: &Geometry, w: &[f32], d: &mut [f32]) {
+    let (c, plane, p) = (g.channels, g.plane(), g.p());
+    let taps_per_filter = g.kernel_h * g.kernel_w;
+    let taps = dense_taps(g);
+    let row = c * plane;
+    d[..g.out_channels * p * row]
+        .par_chunks_mut(p * row)
+        .zip(w.par_chunks(c * taps_per_filter))
+        .for_each(|(d, w)| {
+            for (q, d) in d.chunks_exact_mut(row).enumerate() {
+                let taps = &taps[q * plane..(q + 1) * plane];
+                for (d, w) in d
+                    .chunks_exact_mut(plane)
+                    .zip(w.chunks_exact(taps_per_filter))
+                {
+                    for (d, tap) in d.iter_mut().zip(taps) {
+                        *d = tap.map_or(0.0, |t| w[t]);
+                    }
+                }
+            }
+        });
+}
+
+/// [`forward`] for a [dense](Geometry::dense) convolution: `y = x D^T`, `x` as `[N, C H W]`
+/// and `y` as `[N, O H' W']`.
+fn forward_dense(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
+    let (rows, cols) = (g.out_channels * g.p(), g.channels * g.plane());
+    let t = profile::scope("conv forward: dense matrix");
+    let mut d = WORKSPACE.take(rows * cols);
+    dense_matrix(g, w, &mut d);
+    drop(t);
+    let mut y = {
+        let _t = profile::scope("conv forward: allocate");
+        vec![0f32; g.batch * rows]
+    };
+    let t = profile::scope("conv forward: GEMM");
+    matmul(
+        &mut y,
+        Order::RowMajor,
+        View::row_major(x, g.batch, cols),
+        View::row_major(&d[..rows * cols], rows, cols).t(),
+        false,
+    );
+    drop(t);
+    WORKSPACE.give(d);
+    y
+}
+
+/// [`backward`] for a [dense](Geometry::dense) convolution: `dD = dy^T x` (a sum over the
+/// batch), folded onto the taps in a fixed order ([`fold_dense`]); `dx = dy D`.
+fn backward_dense(
+    g: &Geometry,
+    x: &[f32],
+    w: &[f32],
+    dy: &[f32],
+    input_gradient: bool,
+) -> (Option<Vec<f32>>, Vec<f32>) {
+    let (rows, cols) = (g.out_channels * g.p(), g.channels * g.plane());
+    let mut buffer = WORKSPACE.take(rows * cols);
+    let d = &mut buffer[..rows * cols];
+    let t = profile::scope("conv backward: GEMM weight");
+    matmul(
+        d,
+        Order::RowMajor,
+        View::row_major(dy, g.batch, rows).t(),
+        View::row_major(x, g.batch, cols),
+        false,
+    );
+    drop(t);
+    let t = profile::scope("conv backward: dense fold");
+    let dw = fold_dense(g, d);
+    drop(t);
+    let dx = input_gradient.then(|| {
+        let t = profile::scope("conv backward: dense matrix");
+        dense_matrix(g, w, d);
+        drop(t);
+        let mut dx = vec![0f32; g.batch * cols];
+        let _t = profile::scope("conv backward: GEMM input");
+        matmul(
+            &mut dx,
+            Order::RowMajor,
+            View::row_major(dy, g.batch, rows),
+            View::row_major(d, rows, cols),
+            false,
+        );
+        dx
+    });
+    WORKSPACE.give(buffer);
+    (dx, dw)
+}
+
+/// `dw[o, c, t]` = the sum of `dD[(o, q), (c, r)]` over the pairs `(q, r)` joined by tap `t`,
+/// in `(q, r)` order; output channels in parallel.
+fn fold_dense(g: &Geometry, dd: &[f32]) -> Vec<f32> {
+    let (c, plane, p) = (g.channels, g.plane(), g.p());
+    let taps_per_filter = g.kernel_h * g.kernel_w;
+    let taps = dense_taps(g);
+    let row = c * plane;
+    let mut dw = vec![0f32; g.out_channels * c * taps_per_filter];
+    dw.par_chunks_mut(c * taps_per_filter)
+        .zip(dd.par_chunks(p * row))
+        .for_each(|(dw, dd)| {
+            for (q, dd) in dd.chunks_exact(row).enumerate() {
+                let taps = &taps[q * plane..(q + 1) * plane];
+                for (dw, dd) in dw
+                    .chunks_exact_mut(taps_per_filter)
+                    .zip(dd.chunks_exact(plane))
+                {
+                    for (value, tap) in dd.iter().zip(taps) {
+                        if let Some(t) = tap {
+                            dw[*t] += value;
+                        }
+                    }
+                }
+            }
+        });
+    dw
+}
+
 /// [`forward`] for a [pointwise](Geometry::pointwise) convolution: `y_i = W x_i` per image,
 /// written in place.
 fn forward_pointwise(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
@@ -872,6 +1023,8 @@ impl CustomOp2 for Conv2dOp {
             forward_pointwise(&g, x, w)
         } else if g.winograd() {
             convolve_winograd(&g, x, w, false)
+        } else if g.dense() {
+            forward_dense(&g, x, w)
         } else {
             forward(&g, x, w, g.chunk())
         };
@@ -904,6 +1057,8 @@ impl CustomOp2 for Conv2dOp {
                 backward_pointwise(&g, xv, wv, dyv, input_gradient)
             } else if g.winograd() {
                 backward_winograd(&g, xv, wv, dyv, input_gradient)
+            } else if g.dense() {
+                backward_dense(&g, xv, wv, dyv, input_gradient)
             } else {
                 backward(&g, xv, wv, dyv, g.chunk(), input_gradient)
             }
@@ -1028,6 +1183,46 @@ mod tests {
         }
     }
 
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// The dense path's three results against the im2col path on random small planes,
+        /// kernels, strides and paddings (those with fewer pixels than taps).
+        #[test]
+        fn dense_equals_im2col_on_random_shapes(
+            batch in 1usize..6, channels in 1usize..5, out in 1usize..5,
+            height in 1usize..4, width in 1usize..4, kernel in 2usize..6,
+            stride in 1usize..3, padding in 0usize..3, seed in any::<u64>(),
+        ) {
+            let Ok(g) = Geometry::new(
+                &[batch, channels, height, width],
+                &[out, channels, kernel, kernel],
+                Conv2dParams { stride, padding },
+            ) else {
+                return Ok(());
+            };
+            if !g.dense() {
+                return Ok(());
+            }
+            let x = values(batch * channels * height * width, seed);
+            let w = values(out * g.k(), seed ^ 0x9e37);
+            let dy = values(batch * out * g.p(), seed ^ 0x7f4a);
+            let (dx, dw) = backward(&g, &x, &w, &dy, 2, true);
+            let (dense_dx, dense_dw) = backward_dense(&g, &x, &w, &dy, true);
+            let pairs = [
+                (forward_dense(&g, &x, &w), forward(&g, &x, &w, 2)),
+                (dense_dx.expect("dx"), dx.expect("dx")),
+                (dense_dw, dw),
+            ];
+            for (a, b) in pairs {
+                prop_assert_eq!(a.len(), b.len());
+                for (a, b) in a.iter().zip(&b) {
+                    prop_assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{} vs {}", a, b);
+                }
+            }
+        }
+    }
+
     /// The per-image path of 1 x 1 convolutions gives what the chunked im2col path gives.
     #[test]
     fn pointwise_equals_the_chunked_path() {
@@ -1135,6 +1330,52 @@ mod tests {
                 assert!((a - b).abs() <= 1e-5 * scale, "dW: {a} vs {b}");
             }
             assert_eq!(winograd_dx, Some(convolve_winograd(&g, &dy, &w, true)));
+        }
+    }
+
+    /// The dense path's three results against the im2col path on the planes it takes (fewer
+    /// pixels than taps): ResNet's 1 x 1 and 2 x 2 planes under 3 x 3 kernels at strides 1 and
+    /// 2, and odd ones (a 1 x 3 plane, a 5 x 5 kernel, padding 2).
+    #[test]
+    fn dense_equals_the_im2col_path() {
+        for (batch, channels, height, width, out, kernel, stride, padding) in [
+            (3, 5, 1, 1, 7, 3, 1, 1),
+            (4, 6, 2, 2, 5, 3, 1, 1),
+            (2, 3, 2, 2, 4, 3, 2, 1),
+            (1, 2, 1, 3, 3, 3, 1, 1),
+            (2, 3, 3, 3, 2, 5, 1, 2),
+            (5, 1, 2, 1, 1, 3, 2, 1),
+        ] {
+            let Ok(g) = Geometry::new(
+                &[batch, channels, height, width],
+                &[out, channels, kernel, kernel],
+                Conv2dParams { stride, padding },
+            ) else {
+                panic!("geometry");
+            };
+            assert!(g.dense(), "{height} x {width} under {kernel} x {kernel}");
+            let x = values(
+                batch * channels * height * width,
+                (height * 31 + width) as u64,
+            );
+            let w = values(out * g.k(), 37);
+            let dy = values(batch * out * g.p(), 41);
+            let (dense_dx, dense_dw) = backward_dense(&g, &x, &w, &dy, true);
+            let (im2col_dx, im2col_dw) = backward(&g, &x, &w, &dy, 2, true);
+            let pairs = [
+                (forward_dense(&g, &x, &w), forward(&g, &x, &w, 2)),
+                (dense_dx.expect("dx"), im2col_dx.expect("dx")),
+                (dense_dw.clone(), im2col_dw),
+            ];
+            for (a, b) in pairs {
+                assert_eq!(a.len(), b.len());
+                for (a, b) in a.iter().zip(&b) {
+                    assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
+                }
+            }
+            let (no_dx, dw) = backward_dense(&g, &x, &w, &dy, false);
+            assert!(no_dx.is_none());
+            assert_eq!(dw, dense_dw);
         }
     }
 
