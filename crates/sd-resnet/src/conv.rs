@@ -12,6 +12,9 @@
 //! 3 x 3 convolutions with stride 1 and padding 1 (most of ResNet's) take Winograd's
 //! F(2x2, 3x3) for the output and both gradients instead (Lavin & Gray 2016; 2.25 times fewer
 //! multiply-adds and no `cols`) when the batch has enough 2 x 2 tiles ([`WINOGRAD_MIN_TILES`]).
+//! Planes with fewer pixels than the kernel has taps (ResNet's last stages on 32 x 32 images)
+//! take one product with the convolution's dense matrix instead, which skips the padding that
+//! im2col's product multiplies (`Geometry::dense`).
 //!
 //! Images are taken in chunks so that one matrix product covers several of them: in ResNet's deep
 //! layers on 32 x 32 inputs `P` is 1 to 16, and a product per image would be a matrix-vector
@@ -1074,7 +1077,8 @@ impl CustomOp2 for Conv2dOp {
 
 /// Convolves `x` (`[N, C, H, W]`) with `w` (`[O, C, kh, kw]`): differentiable in both.
 ///
-/// f32 tensors on the CPU take the im2col + GEMM op of this module; anything else (CUDA, f64)
+/// f32 tensors on the CPU take this module's op (im2col + GEMM, Winograd, or a dense product, by
+/// shape); anything else (CUDA, f64)
 /// takes candle's `conv2d`, as does [`conv2d_reference`].
 pub fn conv2d(x: &Tensor, w: &Tensor, params: Conv2dParams) -> Result<Tensor> {
     Geometry::new(x.dims(), w.dims(), params)?;
