@@ -1339,7 +1339,7 @@ mod tests {
 
     /// The dense path's three results against the im2col path on the planes it takes (fewer
     /// pixels than taps): ResNet's 1 x 1 and 2 x 2 planes under 3 x 3 kernels at strides 1 and
-    /// 2, and odd ones (a 1 x 3 plane, a 5 x 5 kernel, padding 2).
+    /// 2, and odd ones (a 1 x 3 plane, a 5 x 5 kernel, padding 2, a pixel no tap reaches).
     #[test]
     fn dense_equals_the_im2col_path() {
         for (batch, channels, height, width, out, kernel, stride, padding) in [
@@ -1349,6 +1349,8 @@ mod tests {
             (1, 2, 1, 3, 3, 3, 1, 1),
             (2, 3, 3, 3, 2, 5, 1, 2),
             (5, 1, 2, 1, 1, 3, 2, 1),
+            // A 1 x 1 output that no tap joins to the 1 x 1 input: all zeros.
+            (2, 3, 1, 1, 4, 2, 5, 2),
         ] {
             let Ok(g) = Geometry::new(
                 &[batch, channels, height, width],
