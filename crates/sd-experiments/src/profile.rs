@@ -292,13 +292,19 @@ pub fn load(source: &ProfileSource, overrides: &[String]) -> Result<Profile> {
     }
     let mut profile: Profile = table
         .try_into()
-        .map_err(|e: toml::de::Error| problem(e.to_string().trim_end().to_string()))?;
+        .map_err(|e: toml::de::Error| problem(one_line(&e.to_string())))?;
     profile.name = source.name.clone();
     profile.check().map_err(|e| match e {
         Error::Setting { field, problem: p } => problem(format!("{field} {p}")),
         other => other,
     })?;
     Ok(profile)
+}
+
+/// The TOML crate's message for a value of the wrong kind on one line: it ends in
+/// ``\nin `field` `` with the backslash and `n` written out (or a real line break).
+fn one_line(message: &str) -> String {
+    message.trim_end().replace("\\n", "; ").replace('\n', "; ")
 }
 
 /// `FIELD=VALUE`: the value as TOML (`3`, `1e-4`, `true`, `[0, 0.5, "auto"]`, `"text"`), or as a
@@ -556,6 +562,13 @@ mod tests {
         assert!(error(&["label_noise=[0.3, 0.3]"]).contains("listed twice"));
         assert!(error(&["label_noise=[]"]).contains("empty"));
         assert!(error(&["width=0"]).contains("width must be > 0"));
+        let schedule = error(&["lr_schedule=\"linear\""]);
+        assert!(
+            schedule.contains("`linear`, expected `constant` or `cosine`; in `lr_schedule`")
+                && !schedule.contains('\\')
+                && !schedule.contains('\n'),
+            "{schedule}"
+        );
     }
 
     #[test]
