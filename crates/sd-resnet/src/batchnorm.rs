@@ -17,6 +17,8 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
+use crate::cpu::wide;
+
 /// The batch statistics of the last forward pass: per channel mean and biased variance.
 pub(crate) type Statistics = Arc<Mutex<Option<(Vec<f64>, Vec<f64>)>>>;
 
@@ -60,11 +62,20 @@ fn statistics(x: &[f32], channels: usize, plane: usize) -> (Vec<f64>, Vec<f64>) 
         .into_par_iter()
         .map(|c| {
             let planes = || (0..batch).map(move |n| &x[(n * channels + c) * plane..][..plane]);
-            let mean = planes().map(|p| lane_sum(p, |v| v)).sum::<f64>() / count;
-            let var = planes()
-                .map(|p| lane_sum(p, |v| (v - mean) * (v - mean)))
-                .sum::<f64>()
-                / count;
+            let sum = |p| {
+                wide(
+                    #[inline(always)]
+                    move || lane_sum(p, |v| v),
+                )
+            };
+            let mean = planes().map(sum).sum::<f64>() / count;
+            let squares = |p| {
+                wide(
+                    #[inline(always)]
+                    move || lane_sum(p, move |v| (v - mean) * (v - mean)),
+                )
+            };
+            let var = planes().map(squares).sum::<f64>() / count;
             (mean, var)
         })
         .unzip()
@@ -111,35 +122,63 @@ fn normalize(
 ) -> Vec<f32> {
     let (channels, plane) = (dims[1], dims[2] * dims[3]);
     let mut y = vec![0f32; x.len()];
-    let relu = |v: f32| if relu { v.max(0.0) } else { v };
     y.par_chunks_mut(plane)
         .zip(x.par_chunks(plane))
         .enumerate()
         .for_each(|(i, (y, x))| {
             let c = i % channels;
-            let (s, t) = (scale[c], shift[c]);
-            match residual {
-                Residual::None => {
-                    for (y, &x) in y.iter_mut().zip(x) {
-                        *y = relu(x * s + t);
-                    }
-                }
-                Residual::Plain(r) => {
-                    let r = &r[i * plane..][..plane];
-                    for ((y, &x), &r) in y.iter_mut().zip(x).zip(r) {
-                        *y = relu(x * s + t + r);
-                    }
-                }
+            let st = (scale[c], shift[c]);
+            let plane_residual = match residual {
+                Residual::None => PlaneResidual::None,
+                Residual::Plain(r) => PlaneResidual::Plain(&r[i * plane..][..plane]),
                 Residual::Normalized(r, rs, rt) => {
-                    let r = &r[i * plane..][..plane];
-                    let (rs, rt) = (rs[c], rt[c]);
-                    for ((y, &x), &r) in y.iter_mut().zip(x).zip(r) {
-                        *y = relu(x * s + t + (r * rs + rt));
-                    }
+                    PlaneResidual::Normalized(&r[i * plane..][..plane], rs[c], rt[c])
                 }
-            }
+            };
+            wide(
+                #[inline(always)]
+                move || normalize_plane(y, x, st, plane_residual, relu),
+            )
         });
     y
+}
+
+/// One plane's share of a [`Residual`]: its values, and the residual's scale and shift.
+#[derive(Clone, Copy)]
+enum PlaneResidual<'a> {
+    None,
+    Plain(&'a [f32]),
+    Normalized(&'a [f32], f32, f32),
+}
+
+/// One plane of [`normalize`]: `y = [relu](s x + t + residual)`. A function of plain values (no
+/// captures behind references), so that the loops vectorize under [`wide`].
+#[inline(always)]
+fn normalize_plane(
+    y: &mut [f32],
+    x: &[f32],
+    (s, t): (f32, f32),
+    residual: PlaneResidual<'_>,
+    relu: bool,
+) {
+    let relu = |v: f32| if relu { v.max(0.0) } else { v };
+    match residual {
+        PlaneResidual::None => {
+            for (y, &x) in y.iter_mut().zip(x) {
+                *y = relu(x * s + t);
+            }
+        }
+        PlaneResidual::Plain(r) => {
+            for ((y, &x), &r) in y.iter_mut().zip(x).zip(r) {
+                *y = relu(x * s + t + r);
+            }
+        }
+        PlaneResidual::Normalized(r, rs, rt) => {
+            for ((y, &x), &r) in y.iter_mut().zip(x).zip(r) {
+                *y = relu(x * s + t + (r * rs + rt));
+            }
+        }
+    }
 }
 
 /// The gradient reaching the normalization: `dy`, or 0 where a folded ReLU cut the output `y`.
@@ -166,9 +205,41 @@ fn with_cpu_values<R>(
     f(slice(xs, xl)?, slice(ys, yl)?, slice(dys, dyl)?)
 }
 
-/// Per channel `db = sum dy` and `dw = sum dy xhat` with `xhat = (x - mean) invstd`, `dy` zeroed
-/// where a folded ReLU cut the output (`relu`, judged by the output `y`); f64 sums. Arguments:
-/// `(x, dy, y)` as `[N, C, plane]`, `(channels, plane)`, `(mean, invstd)` per channel.
+/// `(sum g, sum g (x - mean))` over one plane, `g` the output gradient `dy` zeroed where a
+/// folded ReLU cut the output `y` (`relu`); f64 sums in [`LANES`] interleaved partial sums.
+#[inline(always)]
+fn plane_gradient_sums(x: &[f32], dy: &[f32], y: &[f32], mean: f64, relu: bool) -> (f64, f64) {
+    let (mut s1, mut s2) = ([0f64; LANES], [0f64; LANES]);
+    let whole = x.len() / LANES * LANES;
+    let chunks = x[..whole]
+        .chunks_exact(LANES)
+        .zip(dy[..whole].chunks_exact(LANES))
+        .zip(y[..whole].chunks_exact(LANES));
+    // One sum per loop: the compiler vectorizes each into whole-register operations, where
+    // a loop carrying both interleaves them lane by lane. The second loop reads from cache.
+    for (dy, y) in chunks.clone().map(|(xd, y)| (xd.1, y)) {
+        for l in 0..LANES {
+            s1[l] += f64::from(relu_masked(relu, dy[l], y[l]));
+        }
+    }
+    for ((x, dy), y) in chunks {
+        for l in 0..LANES {
+            s2[l] += f64::from(relu_masked(relu, dy[l], y[l])) * (f64::from(x[l]) - mean);
+        }
+    }
+    let (mut t1, mut t2) = (s1.iter().sum::<f64>(), s2.iter().sum::<f64>());
+    for i in whole..x.len() {
+        let g = f64::from(relu_masked(relu, dy[i], y[i]));
+        t1 += g;
+        t2 += g * (f64::from(x[i]) - mean);
+    }
+    (t1, t2)
+}
+
+/// Per channel `db = sum g` and `dw = sum g xhat` with `xhat = (x - mean) invstd`, `g` the
+/// output gradient `dy` zeroed where a folded ReLU cut the output (`relu`, judged by the output
+/// `y`); f64 sums. Arguments: `(x, dy, y)` as `[N, C, plane]`, `(channels, plane)`,
+/// `(mean, invstd)` per channel.
 fn gradient_sums(
     (xv, dyv, yv): (&[f32], &[f32], &[f32]),
     (channels, plane): (usize, usize),
@@ -182,19 +253,42 @@ fn gradient_sums(
             let (mut db, mut dw) = (0.0, 0.0);
             for k in 0..n {
                 let at = (k * channels + c) * plane;
-                let values = xv[at..at + plane]
-                    .iter()
-                    .zip(&dyv[at..at + plane])
-                    .zip(&yv[at..at + plane]);
-                for ((&x, &dy), &y) in values {
-                    let dy = f64::from(relu_masked(relu, dy, y));
-                    db += dy;
-                    dw += dy * (f64::from(x) - mean[c]) * invstd[c];
-                }
+                let (x, dy, y) = (&xv[at..][..plane], &dyv[at..][..plane], &yv[at..][..plane]);
+                let m = mean[c];
+                let (s1, s2) = wide(
+                    #[inline(always)]
+                    move || plane_gradient_sums(x, dy, y, m, relu),
+                );
+                db += s1;
+                dw += s2;
             }
-            (db, dw)
+            (db, dw * invstd[c])
         })
         .unzip()
+}
+
+/// One plane of a BatchNorm's input gradient,
+/// `dx = k (M g - db - xhat dw)` with `xhat = (x - mean) invstd` and `g` the output gradient
+/// `dy` masked by the folded ReLU (`relu`, judged by the output `y`), computed in f64; `g` itself
+/// into `masked` when given. `[k, M, mean, invstd, db, dw]` are the channel's coefficients.
+#[inline(always)]
+fn input_gradient_plane(
+    dx: &mut [f32],
+    masked: Option<&mut [f32]>,
+    (x, dy, y): (&[f32], &[f32], &[f32]),
+    [k, count, mean, invstd, db, dw]: [f64; 6],
+    relu: bool,
+) {
+    for (((dx, &x), &dy), &y) in dx.iter_mut().zip(x).zip(dy).zip(y) {
+        let xhat = (f64::from(x) - mean) * invstd;
+        let g = f64::from(relu_masked(relu, dy, y));
+        *dx = (k * (count * g - db - xhat * dw)) as f32;
+    }
+    if let Some(masked) = masked {
+        for ((g, &dy), &y) in masked.iter_mut().zip(dy).zip(y) {
+            *g = relu_masked(relu, dy, y);
+        }
+    }
 }
 
 /// The gradients of one BatchNorm: `dx`, `dw`, `db`, and (when `masked_dy`) the output
@@ -239,25 +333,23 @@ fn backward(
             Some(saved) => saved,
             None => self::statistics(xv, channels, plane),
         };
-        let masked = |dy: f32, y: f32| relu_masked(relu, dy, y);
         let invstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + eps).sqrt()).collect();
+        // Sub-phases of both ops' backward passes.
+        let t = crate::profile::scope("batch norm backward: gradient sums");
         let (db, dw) = gradient_sums((xv, dyv, yv), (channels, plane), (&mean, &invstd), relu);
+        drop(t);
+        let _t = crate::profile::scope("batch norm backward: input gradient");
         // One plane (image i / channel c) of dx, and of the masked output gradient when asked.
         let plane_gradients = |i: usize, dx: &mut [f32], out: Option<&mut [f32]>| {
             let c = i % channels;
             let k = f64::from(w[c]) * invstd[c] / count;
             let range = i * plane..(i + 1) * plane;
             let (x, dy, y) = (&xv[range.clone()], &dyv[range.clone()], &yv[range]);
-            for (((dx, &x), &dy), &y) in dx.iter_mut().zip(x).zip(dy).zip(y) {
-                let xhat = (f64::from(x) - mean[c]) * invstd[c];
-                let dy = f64::from(masked(dy, y));
-                *dx = (k * (count * dy - db[c] - xhat * dw[c])) as f32;
-            }
-            if let Some(out) = out {
-                for ((o, &dy), &y) in out.iter_mut().zip(dy).zip(y) {
-                    *o = masked(dy, y);
-                }
-            }
+            let coefficients = [k, count, mean[c], invstd[c], db[c], dw[c]];
+            wide(
+                #[inline(always)]
+                move || input_gradient_plane(dx, out, (x, dy, y), coefficients, relu),
+            )
         };
         let mut dx = vec![0f32; xv.len()];
         let mut masked_out = Vec::new();
@@ -407,7 +499,6 @@ impl CustomOp3 for FusedBatchNormEval {
         with_cpu_values(x, y, dy, |xv, yv, dyv| {
             let weight = w.to_vec1::<f32>()?;
             let relu = self.relu;
-            let masked = |dy: f32, y: f32| relu_masked(relu, dy, y);
             let invstd: Vec<f64> = self
                 .var
                 .iter()
@@ -428,9 +519,14 @@ impl CustomOp3 for FusedBatchNormEval {
                 .enumerate()
                 .for_each(|(i, (dx, (dy, y)))| {
                     let s = scale[i % channels];
-                    for ((dx, &dy), &y) in dx.iter_mut().zip(dy).zip(y) {
-                        *dx = masked(dy, y) * s;
-                    }
+                    wide(
+                        #[inline(always)]
+                        move || {
+                            for ((dx, &dy), &y) in dx.iter_mut().zip(dy).zip(y) {
+                                *dx = relu_masked(relu, dy, y) * s;
+                            }
+                        },
+                    )
                 });
             let device = x.device();
             Ok((
@@ -587,6 +683,61 @@ mod tests {
         // Relative to the largest value, with a floor: near-zero gradients are rounding noise.
         let scale = b.iter().fold(1e-2f32, |m, v| m.max(v.abs()));
         a.iter().zip(b).all(|(x, y)| (x - y).abs() <= 1e-4 * scale)
+    }
+
+    /// The kernels give the same bits under [`wide`] (AVX-512 or AVX2 where the CPU has them)
+    /// as compiled for the baseline: no fused multiply-adds, no reordered sums.
+    #[test]
+    fn wide_kernels_equal_the_baseline() {
+        let n = 1000 + LANES / 2; // a remainder after the whole lanes
+        let value = |i: usize, k: u32| ((i as f32 * 0.37 + k as f32).sin() * 3.0).powi(3);
+        let (x, dy, y): (Vec<f32>, Vec<f32>, Vec<f32>) = (0..n)
+            .map(|i| (value(i, 1), value(i, 2), value(i, 3)))
+            .collect();
+        for relu in [false, true] {
+            let base = plane_gradient_sums(&x, &dy, &y, 0.3, relu);
+            let fast = wide(
+                #[inline(always)]
+                || plane_gradient_sums(&x, &dy, &y, 0.3, relu),
+            );
+            assert_eq!(base.0.to_bits(), fast.0.to_bits());
+            assert_eq!(base.1.to_bits(), fast.1.to_bits());
+            let coefficients = [0.7, n as f64, 0.3, 1.9, -2.1, 0.45];
+            let (mut base_dx, mut base_g) = (vec![0f32; n], vec![0f32; n]);
+            input_gradient_plane(
+                &mut base_dx,
+                Some(&mut base_g),
+                (&x, &dy, &y),
+                coefficients,
+                relu,
+            );
+            let (mut dx, mut g) = (vec![0f32; n], vec![0f32; n]);
+            wide(
+                #[inline(always)]
+                || input_gradient_plane(&mut dx, Some(&mut g), (&x, &dy, &y), coefficients, relu),
+            );
+            assert_eq!(bits(&base_dx), bits(&dx));
+            assert_eq!(bits(&base_g), bits(&g));
+            let residual = PlaneResidual::Normalized(&dy, 1.3, -0.2);
+            let mut base_y = vec![0f32; n];
+            normalize_plane(&mut base_y, &x, (0.8, 0.1), residual, relu);
+            let mut out = vec![0f32; n];
+            wide(
+                #[inline(always)]
+                || normalize_plane(&mut out, &x, (0.8, 0.1), residual, relu),
+            );
+            assert_eq!(bits(&base_y), bits(&out));
+        }
+        let base = lane_sum(&x, |v| v * v - 0.5);
+        let fast = wide(
+            #[inline(always)]
+            || lane_sum(&x, |v| v * v - 0.5),
+        );
+        assert_eq!(base.to_bits(), fast.to_bits());
+    }
+
+    fn bits(values: &[f32]) -> Vec<u32> {
+        values.iter().map(|v| v.to_bits()).collect()
     }
 
     proptest! {

@@ -13,3 +13,24 @@ pub(crate) fn f32_slice<'a>(
     };
     Ok(&data[start..end])
 }
+
+/// Runs `f` compiled for the widest instruction set this CPU has (AVX-512 or AVX2 with FMA on
+/// x86-64, chosen at run time through [`pulp`]; the baseline elsewhere), so that the compiler
+/// vectorizes our element-wise loops with wide registers: the crate itself is built for the
+/// baseline (SSE2 on x86-64), where an f32-to-f64 sum runs one value per instruction.
+///
+/// Rust never contracts `a * b + c` into a fused multiply-add, so the results are the same bit
+/// for bit on every instruction set. `f` must be inlined into the dispatched function to profit:
+/// call this around a plane's or a chunk's loop, inside any rayon closure, not around one.
+#[inline(always)]
+pub(crate) fn wide<R>(f: impl FnOnce() -> R) -> R {
+    struct Op<F>(F);
+    impl<R, F: FnOnce() -> R> pulp::WithSimd for Op<F> {
+        type Output = R;
+        #[inline(always)]
+        fn with_simd<S: pulp::Simd>(self, _simd: S) -> R {
+            (self.0)()
+        }
+    }
+    pulp::Arch::new().dispatch(Op(f))
+}
