@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu::wide;
+use crate::cpu::{LANES, lane_sum, wide};
 
 /// The batch statistics of the last forward pass: per channel mean and biased variance.
 pub(crate) type Statistics = Arc<Mutex<Option<(Vec<f64>, Vec<f64>)>>>;
@@ -32,26 +32,6 @@ pub(crate) struct FusedBatchNorm {
 
 fn slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
     crate::cpu::f32_slice(storage, layout, "fused BatchNorm")
-}
-
-/// Independent f64 accumulators of a plane's sums: a single running sum is one chain of
-/// dependent additions (4 cycles each), `LANES` of them vectorize and pipeline.
-const LANES: usize = 8;
-
-/// `sum f(v)` over `values` in f64, accumulated in [`LANES`] interleaved partial sums (added in
-/// a fixed order, so the result does not depend on threads or chunking).
-#[inline(always)]
-fn lane_sum(values: &[f32], f: impl Fn(f64) -> f64) -> f64 {
-    let mut acc = [0f64; LANES];
-    let chunks = values.chunks_exact(LANES);
-    let rest = chunks.remainder();
-    for chunk in chunks {
-        for (a, &v) in acc.iter_mut().zip(chunk) {
-            *a += f(f64::from(v));
-        }
-    }
-    rest.iter()
-        .fold(acc.iter().sum::<f64>(), |s, &v| s + f(f64::from(v)))
 }
 
 /// Per-channel mean and biased variance of `x` (`N x C x plane`), two passes, f64 sums.

@@ -34,3 +34,24 @@ pub(crate) fn wide<R>(f: impl FnOnce() -> R) -> R {
     }
     pulp::Arch::new().dispatch(Op(f))
 }
+
+/// Independent f64 accumulators of a sum: a single running sum is one chain of dependent
+/// additions (4 cycles each), `LANES` of them vectorize and pipeline.
+pub(crate) const LANES: usize = 8;
+
+/// `sum f(v)` over `values` in f64, accumulated in [`LANES`] interleaved partial sums (added in
+/// a fixed order, so the result does not depend on threads or chunking). Vectorizes under
+/// [`wide`].
+#[inline(always)]
+pub(crate) fn lane_sum(values: &[f32], f: impl Fn(f64) -> f64) -> f64 {
+    let mut acc = [0f64; LANES];
+    let chunks = values.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (a, &v) in acc.iter_mut().zip(chunk) {
+            *a += f(f64::from(v));
+        }
+    }
+    rest.iter()
+        .fold(acc.iter().sum::<f64>(), |s, &v| s + f(f64::from(v)))
+}

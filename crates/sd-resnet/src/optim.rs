@@ -216,18 +216,28 @@ macro_rules! fused_update {
         let (b1, b2) = ($op.beta1 as $t, $op.beta2 as $t);
         let (c1, c2) = ((1.0 - $op.beta1) as $t, (1.0 - $op.beta2) as $t);
         let (step_size, inv_bias2, eps) = ($op.step_size as $t, $op.inv_bias2 as $t, $op.eps as $t);
+        let constants = [b1, b2, c1, c2, step_size, inv_bias2, eps];
+        /// One chunk, a function of values so that it vectorizes under `wide`.
+        #[inline(always)]
+        fn update(p: &mut [$t], g: &[$t], m: &mut [$t], v: &mut [$t], constants: [$t; 7]) {
+            let [b1, b2, c1, c2, step_size, inv_bias2, eps] = constants;
+            let values = p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut());
+            for (((p, &g), m), v) in values {
+                // The reference kernel's operations, in its order.
+                *m = *m * b1 + g * c1;
+                *v = *v * b2 + g * g * c2;
+                *p -= (*m * step_size) / ((*v * inv_bias2).sqrt() + eps);
+            }
+        }
         $p.par_chunks_mut(CHUNK)
             .zip($g.par_chunks(CHUNK))
             .zip($m.par_chunks_mut(CHUNK))
             .zip($v.par_chunks_mut(CHUNK))
             .for_each(|(((p, g), m), v)| {
-                for i in 0..p.len() {
-                    let g = g[i];
-                    // The reference kernel's operations, in its order.
-                    m[i] = m[i] * b1 + g * c1;
-                    v[i] = v[i] * b2 + g * g * c2;
-                    p[i] -= (m[i] * step_size) / ((v[i] * inv_bias2).sqrt() + eps);
-                }
+                crate::cpu::wide(
+                    #[inline(always)]
+                    move || update(p, g, m, v, constants),
+                )
             });
     }};
 }

@@ -32,6 +32,8 @@
 
 use rayon::prelude::*;
 
+use crate::cpu::wide;
+
 /// Elements of a transformed tile.
 const ELEMENTS: usize = 16;
 
@@ -168,8 +170,8 @@ impl Shape {
 /// over consecutive tiles (and vectorizes) rather than over the 16 values of one tile. The
 /// operations per value are those of `tests::input_tile`, the definition.
 fn transform_input(s: &Shape, x: &[f32], n0: usize, images: usize, v: &mut [f32]) {
-    let (th, tw, tiles, plane) = (s.tiles_h(), s.tiles_w(), s.tiles(), s.plane());
-    let t_all = images * tiles;
+    let (th, tw) = (s.tiles_h(), s.tiles_w());
+    let t_all = images * s.tiles();
     // The plane with a zero border of 1 on top and left and 1 or 2 (to an even size) below and
     // right, so that every tile reads a full 4 x 4 patch.
     let (ph, pw) = (2 * th + 2, 2 * tw + 2);
@@ -180,55 +182,11 @@ fn transform_input(s: &Shape, x: &[f32], n0: usize, images: usize, v: &mut [f32]
         .for_each_init(
             || (vec![0f32; ph * pw], vec![0f32; 8 * half]),
             |(padded, columns), (c, block)| {
-                let (even, odd) = columns.split_at_mut(4 * half);
-                for i in 0..images {
-                    let src = &x[((n0 + i) * s.channels + c) * plane..][..plane];
-                    for (r, row) in src.chunks_exact(s.width).enumerate() {
-                        padded[(r + 1) * pw + 1..][..s.width].copy_from_slice(row);
-                    }
-                    // The border is never written by the copy, so it stays zero; `padded` is
-                    // reused only for planes of this same shape.
-                    for ty in 0..th {
-                        let rows = &padded[2 * ty * pw..][..4 * pw];
-                        let (r0, rest) = rows.split_at(pw);
-                        let (r1, rest) = rest.split_at(pw);
-                        let (r2, r3) = rest.split_at(pw);
-                        for k in 0..half {
-                            for (parity, out) in [(0, &mut *even), (1, &mut *odd)] {
-                                let q = 2 * k + parity;
-                                let (a0, a1, a2, a3) = (r0[q], r1[q], r2[q], r3[q]);
-                                out[k] = a0 - a2;
-                                out[half + k] = a1 + a2;
-                                out[2 * half + k] = a2 - a1;
-                                out[3 * half + k] = a1 - a3;
-                            }
-                        }
-                        let t0 = i * tiles + ty * tw;
-                        for row in 0..4 {
-                            let e = &even[row * half..][..half];
-                            let o = &odd[row * half..][..half];
-                            let at = |q: usize| (row * 4 + q) * t_all + t0;
-                            let (e0, e1) = (&e[..tw], &e[1..]);
-                            let (o0, o1) = (&o[..tw], &o[1..]);
-                            let dst = &mut block[at(0)..][..tw];
-                            for ((d, a), b) in dst.iter_mut().zip(e0).zip(e1) {
-                                *d = a - b;
-                            }
-                            let dst = &mut block[at(1)..][..tw];
-                            for ((d, a), b) in dst.iter_mut().zip(o0).zip(e1) {
-                                *d = a + b;
-                            }
-                            let dst = &mut block[at(2)..][..tw];
-                            for ((d, a), b) in dst.iter_mut().zip(e1).zip(o0) {
-                                *d = a - b;
-                            }
-                            let dst = &mut block[at(3)..][..tw];
-                            for ((d, a), b) in dst.iter_mut().zip(o0).zip(o1) {
-                                *d = a - b;
-                            }
-                        }
-                    }
-                }
+                let s = *s;
+                wide(
+                    #[inline(always)]
+                    move || input_channel(s, x, (n0, images), (c, block), padded, columns),
+                )
             },
         );
 }
@@ -237,54 +195,18 @@ fn transform_input(s: &Shape, x: &[f32], n0: usize, images: usize, v: &mut [f32]
 /// a row of tiles at a time as in [`transform_input`]; the operations per value are those of
 /// `tests::output_tile`.
 fn transform_output(s: &Shape, m: &[f32], images: usize, y: &mut [f32]) {
-    let (th, tw, tiles, plane) = (s.tiles_h(), s.tiles_w(), s.tiles(), s.plane());
-    let t_all = images * tiles;
-    let (h, w) = (s.height, s.width);
-    // Output columns that come in pairs; an odd width leaves one more.
-    let pairs = w / 2;
+    let (tw, plane) = (s.tiles_w(), s.plane());
     y[..images * s.out * plane]
         .par_chunks_mut(plane)
         .enumerate()
         .for_each_init(
             || vec![0f32; 8 * tw],
             |sums, (index, dst)| {
-                let (i, o) = (index / s.out, index % s.out);
-                let block = &m[o * ELEMENTS * t_all..][..ELEMENTS * t_all];
-                for ty in 0..th {
-                    let t0 = i * tiles + ty * tw;
-                    let m = |e: usize| &block[e * t_all + t0..][..tw];
-                    // A^T over the rows: sums[j] (top row) and sums[4 + j] (bottom row).
-                    for j in 0..4 {
-                        let (m0, m1, m2, m3) = (m(j), m(4 + j), m(8 + j), m(12 + j));
-                        let (top, bottom) = sums.split_at_mut(4 * tw);
-                        let top = &mut top[j * tw..][..tw];
-                        for (((d, a), b), c) in top.iter_mut().zip(m0).zip(m1).zip(m2) {
-                            *d = a + b + c;
-                        }
-                        let bottom = &mut bottom[j * tw..][..tw];
-                        for (((d, a), b), c) in bottom.iter_mut().zip(m1).zip(m2).zip(m3) {
-                            *d = a - b - c;
-                        }
-                    }
-                    for half in 0..2 {
-                        let r = 2 * ty + half;
-                        if r >= h {
-                            break;
-                        }
-                        let t = &sums[half * 4 * tw..][..4 * tw];
-                        let (t0, t1, t2, t3) =
-                            (&t[..tw], &t[tw..2 * tw], &t[2 * tw..3 * tw], &t[3 * tw..]);
-                        let row = &mut dst[r * w..][..w];
-                        let (paired, last) = row.split_at_mut(2 * pairs);
-                        for (k, out) in paired.chunks_exact_mut(2).enumerate() {
-                            out[0] = t0[k] + t1[k] + t2[k];
-                            out[1] = t1[k] - t2[k] - t3[k];
-                        }
-                        if let [out] = last {
-                            *out = t0[pairs] + t1[pairs] + t2[pairs];
-                        }
-                    }
-                }
+                let s = *s;
+                wide(
+                    #[inline(always)]
+                    move || output_plane(s, m, images, (index, dst), sums),
+                )
             },
         );
 }
@@ -329,6 +251,180 @@ pub(crate) fn convolve(s: &Shape, x: &[f32], u: &[f32], images: usize) -> Vec<f3
     y
 }
 
+/// One channel `c` of [`transform_input`]: its `block` of `V`, with the scratch rows `padded`
+/// and `columns`. A function of values (no captures behind references) run under [`wide`].
+#[inline(always)]
+fn input_channel(
+    s: Shape,
+    x: &[f32],
+    (n0, images): (usize, usize),
+    (c, block): (usize, &mut [f32]),
+    padded: &mut [f32],
+    columns: &mut [f32],
+) {
+    let (th, tw, tiles, plane) = (s.tiles_h(), s.tiles_w(), s.tiles(), s.plane());
+    let t_all = images * tiles;
+    // `padded` holds the plane with a zero border (see `transform_input`).
+    let pw = 2 * tw + 2;
+    let half = tw + 1;
+    let (even, odd) = columns.split_at_mut(4 * half);
+    for i in 0..images {
+        let src = &x[((n0 + i) * s.channels + c) * plane..][..plane];
+        for (r, row) in src.chunks_exact(s.width).enumerate() {
+            padded[(r + 1) * pw + 1..][..s.width].copy_from_slice(row);
+        }
+        // The border is never written by the copy, so it stays zero; `padded` is
+        // reused only for planes of this same shape.
+        for ty in 0..th {
+            let rows = &padded[2 * ty * pw..][..4 * pw];
+            let (r0, rest) = rows.split_at(pw);
+            let (r1, rest) = rest.split_at(pw);
+            let (r2, r3) = rest.split_at(pw);
+            for k in 0..half {
+                for (parity, out) in [(0, &mut *even), (1, &mut *odd)] {
+                    let q = 2 * k + parity;
+                    let (a0, a1, a2, a3) = (r0[q], r1[q], r2[q], r3[q]);
+                    out[k] = a0 - a2;
+                    out[half + k] = a1 + a2;
+                    out[2 * half + k] = a2 - a1;
+                    out[3 * half + k] = a1 - a3;
+                }
+            }
+            let t0 = i * tiles + ty * tw;
+            for row in 0..4 {
+                let e = &even[row * half..][..half];
+                let o = &odd[row * half..][..half];
+                let at = |q: usize| (row * 4 + q) * t_all + t0;
+                let (e0, e1) = (&e[..tw], &e[1..]);
+                let (o0, o1) = (&o[..tw], &o[1..]);
+                let dst = &mut block[at(0)..][..tw];
+                for ((d, a), b) in dst.iter_mut().zip(e0).zip(e1) {
+                    *d = a - b;
+                }
+                let dst = &mut block[at(1)..][..tw];
+                for ((d, a), b) in dst.iter_mut().zip(o0).zip(e1) {
+                    *d = a + b;
+                }
+                let dst = &mut block[at(2)..][..tw];
+                for ((d, a), b) in dst.iter_mut().zip(e1).zip(o0) {
+                    *d = a - b;
+                }
+                let dst = &mut block[at(3)..][..tw];
+                for ((d, a), b) in dst.iter_mut().zip(o0).zip(o1) {
+                    *d = a - b;
+                }
+            }
+        }
+    }
+}
+
+/// One plane `index` (image by output channel) of [`transform_output`], into `dst`, with the
+/// scratch rows `sums`. A function of values run under [`wide`].
+#[inline(always)]
+fn output_plane(
+    s: Shape,
+    m: &[f32],
+    images: usize,
+    (index, dst): (usize, &mut [f32]),
+    sums: &mut [f32],
+) {
+    let (th, tw, tiles) = (s.tiles_h(), s.tiles_w(), s.tiles());
+    let t_all = images * tiles;
+    let (h, w) = (s.height, s.width);
+    // Output columns that come in pairs; an odd width leaves one more.
+    let pairs = w / 2;
+    let (i, o) = (index / s.out, index % s.out);
+    let block = &m[o * ELEMENTS * t_all..][..ELEMENTS * t_all];
+    for ty in 0..th {
+        let t0 = i * tiles + ty * tw;
+        let m = |e: usize| &block[e * t_all + t0..][..tw];
+        // A^T over the rows: sums[j] (top row) and sums[4 + j] (bottom row).
+        for j in 0..4 {
+            let (m0, m1, m2, m3) = (m(j), m(4 + j), m(8 + j), m(12 + j));
+            let (top, bottom) = sums.split_at_mut(4 * tw);
+            let top = &mut top[j * tw..][..tw];
+            for (((d, a), b), c) in top.iter_mut().zip(m0).zip(m1).zip(m2) {
+                *d = a + b + c;
+            }
+            let bottom = &mut bottom[j * tw..][..tw];
+            for (((d, a), b), c) in bottom.iter_mut().zip(m1).zip(m2).zip(m3) {
+                *d = a - b - c;
+            }
+        }
+        for half in 0..2 {
+            let r = 2 * ty + half;
+            if r >= h {
+                break;
+            }
+            let t = &sums[half * 4 * tw..][..4 * tw];
+            let (t0, t1, t2, t3) = (&t[..tw], &t[tw..2 * tw], &t[2 * tw..3 * tw], &t[3 * tw..]);
+            let row = &mut dst[r * w..][..w];
+            let (paired, last) = row.split_at_mut(2 * pairs);
+            for (k, out) in paired.chunks_exact_mut(2).enumerate() {
+                out[0] = t0[k] + t1[k] + t2[k];
+                out[1] = t1[k] - t2[k] - t3[k];
+            }
+            if let [out] = last {
+                *out = t0[pairs] + t1[pairs] + t2[pairs];
+            }
+        }
+    }
+}
+
+/// One output channel `o` of [`transform_gradient`]: its `block` of `dM`, with the scratch
+/// rows `columns`. A function of values run under [`wide`].
+#[inline(always)]
+fn gradient_channel(
+    s: Shape,
+    dy: &[f32],
+    (n0, images): (usize, usize),
+    (o, block): (usize, &mut [f32]),
+    columns: &mut [f32],
+) {
+    let (th, tw, tiles, plane) = (s.tiles_h(), s.tiles_w(), s.tiles(), s.plane());
+    let t_all = images * tiles;
+    let (h, w) = (s.height, s.width);
+    for i in 0..images {
+        let src = &dy[((n0 + i) * s.out + o) * plane..][..plane];
+        for ty in 0..th {
+            // Even and odd columns of the tile row's two gradient rows.
+            let (top, bottom) = columns.split_at_mut(2 * tw);
+            for (r, halves) in [(2 * ty, top), (2 * ty + 1, bottom)] {
+                let (even, odd) = halves.split_at_mut(tw);
+                if r >= h {
+                    even.fill(0.0);
+                    odd.fill(0.0);
+                    continue;
+                }
+                let row = &src[r * w..][..w];
+                for tx in 0..tw {
+                    even[tx] = row[2 * tx];
+                    odd[tx] = if 2 * tx + 1 < w { row[2 * tx + 1] } else { 0.0 };
+                }
+            }
+            let (y0e, rest) = columns.split_at(tw);
+            let (y0o, rest) = rest.split_at(tw);
+            let (y1e, y1o) = rest.split_at(tw);
+            let t0 = i * tiles + ty * tw;
+            for row in 0..4 {
+                let at = |q: usize| (row * 4 + q) * t_all + t0;
+                for tx in 0..tw {
+                    let (p, q) = match row {
+                        0 => (y0e[tx], y0o[tx]),
+                        1 => (y0e[tx] + y1e[tx], y0o[tx] + y1o[tx]),
+                        2 => (y0e[tx] - y1e[tx], y0o[tx] - y1o[tx]),
+                        _ => (-y1e[tx], -y1o[tx]),
+                    };
+                    block[at(0) + tx] = p;
+                    block[at(1) + tx] = p + q;
+                    block[at(2) + tx] = p - q;
+                    block[at(3) + tx] = -q;
+                }
+            }
+        }
+    }
+}
+
 /// Most tasks per group of [`weight_gradient`]: a group sums its tasks' products into one
 /// partial gradient, and the partials are added in group order.
 const GROUP_TASKS: usize = 2;
@@ -344,54 +440,18 @@ const MIN_GROUPS: usize = 4;
 /// `P = A dY` has rows `y0`, `y0 + y1`, `y0 - y1`, `-y1`, and each row `(p, q)` of `P`
 /// becomes `(p, p + q, p - q, -q)`.
 fn transform_gradient(s: &Shape, dy: &[f32], n0: usize, images: usize, dm: &mut [f32]) {
-    let (th, tw, tiles, plane) = (s.tiles_h(), s.tiles_w(), s.tiles(), s.plane());
-    let t_all = images * tiles;
-    let (h, w) = (s.height, s.width);
+    let (tw, t_all) = (s.tiles_w(), images * s.tiles());
     dm[..s.out * ELEMENTS * t_all]
         .par_chunks_mut(ELEMENTS * t_all)
         .enumerate()
         .for_each_init(
             || vec![0f32; 4 * tw],
             |columns, (o, block)| {
-                for i in 0..images {
-                    let src = &dy[((n0 + i) * s.out + o) * plane..][..plane];
-                    for ty in 0..th {
-                        // Even and odd columns of the tile row's two gradient rows.
-                        let (top, bottom) = columns.split_at_mut(2 * tw);
-                        for (r, halves) in [(2 * ty, top), (2 * ty + 1, bottom)] {
-                            let (even, odd) = halves.split_at_mut(tw);
-                            if r >= h {
-                                even.fill(0.0);
-                                odd.fill(0.0);
-                                continue;
-                            }
-                            let row = &src[r * w..][..w];
-                            for tx in 0..tw {
-                                even[tx] = row[2 * tx];
-                                odd[tx] = if 2 * tx + 1 < w { row[2 * tx + 1] } else { 0.0 };
-                            }
-                        }
-                        let (y0e, rest) = columns.split_at(tw);
-                        let (y0o, rest) = rest.split_at(tw);
-                        let (y1e, y1o) = rest.split_at(tw);
-                        let t0 = i * tiles + ty * tw;
-                        for row in 0..4 {
-                            let at = |q: usize| (row * 4 + q) * t_all + t0;
-                            for tx in 0..tw {
-                                let (p, q) = match row {
-                                    0 => (y0e[tx], y0o[tx]),
-                                    1 => (y0e[tx] + y1e[tx], y0o[tx] + y1o[tx]),
-                                    2 => (y0e[tx] - y1e[tx], y0o[tx] - y1o[tx]),
-                                    _ => (-y1e[tx], -y1o[tx]),
-                                };
-                                block[at(0) + tx] = p;
-                                block[at(1) + tx] = p + q;
-                                block[at(2) + tx] = p - q;
-                                block[at(3) + tx] = -q;
-                            }
-                        }
-                    }
-                }
+                let s = *s;
+                wide(
+                    #[inline(always)]
+                    move || gradient_channel(s, dy, (n0, images), (o, block), columns),
+                )
             },
         );
 }
