@@ -153,6 +153,24 @@ impl Shape {
         ELEMENTS * self.channels.max(self.out) * self.tiles() * images
     }
 
+    /// Whether the transforms go [by images](by_images): planes of at most 4 tiles a row
+    /// (8 x 8 and smaller), where a row of tiles is too short a loop.
+    fn by_images(&self) -> bool {
+        self.tiles_w() <= 4
+    }
+
+    /// The column of `V`, `M` and `dM` (of `T = images * tiles`) that holds tile `t` of image
+    /// `i`: image-major, or tile-major [by images](Self::by_images). The products do not depend
+    /// on the order; the weight gradient's sum over tiles runs in it.
+    #[cfg(test)]
+    fn column(&self, images: usize, i: usize, t: usize) -> usize {
+        if self.by_images() {
+            t * images + i
+        } else {
+            i * self.tiles() + t
+        }
+    }
+
     /// Images per task of [`convolve`]: enough for [`TASK_TILES`] tiles.
     pub(crate) fn images_per_task(&self) -> usize {
         TASK_TILES
@@ -170,6 +188,9 @@ impl Shape {
 /// over consecutive tiles (and vectorizes) rather than over the 16 values of one tile. The
 /// operations per value are those of `tests::input_tile`, the definition.
 fn transform_input(s: &Shape, x: &[f32], n0: usize, images: usize, v: &mut [f32]) {
+    if s.by_images() {
+        return by_images::transform_input(s, x, n0, images, v);
+    }
     let (th, tw) = (s.tiles_h(), s.tiles_w());
     let t_all = images * s.tiles();
     // The plane with a zero border of 1 on top and left and 1 or 2 (to an even size) below and
@@ -195,6 +216,9 @@ fn transform_input(s: &Shape, x: &[f32], n0: usize, images: usize, v: &mut [f32]
 /// a row of tiles at a time as in [`transform_input`]; the operations per value are those of
 /// `tests::output_tile`.
 fn transform_output(s: &Shape, m: &[f32], images: usize, y: &mut [f32]) {
+    if s.by_images() {
+        return by_images::transform_output(s, m, images, y);
+    }
     let (tw, plane) = (s.tiles_w(), s.plane());
     y[..images * s.out * plane]
         .par_chunks_mut(plane)
@@ -440,6 +464,9 @@ const MIN_GROUPS: usize = 4;
 /// `P = A dY` has rows `y0`, `y0 + y1`, `y0 - y1`, `-y1`, and each row `(p, q)` of `P`
 /// becomes `(p, p + q, p - q, -q)`.
 fn transform_gradient(s: &Shape, dy: &[f32], n0: usize, images: usize, dm: &mut [f32]) {
+    if s.by_images() {
+        return by_images::transform_gradient(s, dy, n0, images, dm);
+    }
     let (tw, t_all) = (s.tiles_w(), images * s.tiles());
     dm[..s.out * ELEMENTS * t_all]
         .par_chunks_mut(ELEMENTS * t_all)
@@ -546,6 +573,279 @@ pub(crate) fn weight_gradient(s: &Shape, x: &[f32], dy: &[f32]) -> Vec<f32> {
     dw
 }
 
+/// The transforms for small planes ([`Shape::by_images`]): the columns of `V`, `M` and `dM`
+/// are tile-major (`t * images + i`), a plane's pixels are first laid out image-minor
+/// (`[pixel][image]`, a transpose per channel), and every operation of the tile definitions
+/// (`tests::input_tile`, `tests::output_tile`) then runs over a vector of the task's images
+/// (16 to 64 of them), contiguous on both sides.
+mod by_images {
+    use rayon::prelude::*;
+
+    use super::{ELEMENTS, Shape};
+    use crate::cpu::wide;
+
+    /// `out = f(a, b)` lane by lane.
+    #[inline(always)]
+    fn lanes(out: &mut [f32], a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32) {
+        for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+            *o = f(a, b);
+        }
+    }
+
+    /// `out = f(a, b, c)` lane by lane.
+    #[inline(always)]
+    fn lanes3(out: &mut [f32], a: &[f32], b: &[f32], c: &[f32], f: impl Fn(f32, f32, f32) -> f32) {
+        for (((o, &a), &b), &c) in out.iter_mut().zip(a).zip(b).zip(c) {
+            *o = f(a, b, c);
+        }
+    }
+
+    /// Vector `k` (of `images` lanes) of a scratch buffer.
+    fn slot(buffer: &mut [f32], k: usize, images: usize) -> &mut [f32] {
+        &mut buffer[k * images..][..images]
+    }
+
+    /// The slice of element `e`, tile `t` (all images) in a block laid out `[16][T]`.
+    fn at(
+        block: &mut [f32],
+        (e, t): (usize, usize),
+        (t_all, images): (usize, usize),
+    ) -> &mut [f32] {
+        &mut block[e * t_all + t * images..][..images]
+    }
+
+    /// `V` of images `n0..n0 + images` (see [`super::transform_input`]); channels in parallel.
+    pub(super) fn transform_input(s: &Shape, x: &[f32], n0: usize, images: usize, v: &mut [f32]) {
+        let t_all = images * s.tiles();
+        let (ph, pw) = (2 * s.tiles_h() + 2, 2 * s.tiles_w() + 2);
+        v[..s.channels * ELEMENTS * t_all]
+            .par_chunks_mut(ELEMENTS * t_all)
+            .enumerate()
+            .for_each_init(
+                || (vec![0f32; ph * pw * images], vec![0f32; ELEMENTS * images]),
+                |(padded, rows), (c, block)| {
+                    let s = *s;
+                    wide(
+                        #[inline(always)]
+                        move || input_channel(s, x, (n0, images), (c, block), padded, rows),
+                    )
+                },
+            );
+    }
+
+    /// One channel of [`transform_input`]: `padded[(r, q)][i]` holds pixel `(r - 1, q - 1)` of
+    /// image `i` (the border is never written, so it stays zero: the buffer is reused only for
+    /// this shape), `rows` the row combinations `B^T d` of one tile.
+    #[inline(always)]
+    fn input_channel(
+        s: Shape,
+        x: &[f32],
+        (n0, images): (usize, usize),
+        (c, block): (usize, &mut [f32]),
+        padded: &mut [f32],
+        rows: &mut [f32],
+    ) {
+        let (tw, plane, w) = (s.tiles_w(), s.plane(), s.width);
+        let t_all = images * s.tiles();
+        let pw = 2 * tw + 2;
+        for i in 0..images {
+            let src = &x[((n0 + i) * s.channels + c) * plane..][..plane];
+            for (r, row) in src.chunks_exact(w).enumerate() {
+                for (q, &value) in row.iter().enumerate() {
+                    padded[((r + 1) * pw + q + 1) * images + i] = value;
+                }
+            }
+        }
+        for t in 0..s.tiles() {
+            let (ty, tx) = (t / tw, t % tw);
+            let d =
+                |a: usize, b: usize| &padded[((2 * ty + a) * pw + 2 * tx + b) * images..][..images];
+            // rows[r][j] = (B^T d)[r][j], as `tests::input_tile`'s `t`.
+            for j in 0..4 {
+                lanes(slot(rows, j, images), d(0, j), d(2, j), |a, b| a - b);
+                lanes(slot(rows, 4 + j, images), d(1, j), d(2, j), |a, b| a + b);
+                lanes(slot(rows, 8 + j, images), d(2, j), d(1, j), |a, b| a - b);
+                lanes(slot(rows, 12 + j, images), d(1, j), d(3, j), |a, b| a - b);
+            }
+            let rows = &*rows;
+            let r = |r: usize, j: usize| &rows[(r * 4 + j) * images..][..images];
+            let dims = (t_all, images);
+            for i in 0..4 {
+                lanes(at(block, (i * 4, t), dims), r(i, 0), r(i, 2), |a, b| a - b);
+                lanes(at(block, (i * 4 + 1, t), dims), r(i, 1), r(i, 2), |a, b| {
+                    a + b
+                });
+                lanes(at(block, (i * 4 + 2, t), dims), r(i, 2), r(i, 1), |a, b| {
+                    a - b
+                });
+                lanes(at(block, (i * 4 + 3, t), dims), r(i, 1), r(i, 3), |a, b| {
+                    a - b
+                });
+            }
+        }
+    }
+
+    /// The outputs of `images` images from `M` (see [`super::transform_output`]): output
+    /// channels in parallel into `[O][pixel][image]`, then planes in parallel into `y`.
+    pub(super) fn transform_output(s: &Shape, m: &[f32], images: usize, y: &mut [f32]) {
+        let (plane, t_all) = (s.plane(), images * s.tiles());
+        let workspace = &crate::conv::WORKSPACE;
+        let mut by_pixel = workspace.take(s.out * plane * images);
+        by_pixel[..s.out * plane * images]
+            .par_chunks_mut(plane * images)
+            .enumerate()
+            .for_each_init(
+                || vec![0f32; 8 * images],
+                |sums, (o, out)| {
+                    let s = *s;
+                    let block = &m[o * ELEMENTS * t_all..][..ELEMENTS * t_all];
+                    wide(
+                        #[inline(always)]
+                        move || output_channel(s, block, images, out, sums),
+                    )
+                },
+            );
+        let pixels = &by_pixel[..s.out * plane * images];
+        y[..images * s.out * plane]
+            .par_chunks_mut(plane)
+            .enumerate()
+            .for_each(|(index, dst)| {
+                let (i, o) = (index / s.out, index % s.out);
+                let src = &pixels[o * plane * images + i..];
+                for (d, &v) in dst.iter_mut().zip(src.iter().step_by(images)) {
+                    *d = v;
+                }
+            });
+        workspace.give(by_pixel);
+    }
+
+    /// One output channel of [`transform_output`]: `out[pixel][image]`, with `sums` the row
+    /// combinations `A^T m` of one tile (as `tests::output_tile`'s `t`).
+    #[inline(always)]
+    fn output_channel(s: Shape, block: &[f32], images: usize, out: &mut [f32], sums: &mut [f32]) {
+        let (tw, h, w) = (s.tiles_w(), s.height, s.width);
+        let t_all = images * s.tiles();
+        for t in 0..s.tiles() {
+            let (ty, tx) = (t / tw, t % tw);
+            let m = |e: usize| &block[e * t_all + t * images..][..images];
+            for j in 0..4 {
+                lanes3(
+                    slot(sums, j, images),
+                    m(j),
+                    m(4 + j),
+                    m(8 + j),
+                    |a, b, c| a + b + c,
+                );
+                lanes3(
+                    slot(sums, 4 + j, images),
+                    m(4 + j),
+                    m(8 + j),
+                    m(12 + j),
+                    |a, b, c| a - b - c,
+                );
+            }
+            let sums = &*sums;
+            let sum = |k: usize, j: usize| &sums[(k * 4 + j) * images..][..images];
+            for k in 0..2 {
+                let r = 2 * ty + k;
+                if r >= h {
+                    break;
+                }
+                let q = 2 * tx;
+                let first = &mut out[(r * w + q) * images..][..images];
+                lanes3(first, sum(k, 0), sum(k, 1), sum(k, 2), |a, b, c| a + b + c);
+                if q + 1 < w {
+                    let second = &mut out[(r * w + q + 1) * images..][..images];
+                    lanes3(second, sum(k, 1), sum(k, 2), sum(k, 3), |a, b, c| a - b - c);
+                }
+            }
+        }
+    }
+
+    /// `dM` of images `n0..n0 + images` (see [`super::transform_gradient`]); output channels
+    /// in parallel.
+    pub(super) fn transform_gradient(
+        s: &Shape,
+        dy: &[f32],
+        n0: usize,
+        images: usize,
+        dm: &mut [f32],
+    ) {
+        let t_all = images * s.tiles();
+        let (ph, pw) = (2 * s.tiles_h(), 2 * s.tiles_w());
+        dm[..s.out * ELEMENTS * t_all]
+            .par_chunks_mut(ELEMENTS * t_all)
+            .enumerate()
+            .for_each_init(
+                || (vec![0f32; ph * pw * images], vec![0f32; 2 * images]),
+                |(padded, pq), (o, block)| {
+                    let s = *s;
+                    wide(
+                        #[inline(always)]
+                        move || gradient_channel(s, dy, (n0, images), (o, block), padded, pq),
+                    )
+                },
+            );
+    }
+
+    /// One output channel of [`transform_gradient`]: `padded[(r, q)][i]` the gradient of image
+    /// `i` at `(r, q)`, zero beyond the output (never written); `pq` the row pair `(p, q)`.
+    #[inline(always)]
+    fn gradient_channel(
+        s: Shape,
+        dy: &[f32],
+        (n0, images): (usize, usize),
+        (o, block): (usize, &mut [f32]),
+        padded: &mut [f32],
+        pq: &mut [f32],
+    ) {
+        let (tw, plane, w) = (s.tiles_w(), s.plane(), s.width);
+        let t_all = images * s.tiles();
+        let pw = 2 * tw;
+        for i in 0..images {
+            let src = &dy[((n0 + i) * s.out + o) * plane..][..plane];
+            for (r, row) in src.chunks_exact(w).enumerate() {
+                for (q, &value) in row.iter().enumerate() {
+                    padded[(r * pw + q) * images + i] = value;
+                }
+            }
+        }
+        let dims = (t_all, images);
+        for t in 0..s.tiles() {
+            let (ty, tx) = (t / tw, t % tw);
+            let g =
+                |r: usize, q: usize| &padded[((2 * ty + r) * pw + 2 * tx + q) * images..][..images];
+            let (y0e, y0o, y1e, y1o) = (g(0, 0), g(0, 1), g(1, 0), g(1, 1));
+            for row in 0..4 {
+                let (p, q) = pq.split_at_mut(images);
+                match row {
+                    0 => {
+                        p.copy_from_slice(y0e);
+                        q.copy_from_slice(y0o);
+                    }
+                    1 => {
+                        lanes(p, y0e, y1e, |a, b| a + b);
+                        lanes(q, y0o, y1o, |a, b| a + b);
+                    }
+                    2 => {
+                        lanes(p, y0e, y1e, |a, b| a - b);
+                        lanes(q, y0o, y1o, |a, b| a - b);
+                    }
+                    _ => {
+                        lanes(p, y1e, y1e, |a, _| -a);
+                        lanes(q, y1o, y1o, |a, _| -a);
+                    }
+                }
+                let (p, q) = (&*p, &*q);
+                at(block, (row * 4, t), dims).copy_from_slice(p);
+                lanes(at(block, (row * 4 + 1, t), dims), p, q, |a, b| a + b);
+                lanes(at(block, (row * 4 + 2, t), dims), p, q, |a, b| a - b);
+                lanes(at(block, (row * 4 + 3, t), dims), q, q, |a, _| -a);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -590,7 +890,15 @@ mod tests {
     /// and odd sides and several images.
     #[test]
     fn row_transforms_equal_the_tile_definitions() {
-        for (images, height, width) in [(2, 4, 4), (1, 5, 7), (3, 7, 6), (1, 1, 9)] {
+        // Planes of at most 4 tiles a row go by images, wider ones by rows of tiles.
+        for (images, height, width) in [
+            (2, 4, 4),
+            (1, 5, 7),
+            (3, 7, 6),
+            (1, 1, 9),
+            (3, 8, 8),
+            (2, 12, 10),
+        ] {
             let s = Shape {
                 batch: images,
                 channels: 2,
@@ -625,7 +933,7 @@ mod tests {
                         }
                         let expected = input_tile(d);
                         for (e, expected) in expected.into_iter().enumerate() {
-                            let got = v[(c * ELEMENTS + e) * t_all + i * tiles + t];
+                            let got = v[(c * ELEMENTS + e) * t_all + s.column(images, i, t)];
                             assert_eq!(got.to_bits(), expected.to_bits(), "{height}x{width}");
                         }
                     }
@@ -640,7 +948,7 @@ mod tests {
                         let (ty, tx) = (t / tw, t % tw);
                         let mut m = [0f32; ELEMENTS];
                         for (e, m) in m.iter_mut().enumerate() {
-                            *m = v[(o * ELEMENTS + e) * t_all + i * tiles + t];
+                            *m = v[(o * ELEMENTS + e) * t_all + s.column(images, i, t)];
                         }
                         for (k, expected) in output_tile(m).into_iter().enumerate() {
                             let (r, q) = (2 * ty + k / 2, 2 * tx + k % 2);
