@@ -288,30 +288,46 @@ fn input_channel(
 ) {
     let (th, tw, tiles, plane) = (s.tiles_h(), s.tiles_w(), s.tiles(), s.plane());
     let t_all = images * tiles;
-    // `padded` holds the plane with a zero border (see `transform_input`).
-    let pw = 2 * tw + 2;
+    // `padded` holds the plane with a zero border (see `transform_input`), its even and odd
+    // columns apart: `[ph][half]` each, so that every later loop reads consecutive values.
     let half = tw + 1;
+    let (padded_even, padded_odd) = padded.split_at_mut(padded.len() / 2);
     let (even, odd) = columns.split_at_mut(4 * half);
     for i in 0..images {
         let src = &x[((n0 + i) * s.channels + c) * plane..][..plane];
+        // Padded column 2k + 1 is the plane's column 2k, padded column 2k + 2 its 2k + 1.
         for (r, row) in src.chunks_exact(s.width).enumerate() {
-            padded[(r + 1) * pw + 1..][..s.width].copy_from_slice(row);
+            let e = &mut padded_even[(r + 1) * half..][..half];
+            let o = &mut padded_odd[(r + 1) * half..][..half];
+            let pairs = row.chunks_exact(2);
+            if let [last] = pairs.remainder() {
+                o[s.width / 2] = *last;
+            }
+            for ((pair, o), e) in pairs.zip(o.iter_mut()).zip(&mut e[1..]) {
+                *o = pair[0];
+                *e = pair[1];
+            }
         }
-        // The border is never written by the copy, so it stays zero; `padded` is
-        // reused only for planes of this same shape.
+        // The border is never written, so it stays zero; `padded` is reused only for
+        // planes of this same shape.
         for ty in 0..th {
-            let rows = &padded[2 * ty * pw..][..4 * pw];
-            let (r0, rest) = rows.split_at(pw);
-            let (r1, rest) = rest.split_at(pw);
-            let (r2, r3) = rest.split_at(pw);
-            for k in 0..half {
-                for (parity, out) in [(0, &mut *even), (1, &mut *odd)] {
-                    let q = 2 * k + parity;
-                    let (a0, a1, a2, a3) = (r0[q], r1[q], r2[q], r3[q]);
-                    out[k] = a0 - a2;
-                    out[half + k] = a1 + a2;
-                    out[2 * half + k] = a2 - a1;
-                    out[3 * half + k] = a1 - a3;
+            for (columns, plane) in [(&mut *even, &*padded_even), (&mut *odd, &*padded_odd)] {
+                let row = |r: usize| &plane[(2 * ty + r) * half..][..half];
+                let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3));
+                let (c0, rest) = columns.split_at_mut(half);
+                let (c1, rest) = rest.split_at_mut(half);
+                let (c2, c3) = rest.split_at_mut(half);
+                for ((d, a), b) in c0.iter_mut().zip(r0).zip(r2) {
+                    *d = a - b;
+                }
+                for ((d, a), b) in c1.iter_mut().zip(r1).zip(r2) {
+                    *d = a + b;
+                }
+                for ((d, a), b) in c2.iter_mut().zip(r2).zip(r1) {
+                    *d = a - b;
+                }
+                for ((d, a), b) in c3.iter_mut().zip(r1).zip(r3) {
+                    *d = a - b;
                 }
             }
             let t0 = i * tiles + ty * tw;
@@ -426,23 +442,36 @@ fn gradient_channel(
                     odd[tx] = if 2 * tx + 1 < w { row[2 * tx + 1] } else { 0.0 };
                 }
             }
-            let (y0e, rest) = columns.split_at(tw);
+            let (gradients, pq) = columns.split_at_mut(4 * tw);
+            let (y0e, rest) = gradients.split_at(tw);
             let (y0o, rest) = rest.split_at(tw);
             let (y1e, y1o) = rest.split_at(tw);
             let t0 = i * tiles + ty * tw;
+            // Row by row of `P = A dY`: its (p, q) over the tile row, then the four columns,
+            // each a loop over consecutive tiles.
+            let (p, q) = pq.split_at_mut(tw);
             for row in 0..4 {
-                let at = |q: usize| (row * 4 + q) * t_all + t0;
-                for tx in 0..tw {
-                    let (p, q) = match row {
-                        0 => (y0e[tx], y0o[tx]),
-                        1 => (y0e[tx] + y1e[tx], y0o[tx] + y1o[tx]),
-                        2 => (y0e[tx] - y1e[tx], y0o[tx] - y1o[tx]),
-                        _ => (-y1e[tx], -y1o[tx]),
+                let pairs = p.iter_mut().zip(q.iter_mut());
+                let inputs = y0e.iter().zip(y0o).zip(y1e.iter().zip(y1o));
+                for ((p, q), ((&y0e, &y0o), (&y1e, &y1o))) in pairs.zip(inputs) {
+                    (*p, *q) = match row {
+                        0 => (y0e, y0o),
+                        1 => (y0e + y1e, y0o + y1o),
+                        2 => (y0e - y1e, y0o - y1o),
+                        _ => (-y1e, -y1o),
                     };
-                    block[at(0) + tx] = p;
-                    block[at(1) + tx] = p + q;
-                    block[at(2) + tx] = p - q;
-                    block[at(3) + tx] = -q;
+                }
+                let (p, q) = (&*p, &*q);
+                let at = |k: usize| (row * 4 + k) * t_all + t0;
+                block[at(0)..][..tw].copy_from_slice(p);
+                for ((d, a), b) in block[at(1)..][..tw].iter_mut().zip(p).zip(q) {
+                    *d = a + b;
+                }
+                for ((d, a), b) in block[at(2)..][..tw].iter_mut().zip(p).zip(q) {
+                    *d = a - b;
+                }
+                for (d, b) in block[at(3)..][..tw].iter_mut().zip(q) {
+                    *d = -b;
                 }
             }
         }
@@ -472,7 +501,7 @@ fn transform_gradient(s: &Shape, dy: &[f32], n0: usize, images: usize, dm: &mut 
         .par_chunks_mut(ELEMENTS * t_all)
         .enumerate()
         .for_each_init(
-            || vec![0f32; 4 * tw],
+            || vec![0f32; 6 * tw],
             |columns, (o, block)| {
                 let s = *s;
                 wide(
