@@ -708,23 +708,23 @@ fn backward(
         im2col(g, x, n0, images, cols);
         drop(t);
         let t = profile::scope("conv backward: GEMM weight");
-        if copies {
-            matmul(
+        let (dst, order, dy) = if copies {
+            (
                 &mut dw,
                 Order::RowMajor,
                 View::row_major(&dy_rows, o, columns),
-                View::row_major(cols, k, columns).t(),
-                n0 > 0,
-            );
+            )
         } else {
-            matmul(
-                &mut dw_columns,
-                Order::ColMajor,
-                View::col_major(&dy_positions, o, columns),
-                View::row_major(cols, k, columns).t(),
-                n0 > 0,
-            );
-        }
+            let dy = View::col_major(&dy_positions, o, columns);
+            (&mut dw_columns, Order::ColMajor, dy)
+        };
+        matmul(
+            dst,
+            order,
+            dy,
+            View::row_major(cols, k, columns).t(),
+            n0 > 0,
+        );
         drop(t);
         let Some(dx) = dx.as_mut() else {
             continue;

@@ -629,6 +629,25 @@ mod by_images {
         }
     }
 
+    /// Image `i`'s plane (rows of `width`) into `padded` laid out `[pixel][image]`: its pixel
+    /// `(r, q)` at `((r + border) pw + q + border) images + i`, in rows `pw` wide.
+    #[inline(always)]
+    fn lay_out_by_image<'a>(
+        planes: impl Iterator<Item = &'a [f32]>,
+        width: usize,
+        (pw, border): (usize, usize),
+        images: usize,
+        padded: &mut [f32],
+    ) {
+        for (i, plane) in planes.enumerate() {
+            for (r, row) in plane.chunks_exact(width).enumerate() {
+                for (q, &value) in row.iter().enumerate() {
+                    padded[((r + border) * pw + q + border) * images + i] = value;
+                }
+            }
+        }
+    }
+
     /// Vector `k` (of `images` lanes) of a scratch buffer.
     fn slot(buffer: &mut [f32], k: usize, images: usize) -> &mut [f32] {
         &mut buffer[k * images..][..images]
@@ -677,14 +696,8 @@ mod by_images {
         let (tw, plane, w) = (s.tiles_w(), s.plane(), s.width);
         let t_all = images * s.tiles();
         let pw = 2 * tw + 2;
-        for i in 0..images {
-            let src = &x[((n0 + i) * s.channels + c) * plane..][..plane];
-            for (r, row) in src.chunks_exact(w).enumerate() {
-                for (q, &value) in row.iter().enumerate() {
-                    padded[((r + 1) * pw + q + 1) * images + i] = value;
-                }
-            }
-        }
+        let planes = (0..images).map(|i| &x[((n0 + i) * s.channels + c) * plane..][..plane]);
+        lay_out_by_image(planes, w, (pw, 1), images, padded);
         for t in 0..s.tiles() {
             let (ty, tx) = (t / tw, t % tw);
             let d =
@@ -831,14 +844,8 @@ mod by_images {
         let (tw, plane, w) = (s.tiles_w(), s.plane(), s.width);
         let t_all = images * s.tiles();
         let pw = 2 * tw;
-        for i in 0..images {
-            let src = &dy[((n0 + i) * s.out + o) * plane..][..plane];
-            for (r, row) in src.chunks_exact(w).enumerate() {
-                for (q, &value) in row.iter().enumerate() {
-                    padded[(r * pw + q) * images + i] = value;
-                }
-            }
-        }
+        let planes = (0..images).map(|i| &dy[((n0 + i) * s.out + o) * plane..][..plane]);
+        lay_out_by_image(planes, w, (pw, 0), images, padded);
         let dims = (t_all, images);
         for t in 0..s.tiles() {
             let (ty, tx) = (t / tw, t % tw);
