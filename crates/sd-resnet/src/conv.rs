@@ -538,25 +538,40 @@ fn matmul(dst: &mut [f32], order: Order, lhs: View<'_>, rhs: View<'_>, accumulat
     product(dst, (dst_rs, dst_cs), lhs, rhs, accumulate, true);
 }
 
-/// `dst := lhs rhs` with `dst` row-major, its rows `row_stride` apart (the Winograd products,
-/// whose rows interleave with those of 15 other products); on the calling thread unless
-/// `parallel`.
-pub(crate) fn matmul_strided(
-    (dst, row_stride): (&mut [f32], usize),
-    lhs: View<'_>,
-    rhs: View<'_>,
-    parallel: bool,
-) {
-    assert!(row_stride >= rhs.cols, "matmul destination rows overlap");
-    product(dst, (row_stride, 1), lhs, rhs, false, parallel);
-}
-
 /// `dst (+)= lhs rhs` with `dst`'s element `(r, c)` at `r * dst_rs + c * dst_cs`; over the
 /// rayon pool when `parallel` and the product is large enough. `gemm` splits the rows and
 /// columns of `dst` between threads, never the inner sum, so the result does not depend on it.
 #[allow(unsafe_code)]
 pub(crate) fn product(
     dst: &mut [f32],
+    strides: (usize, usize),
+    lhs: View<'_>,
+    rhs: View<'_>,
+    accumulate: bool,
+    parallel: bool,
+) {
+    // SAFETY: `dst` is a unique borrow of `dst.len()` floats.
+    unsafe {
+        product_raw(
+            (dst.as_mut_ptr(), dst.len()),
+            strides,
+            lhs,
+            rhs,
+            accumulate,
+            parallel,
+        )
+    }
+}
+
+/// [`product`] into the `len` floats from `dst`.
+///
+/// # Safety
+/// `dst..dst + len` is valid for writes and, while this runs, no other reference reads or
+/// writes the elements the product writes (`(r, c)` at `r * dst_rs + c * dst_cs`); other
+/// threads may write other elements of the range.
+#[allow(unsafe_code)]
+pub(crate) unsafe fn product_raw(
+    (dst, len): (*mut f32, usize),
     (dst_rs, dst_cs): (usize, usize),
     lhs: View<'_>,
     rhs: View<'_>,
@@ -570,7 +585,7 @@ pub(crate) fn product(
         "matmul operand out of bounds"
     );
     assert!(
-        m == 0 || n == 0 || (m - 1) * dst_rs + (n - 1) * dst_cs < dst.len(),
+        m == 0 || n == 0 || (m - 1) * dst_rs + (n - 1) * dst_cs < len,
         "matmul destination too small"
     );
     let threads = rayon::current_num_threads();
@@ -581,14 +596,15 @@ pub(crate) fn product(
     };
     // SAFETY: `gemm` reads `lhs` at `r * rs + c * cs` for `r < m`, `c < k` and `rhs` likewise
     // for `k x n`, and writes `dst` for `m x n` with the strides given: all inside their slices
-    // (asserted above). `dst` is a unique borrow, so it aliases neither operand. With
-    // `read_dst == false` the destination is only written (`dst := 1 * lhs rhs`).
+    // and `dst`'s range (asserted above). The caller guarantees that no one else touches the
+    // elements written, so they alias neither operand. With `read_dst == false` the destination
+    // is only written (`dst := 1 * lhs rhs`).
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            dst.as_mut_ptr(),
+            dst,
             dst_cs as isize,
             dst_rs as isize,
             accumulate,
@@ -1305,7 +1321,7 @@ mod tests {
             (1, 8, 9, 6, 3),
             (5, 2, 8, 8, 2),
             (2, 16, 4, 5, 32),
-            // 4 images per task, 32 per group: the weight gradient adds two groups' partials.
+            // 16 images per task of the weight gradient: it adds three tasks' products.
             (40, 2, 16, 16, 3),
         ] {
             let Ok(g) = Geometry::new(
