@@ -244,6 +244,55 @@ fn matches_candle_conv2d_on_resnet_shapes() {
     }
 }
 
+/// Every path of the op (Winograd by rows of tiles and by images, its tasks alone or sharing
+/// the threads; im2col; per-image 1 x 1 products; the dense matrix) gives the same bits for
+/// its output and both gradients on 1, 2 and 3 threads: work is split between threads, never
+/// a sum.
+#[test]
+fn every_path_gives_the_same_bits_on_any_number_of_threads() {
+    let cases = [
+        // Winograd, rows of tiles: one image per task, four tasks.
+        ([4, 8, 32, 32], [8, 8, 3, 3], 1, 1),
+        // Winograd by images: one task of 16 images, its products spread over the threads.
+        ([16, 8, 8, 8], [16, 8, 3, 3], 1, 1),
+        // Winograd by images: three tasks; the weight gradient sums three tasks' products.
+        ([40, 4, 8, 8], [6, 4, 3, 3], 1, 1),
+        // im2col (stride 2), per-image 1 x 1 products, 1 x 1 on a small plane, dense.
+        ([3, 5, 9, 9], [7, 5, 3, 3], 2, 1),
+        ([2, 6, 16, 16], [5, 6, 1, 1], 1, 0),
+        ([3, 6, 4, 4], [5, 6, 1, 1], 1, 0),
+        ([3, 4, 2, 2], [6, 4, 3, 3], 1, 1),
+    ];
+    for (x_dims, w_dims, stride, padding) in cases {
+        let params = Conv2dParams { stride, padding };
+        let (out_h, out_w) = (
+            (x_dims[2] + 2 * padding - w_dims[2]) / stride + 1,
+            (x_dims[3] + 2 * padding - w_dims[3]) / stride + 1,
+        );
+        let x = values(x_dims.iter().product(), 3);
+        let w = values(w_dims.iter().product(), 5);
+        let probe = values(x_dims[0] * w_dims[0] * out_h * out_w, 7);
+        let on = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| run(&x, &w, &probe, (x_dims, w_dims), params, DType::F32, false))
+        };
+        let one = on(1);
+        for threads in [2, 3] {
+            let many = on(threads);
+            for (name, a, b) in [("y", 0, 0), ("dx", 1, 1), ("dw", 2, 2)] {
+                let (a, b) = (&one[a], &many[b]);
+                assert!(
+                    a.iter().zip(b).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{name} of {x_dims:?} * {w_dims:?} differs on {threads} threads"
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn shape_errors_are_reported_not_panics() {
     let x = Tensor::zeros((1, 3, 4, 4), DType::F32, &Device::Cpu).unwrap();
