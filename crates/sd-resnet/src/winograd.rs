@@ -46,35 +46,6 @@ pub(crate) fn weights_len(out: usize, channels: usize) -> usize {
     ELEMENTS * out * channels
 }
 
-/// `G f G^T` for the 3 x 3 filter `f` (row-major), turned by 180 degrees first when `turn`: the
-/// 16 elements row by row.
-#[inline(always)]
-fn filter_tile(f: &[f32], turn: bool) -> [f32; ELEMENTS] {
-    let g = |i: usize, j: usize| {
-        if turn {
-            f[(2 - i) * 3 + (2 - j)]
-        } else {
-            f[i * 3 + j]
-        }
-    };
-    // G g: 4 x 3.
-    let gg: [[f32; 3]; 4] = [
-        std::array::from_fn(|j| g(0, j)),
-        std::array::from_fn(|j| 0.5 * (g(0, j) + g(1, j) + g(2, j))),
-        std::array::from_fn(|j| 0.5 * (g(0, j) - g(1, j) + g(2, j))),
-        std::array::from_fn(|j| g(2, j)),
-    ];
-    // (G g) G^T: 4 x 4, row by row.
-    let mut t = [0f32; ELEMENTS];
-    for (i, r) in gg.iter().enumerate() {
-        t[i * 4] = r[0];
-        t[i * 4 + 1] = 0.5 * (r[0] + r[1] + r[2]);
-        t[i * 4 + 2] = 0.5 * (r[0] - r[1] + r[2]);
-        t[i * 4 + 3] = r[2];
-    }
-    t
-}
-
 /// The transformed filters `U` into `u` (its first [`weights_len`] floats): `[rows][16][cols]`
 /// (`U_e` is the `[rows, cols]` matrix with rows `16 cols` apart), rows the convolution's output
 /// channels, parallel over rows: `U_e[o][c] = (G w[o, c] G^T)_e` for `w` `[O, C, 3, 3]`.
@@ -91,19 +62,77 @@ pub(crate) fn weights(w: &[f32], out: usize, channels: usize, input_gradient: bo
     u[..ELEMENTS * rows * cols]
         .par_chunks_mut(ELEMENTS * cols)
         .enumerate()
-        .for_each(|(row, u)| {
-            for col in 0..cols {
-                let (o, c) = if input_gradient {
-                    (col, row)
-                } else {
-                    (row, col)
-                };
-                let f = &w[(o * channels + c) * 9..][..9];
-                for (e, value) in filter_tile(f, input_gradient).into_iter().enumerate() {
-                    u[e * cols + col] = value;
-                }
-            }
-        });
+        .for_each_init(
+            || vec![0f32; 15 * cols],
+            |scratch, (row, u)| {
+                wide(
+                    #[inline(always)]
+                    move || filter_row(w, channels, input_gradient, (row, u), scratch),
+                )
+            },
+        );
+}
+
+/// One row of [`weights`] (its `16 cols` floats), with `15 cols` floats of scratch: the row's
+/// filters gathered tap by tap (`[9][cols]`, turned when `input_gradient`), then `G g` (its two
+/// middle rows, `[2][3][cols]`; the outer two are taps), then `(G g) G^T`, each step a loop over
+/// the row's filters. A function of values run under [`wide`].
+#[inline(always)]
+fn filter_row(
+    w: &[f32],
+    channels: usize,
+    input_gradient: bool,
+    (row, u): (usize, &mut [f32]),
+    scratch: &mut [f32],
+) {
+    let cols = u.len() / ELEMENTS;
+    let (taps, middle) = scratch.split_at_mut(9 * cols);
+    for col in 0..cols {
+        let (o, c) = if input_gradient {
+            (col, row)
+        } else {
+            (row, col)
+        };
+        let f = &w[(o * channels + c) * 9..][..9];
+        for (k, &value) in f.iter().enumerate() {
+            // Turned by 180 degrees: tap (i, j) is the filter's (2 - i, 2 - j).
+            let k = if input_gradient { 8 - k } else { k };
+            taps[k * cols + col] = value;
+        }
+    }
+    let tap = |i: usize, j: usize| &taps[(i * 3 + j) * cols..][..cols];
+    // G g: rows g0, (g0 + g1 + g2) / 2, (g0 - g1 + g2) / 2, g2.
+    for j in 0..3 {
+        let (plus, minus) = middle.split_at_mut(3 * cols);
+        let (a, b, c) = (tap(0, j), tap(1, j), tap(2, j));
+        let lanes = plus[j * cols..][..cols]
+            .iter_mut()
+            .zip(&mut minus[j * cols..][..cols]);
+        for ((p, m), ((&a, &b), &c)) in lanes.zip(a.iter().zip(b).zip(c)) {
+            *p = 0.5 * (a + b + c);
+            *m = 0.5 * (a - b + c);
+        }
+    }
+    // (G g) G^T, each row r of G g giving r0, (r0 + r1 + r2) / 2, (r0 - r1 + r2) / 2, r2.
+    for i in 0..4 {
+        let r = |j: usize| match i {
+            0 => tap(0, j),
+            1 => &middle[j * cols..][..cols],
+            2 => &middle[(3 + j) * cols..][..cols],
+            _ => tap(2, j),
+        };
+        let (r0, r1, r2) = (r(0), r(1), r(2));
+        let (first, rest) = u[i * 4 * cols..][..4 * cols].split_at_mut(cols);
+        let (plus, rest) = rest.split_at_mut(cols);
+        let (minus, last) = rest.split_at_mut(cols);
+        first.copy_from_slice(r0);
+        last.copy_from_slice(r2);
+        let lanes = plus.iter_mut().zip(minus.iter_mut());
+        for ((p, m), ((&a, &b), &c)) in lanes.zip(r0.iter().zip(r1).zip(r2)) {
+            *p = 0.5 * (a + b + c);
+            *m = 0.5 * (a - b + c);
+        }
+    }
 }
 
 /// Element `e`'s `[rows, cols]` matrix in a buffer laid out `[rows][16][cols]` (`U`, `V`, `M`,
