@@ -11,7 +11,7 @@
 //!
 //! 3 x 3 convolutions with stride 1 and padding 1 (most of ResNet's) take Winograd's
 //! F(2x2, 3x3) for the output and both gradients instead (Lavin & Gray 2016; 2.25 times fewer
-//! multiply-adds and no `cols`) when the batch has enough 2 x 2 tiles ([`WINOGRAD_MIN_TILES`]).
+//! multiply-adds and no `cols`) when the batch has enough 2 x 2 tiles ([`WINOGRAD_MIN_TILES`], fewer for wide layers).
 //! Planes with fewer pixels than the kernel has taps (ResNet's last stages on 32 x 32 images)
 //! take one product with the convolution's dense matrix instead, which skips the padding that
 //! im2col's product multiplies (`Geometry::dense`).
@@ -50,8 +50,17 @@ pub const WINOGRAD_MIN_SIDE: usize = 4;
 
 /// Fewest 2 x 2 output tiles over the batch for which such a convolution takes Winograd's
 /// F(2x2, 3x3): with fewer, transforming the filters (16 values for 9) costs more than the
-/// products save (ResNet-18's last stage at batch 16 on 32 x 32 images has 64).
+/// products save, unless the convolution is [wide](WINOGRAD_WIDE_CHANNELS).
 pub const WINOGRAD_MIN_TILES: usize = 256;
+
+/// Fewest input and output channels for which a convolution takes Winograd's F(2x2, 3x3) from
+/// [`WINOGRAD_MIN_TILES_WIDE`] tiles: ResNet's last stage on 32 x 32 images at batch 16 (512
+/// channels, 4 x 4 planes, 64 tiles) gains, the 128-channel 4 x 4 planes of the imagenet stem do
+/// not.
+pub const WINOGRAD_WIDE_CHANNELS: usize = 256;
+
+/// Fewest tiles for a [wide](WINOGRAD_WIDE_CHANNELS) convolution to take Winograd.
+pub const WINOGRAD_MIN_TILES_WIDE: usize = 64;
 
 /// Stride and zero padding of a convolution, the same along both axes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -142,7 +151,8 @@ impl Geometry {
     }
 
     /// A 3 x 3 convolution with stride 1 and padding 1 on planes of at least
-    /// [`WINOGRAD_MIN_SIDE`] a side and [`WINOGRAD_MIN_TILES`] tiles in all: output and both
+    /// [`WINOGRAD_MIN_SIDE`] a side and [`WINOGRAD_MIN_TILES`] tiles in all (or
+    /// [`WINOGRAD_MIN_TILES_WIDE`] for [wide](WINOGRAD_WIDE_CHANNELS) ones): output and both
     /// gradients by [`crate::winograd`].
     fn winograd(&self) -> bool {
         self.kernel_h == 3
@@ -150,7 +160,11 @@ impl Geometry {
             && self.stride == 1
             && self.padding == 1
             && self.out_h.min(self.out_w) >= WINOGRAD_MIN_SIDE
-            && self.batch * self.out_h.div_ceil(2) * self.out_w.div_ceil(2) >= WINOGRAD_MIN_TILES
+            && {
+                let tiles = self.batch * self.out_h.div_ceil(2) * self.out_w.div_ceil(2);
+                let wide = self.channels.min(self.out_channels) >= WINOGRAD_WIDE_CHANNELS;
+                tiles >= WINOGRAD_MIN_TILES || (wide && tiles >= WINOGRAD_MIN_TILES_WIDE)
+            }
     }
 
     /// A convolution on planes with fewer pixels than its kernel has taps (ResNet's last two
@@ -1192,7 +1206,7 @@ mod tests {
         #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
 
         /// Winograd's three results against the im2col path on random shapes, any side from
-        /// 1 (the op itself takes Winograd from 4 x 4 and 256 tiles; the functions take any).
+        /// 1 (the op itself takes Winograd from 4 x 4 and 64 to 256 tiles; the functions take any).
         #[test]
         fn winograd_equals_im2col_on_random_shapes(
             batch in 1usize..7, channels in 1usize..6, out in 1usize..6,

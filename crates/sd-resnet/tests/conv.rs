@@ -200,8 +200,15 @@ fn matches_candle_conv2d_on_resnet_shapes() {
                 padding: 0,
             },
         ),
-        // 3 x 3, stride 1, padding 1 with 256 tiles and more: Winograd's F(2x2, 3x3) for the
+        // 3 x 3, stride 1, padding 1 with 256 tiles and more (64 at 256 channels): Winograd's F(2x2, 3x3) for the
         // output and the input gradient, at even and odd sides.
+        (
+            ([16, 256, 4, 4], [256, 256, 3, 3]),
+            Conv2dParams {
+                stride: 1,
+                padding: 1,
+            },
+        ),
         (
             ([16, 64, 8, 8], [64, 64, 3, 3]),
             Conv2dParams {
