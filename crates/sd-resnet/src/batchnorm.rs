@@ -107,7 +107,7 @@ fn normalize(
     if by_rows(channels, plane) {
         return rows::normalize(x, (channels, plane), (scale, shift), residual, relu);
     }
-    let mut y = vec![0f32; x.len()];
+    let mut y = crate::cpu::zeros(x.len());
     y.par_chunks_mut(plane)
         .zip(x.par_chunks(plane))
         .enumerate()
@@ -425,7 +425,7 @@ mod rows {
             Residual::Normalized(_, rs, rt) => Some((spread(rs, plane), spread(rt, plane))),
             _ => None,
         };
-        let mut y = vec![0f32; x.len()];
+        let mut y = crate::cpu::zeros(x.len());
         y.par_chunks_mut(row)
             .zip(x.par_chunks(row))
             .enumerate()
@@ -630,11 +630,11 @@ fn backward(
                 move || input_gradient_plane(dx, out, (x, dy, y), coefficients, relu),
             )
         };
-        let mut dx = vec![0f32; xv.len()];
+        let mut dx = crate::cpu::zeros(xv.len());
         let mut masked_out = Vec::new();
         if by_rows(channels, plane) {
             if masked_dy {
-                masked_out = vec![0f32; xv.len()];
+                masked_out = crate::cpu::zeros(xv.len());
             }
             let coefficients = rows::InputGradient {
                 k: (0..channels)
@@ -649,7 +649,7 @@ fn backward(
             let masked = masked_dy.then_some(&mut masked_out[..]);
             rows::input_gradient(&mut dx, masked, (xv, dyv, yv), plane, &coefficients, relu);
         } else if masked_dy {
-            masked_out = vec![0f32; xv.len()];
+            masked_out = crate::cpu::zeros(xv.len());
             dx.par_chunks_mut(plane)
                 .zip(masked_out.par_chunks_mut(plane))
                 .enumerate()
@@ -808,7 +808,7 @@ impl CustomOp3 for FusedBatchNormEval {
             );
             let narrow = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<_>>();
             let (db, dw) = (narrow(db), narrow(dw));
-            let mut dx = vec![0f32; xv.len()];
+            let mut dx = crate::cpu::zeros(xv.len());
             dx.par_chunks_mut(plane)
                 .zip(dyv.par_chunks(plane).zip(yv.par_chunks(plane)))
                 .enumerate()

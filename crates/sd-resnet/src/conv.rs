@@ -655,7 +655,7 @@ fn forward(g: &Geometry, x: &[f32], w: &[f32], chunk: usize) -> Vec<f32> {
     let (k, p, o) = (g.k(), g.p(), g.out_channels);
     let mut y = {
         let _t = profile::scope("conv forward: allocate");
-        vec![0f32; g.batch * o * p]
+        crate::cpu::zeros(g.batch * o * p)
     };
     let order = forward_order(o);
     let mut cols = WORKSPACE.take(chunk * k * p);
@@ -706,7 +706,7 @@ fn backward(
 ) -> (Option<Vec<f32>>, Vec<f32>) {
     let (k, p, o) = (g.k(), g.p(), g.out_channels);
     let t = profile::scope("conv backward: allocate");
-    let mut dx = input_gradient.then(|| vec![0f32; x.len()]);
+    let mut dx = input_gradient.then(|| crate::cpu::zeros(x.len()));
     drop(t);
     let mut cols = WORKSPACE.take(chunk * k * p);
     let mut dy_rows = WORKSPACE.take(chunk * o * p);
@@ -774,7 +774,7 @@ fn backward(
     }
     if !copies {
         let _t = profile::scope("conv backward: dW transpose");
-        dw = vec![0f32; o * k];
+        dw = crate::cpu::zeros(o * k);
         // dw_columns is column-major `[O, K]`, i.e. row-major `[K, O]`.
         transpose(&dw_columns[..o * k], k, o, &mut dw);
     }
@@ -896,7 +896,7 @@ fn forward_dense(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
     drop(t);
     let mut y = {
         let _t = profile::scope("conv forward: allocate");
-        vec![0f32; g.batch * rows]
+        crate::cpu::zeros(g.batch * rows)
     };
     let t = profile::scope("conv forward: GEMM");
     matmul(
@@ -939,7 +939,7 @@ fn backward_dense(
         let t = profile::scope("conv backward: dense matrix");
         dense_matrix(g, w, d);
         drop(t);
-        let mut dx = vec![0f32; g.batch * cols];
+        let mut dx = crate::cpu::zeros(g.batch * cols);
         let _t = profile::scope("conv backward: GEMM input");
         matmul(
             &mut dx,
@@ -988,7 +988,7 @@ fn forward_pointwise(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
     let (c, p, o) = (g.channels, g.p(), g.out_channels);
     let mut y = {
         let _t = profile::scope("conv forward: allocate");
-        vec![0f32; g.batch * o * p]
+        crate::cpu::zeros(g.batch * o * p)
     };
     let _t = profile::scope("conv forward: GEMM");
     per_image_products(&mut y, View::row_major(w, o, c), x, p);
@@ -1025,7 +1025,7 @@ fn backward_pointwise(
     input_gradient: bool,
 ) -> (Option<Vec<f32>>, Vec<f32>) {
     let (c, p, o) = (g.channels, g.p(), g.out_channels);
-    let mut dx = input_gradient.then(|| vec![0f32; x.len()]);
+    let mut dx = input_gradient.then(|| crate::cpu::zeros(x.len()));
     let mut dw = vec![0f32; o * c];
     let t = profile::scope("conv backward: GEMM weight");
     // One sum over images, in image order: each product over both threads.

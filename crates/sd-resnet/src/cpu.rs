@@ -55,3 +55,42 @@ pub(crate) fn lane_sum(values: &[f32], f: impl Fn(f64) -> f64) -> f64 {
     rest.iter()
         .fold(acc.iter().sum::<f64>(), |s, &v| s + f(f64::from(v)))
 }
+
+/// Floats below which [`zeros`] leaves the zeroing to `calloc` on the calling thread.
+const PARALLEL_ZEROS: usize = 1 << 15;
+
+/// `len` zeros, for an output every kernel then overwrites: the zeros are written by the rayon
+/// pool in chunks, where `vec![0.0; len]` has one thread `memset` an output of up to tens of
+/// MiB (a recycled heap block, so `calloc` cannot skip it) while the other core waits.
+pub(crate) fn zeros(len: usize) -> Vec<f32> {
+    use rayon::prelude::*;
+    if len < PARALLEL_ZEROS {
+        return vec![0.0; len];
+    }
+    let mut values = Vec::with_capacity(len);
+    values.spare_capacity_mut()[..len]
+        .par_chunks_mut(PARALLEL_ZEROS)
+        .for_each(|chunk| {
+            for value in chunk {
+                value.write(0.0);
+            }
+        });
+    // SAFETY: the loop above wrote each of the first `len` elements (its capacity is `len`).
+    #[allow(unsafe_code)]
+    unsafe {
+        values.set_len(len)
+    };
+    values
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn zeros_are_zeros_of_the_length_asked() {
+        for len in [0, 1, super::PARALLEL_ZEROS - 1, super::PARALLEL_ZEROS, 100_003] {
+            let values = super::zeros(len);
+            assert_eq!(values.len(), len);
+            assert!(values.iter().all(|v| v.to_bits() == 0));
+        }
+    }
+}

@@ -492,7 +492,7 @@ impl candle_core::CustomOp2 for AddRelu {
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
         use rayon::prelude::*;
         let (a, b) = (contiguous_f32(a, al)?, contiguous_f32(b, bl)?);
-        let mut out = vec![0f32; a.len()];
+        let mut out = crate::cpu::zeros(a.len());
         out.par_chunks_mut(1 << 16)
             .zip(a.par_chunks(1 << 16).zip(b.par_chunks(1 << 16)))
             .for_each(|(out, (a, b))| {
@@ -520,7 +520,7 @@ impl candle_core::CustomOp2 for AddRelu {
                 candle_core::bail!("add_relu runs on the CPU only")
             };
             let (o, g) = (contiguous_f32(os, ol)?, contiguous_f32(gs, gl)?);
-            let mut masked = vec![0f32; o.len()];
+            let mut masked = crate::cpu::zeros(o.len());
             masked
                 .par_chunks_mut(1 << 16)
                 .zip(o.par_chunks(1 << 16).zip(g.par_chunks(1 << 16)))

@@ -291,7 +291,7 @@ fn transform_output(s: &Shape, m: &[f32], images: usize, y: &mut [f32]) {
 /// spread over the threads instead ([`element_products`]). Which thread runs a task does not change its arithmetic.
 pub(crate) fn convolve(s: &Shape, x: &[f32], u: &[f32], images: usize) -> Vec<f32> {
     let (c, o, plane) = (s.channels, s.out, s.plane());
-    let mut y = vec![0f32; s.batch * o * plane];
+    let mut y = crate::cpu::zeros(s.batch * o * plane);
     let images = images.max(1);
     let tasks = s.batch.div_ceil(images);
     let shared = tasks < rayon::current_num_threads();
