@@ -1,5 +1,7 @@
 //! Shared plumbing of this crate's CPU kernels.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{CpuStorage, Layout};
 
 /// The f32 values of a contiguous tensor's CPU storage; an error naming `op` otherwise.
@@ -56,26 +58,38 @@ pub(crate) fn lane_sum(values: &[f32], f: impl Fn(f64) -> f64) -> f64 {
         .fold(acc.iter().sum::<f64>(), |s, &v| s + f(f64::from(v)))
 }
 
-/// Floats below which [`zeros`] leaves the zeroing to `calloc` on the calling thread.
+/// Floats per task of [`zeros`], and below which it leaves the zeroing to `calloc` on the
+/// calling thread.
 const PARALLEL_ZEROS: usize = 1 << 15;
 
 /// `len` zeros, for an output every kernel then overwrites: the zeros are written by the rayon
 /// pool in chunks, where `vec![0.0; len]` has one thread `memset` an output of up to tens of
-/// MiB (a recycled heap block, so `calloc` cannot skip it) while the other core waits.
+/// MiB (a recycled heap block, so `calloc` cannot skip it) while the other core waits. Where
+/// the kernel writes its output in chunks, [`filled`] does better.
 pub(crate) fn zeros(len: usize) -> Vec<f32> {
-    use rayon::prelude::*;
     if len < PARALLEL_ZEROS {
         return vec![0.0; len];
     }
+    filled(len, PARALLEL_ZEROS, |_, _| {})
+}
+
+/// A vector of `len` floats made by `fill(i, chunk)` for its chunks of `chunk` floats (the last
+/// may be shorter), in parallel over the rayon pool. Each task zeroes its chunk just before
+/// `fill` writes it, so the zeros cost a pass over a chunk in the core's cache rather than one
+/// over the whole output in memory; values `fill` leaves alone are 0.
+pub(crate) fn filled(
+    len: usize,
+    chunk: usize,
+    fill: impl Fn(usize, &mut [f32]) + Sync + Send,
+) -> Vec<f32> {
+    use rayon::prelude::*;
     let mut values = Vec::with_capacity(len);
     values.spare_capacity_mut()[..len]
-        .par_chunks_mut(PARALLEL_ZEROS)
-        .for_each(|chunk| {
-            for value in chunk {
-                value.write(0.0);
-            }
-        });
-    // SAFETY: the loop above wrote each of the first `len` elements (its capacity is `len`).
+        .par_chunks_mut(chunk.max(1))
+        .enumerate()
+        .for_each(|(i, part)| fill(i, zeroed(part)));
+    // SAFETY: every task above wrote each element of its chunk, and the chunks cover the first
+    // `len` elements (its capacity is `len`).
     #[allow(unsafe_code)]
     unsafe {
         values.set_len(len)
@@ -83,11 +97,30 @@ pub(crate) fn zeros(len: usize) -> Vec<f32> {
     values
 }
 
+/// `part` with each value written 0, as floats.
+pub(crate) fn zeroed(part: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    for value in part.iter_mut() {
+        value.write(0.0);
+    }
+    // SAFETY: every element was initialized just above, and `MaybeUninit<f32>` has the layout
+    // of `f32`.
+    #[allow(unsafe_code)]
+    unsafe {
+        &mut *(part as *mut [MaybeUninit<f32>] as *mut [f32])
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
     fn zeros_are_zeros_of_the_length_asked() {
-        for len in [0, 1, super::PARALLEL_ZEROS - 1, super::PARALLEL_ZEROS, 100_003] {
+        for len in [
+            0,
+            1,
+            super::PARALLEL_ZEROS - 1,
+            super::PARALLEL_ZEROS,
+            100_003,
+        ] {
             let values = super::zeros(len);
             assert_eq!(values.len(), len);
             assert!(values.iter().all(|v| v.to_bits() == 0));

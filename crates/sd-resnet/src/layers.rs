@@ -490,16 +490,14 @@ impl candle_core::CustomOp2 for AddRelu {
         b: &candle_core::CpuStorage,
         bl: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, candle_core::Shape)> {
-        use rayon::prelude::*;
         let (a, b) = (contiguous_f32(a, al)?, contiguous_f32(b, bl)?);
-        let mut out = crate::cpu::zeros(a.len());
-        out.par_chunks_mut(1 << 16)
-            .zip(a.par_chunks(1 << 16).zip(b.par_chunks(1 << 16)))
-            .for_each(|(out, (a, b))| {
-                for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
-                    *o = (a + b).max(0.0);
-                }
-            });
+        const CHUNK: usize = 1 << 16;
+        let out = crate::cpu::filled(a.len(), CHUNK, |i, out| {
+            let (a, b) = (&a[i * CHUNK..], &b[i * CHUNK..]);
+            for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+                *o = (a + b).max(0.0);
+            }
+        });
         Ok((candle_core::CpuStorage::F32(out), al.shape().clone()))
     }
 
@@ -510,7 +508,6 @@ impl candle_core::CustomOp2 for AddRelu {
         out: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        use rayon::prelude::*;
         let grad = grad.contiguous()?;
         let masked = {
             let (os, ol) = out.storage_and_layout();
@@ -520,16 +517,13 @@ impl candle_core::CustomOp2 for AddRelu {
                 candle_core::bail!("add_relu runs on the CPU only")
             };
             let (o, g) = (contiguous_f32(os, ol)?, contiguous_f32(gs, gl)?);
-            let mut masked = crate::cpu::zeros(o.len());
-            masked
-                .par_chunks_mut(1 << 16)
-                .zip(o.par_chunks(1 << 16).zip(g.par_chunks(1 << 16)))
-                .for_each(|(m, (o, g))| {
-                    for ((m, &o), &g) in m.iter_mut().zip(o).zip(g) {
-                        *m = if o > 0.0 { g } else { 0.0 };
-                    }
-                });
-            masked
+            const CHUNK: usize = 1 << 16;
+            crate::cpu::filled(o.len(), CHUNK, |i, m| {
+                let (o, g) = (&o[i * CHUNK..], &g[i * CHUNK..]);
+                for ((m, &o), &g) in m.iter_mut().zip(o).zip(g) {
+                    *m = if o > 0.0 { g } else { 0.0 };
+                }
+            })
         };
         let masked = Tensor::from_vec(masked, out.shape(), out.device())?;
         Ok((Some(masked.clone()), Some(masked)))
