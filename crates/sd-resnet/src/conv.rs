@@ -1015,6 +1015,46 @@ fn per_image_products(dst: &mut [f32], lhs: View<'_>, src: &[f32], p: usize) {
         });
 }
 
+/// Most groups of images of [`pointwise_weight_gradient`].
+const WEIGHT_GROUPS: usize = 4;
+
+/// `dW = sum over images of dy_i x_i^T` (`[O, C]`, row-major) for a
+/// [pointwise](Geometry::pointwise) convolution: the images in up to [`WEIGHT_GROUPS`] groups
+/// of consecutive images, each group on one thread summing its products in image order, and
+/// the groups' sums added in group order. The groups depend on the batch only, so the result
+/// does not depend on the threads. (One product at a time split over both threads ran at about
+/// 55% of the forward products' speed on ResNet-50 cifar 16.)
+fn pointwise_weight_gradient(x: &[f32], dy: &[f32], (o, c, p): (usize, usize, usize)) -> Vec<f32> {
+    let batch = x.len() / (c * p);
+    let per_group = batch.div_ceil(WEIGHT_GROUPS).max(1);
+    let partials: Vec<Vec<f32>> = (0..batch.div_ceil(per_group))
+        .into_par_iter()
+        .map(|group| {
+            let images = group * per_group..((group + 1) * per_group).min(batch);
+            let mut dw = vec![0f32; o * c];
+            for i in images.clone() {
+                product(
+                    &mut dw,
+                    (c, 1),
+                    View::row_major(&dy[i * o * p..][..o * p], o, p),
+                    View::row_major(&x[i * c * p..][..c * p], c, p).t(),
+                    i > images.start,
+                    false,
+                );
+            }
+            dw
+        })
+        .collect();
+    let mut partials = partials.into_iter();
+    let mut dw = partials.next().unwrap_or_else(|| vec![0f32; o * c]);
+    for partial in partials {
+        for (a, b) in dw.iter_mut().zip(&partial) {
+            *a += b;
+        }
+    }
+    dw
+}
+
 /// [`backward`] for a [pointwise](Geometry::pointwise) convolution, per image:
 /// `dW += dy_i x_i^T` and `dx_i = W^T dy_i`, read and written in place.
 fn backward_pointwise(
@@ -1026,22 +1066,8 @@ fn backward_pointwise(
 ) -> (Option<Vec<f32>>, Vec<f32>) {
     let (c, p, o) = (g.channels, g.p(), g.out_channels);
     let mut dx = input_gradient.then(|| crate::cpu::zeros(x.len()));
-    let mut dw = vec![0f32; o * c];
     let t = profile::scope("conv backward: GEMM weight");
-    // One sum over images, in image order: each product over both threads.
-    for (i, (x, dy)) in x
-        .chunks_exact(c * p)
-        .zip(dy.chunks_exact(o * p))
-        .enumerate()
-    {
-        matmul(
-            &mut dw,
-            Order::RowMajor,
-            View::row_major(dy, o, p),
-            View::row_major(x, c, p).t(),
-            i > 0,
-        );
-    }
+    let dw = pointwise_weight_gradient(x, dy, (o, c, p));
     drop(t);
     if let Some(dx) = dx.as_mut() {
         let _t = profile::scope("conv backward: GEMM input");
