@@ -711,8 +711,13 @@ pub(crate) fn weight_gradient(s: &Shape, x: &[f32], dy: &[f32]) -> Vec<f32> {
     for n0 in (0..s.batch).step_by(task) {
         let images = task.min(s.batch - n0);
         let t_all = images * s.tiles();
+        let t = crate::profile::scope("winograd: weight gradient: input transform");
         transform_input(s, x, n0, images, &mut v);
+        drop(t);
+        let t = crate::profile::scope("winograd: weight gradient: gradient transform");
         transform_gradient(s, dy, n0, images, &mut dm);
+        drop(t);
+        let _t = crate::profile::scope("winograd: weight gradient: products");
         let (v, dm) = (&v, &dm);
         du[..len]
             .par_chunks_mut(o * c)
@@ -731,34 +736,68 @@ pub(crate) fn weight_gradient(s: &Shape, x: &[f32], dy: &[f32]) -> Vec<f32> {
     }
     workspace.give(v);
     workspace.give(dm);
+    let _t = crate::profile::scope("winograd: weight gradient: filters");
     filters_from(du, o, c)
 }
 
 /// `dW = G^T dU_e G` per filter from `dU` (`[16][O][C]`, given back to the workspace), with
 /// G's columns (1, 1/2, 1/2, 0), (0, 1/2, -1/2, 0) and (0, 1/2, 1/2, 1); `[O, C, 3, 3]`.
+/// Parallel over output channels, each by [`filter_gradients`].
 fn filters_from(du: Vec<f32>, o: usize, c: usize) -> Vec<f32> {
-    let mut dw = vec![0f32; o * c * 9];
-    dw.par_chunks_mut(c * 9).enumerate().for_each(|(oi, dw)| {
-        for (ci, dw) in dw.chunks_exact_mut(9).enumerate() {
-            let at = |e: usize| du[(e * o + oi) * c + ci];
-            let combine = |v: [f32; 4]| {
-                [
-                    v[0] + 0.5 * v[1] + 0.5 * v[2],
-                    0.5 * v[1] - 0.5 * v[2],
-                    0.5 * v[1] + 0.5 * v[2] + v[3],
-                ]
-            };
-            // Over the rows of dU (per column j), then over the columns.
-            let rows: [[f32; 3]; 4] =
-                std::array::from_fn(|j| combine(std::array::from_fn(|i| at(i * 4 + j))));
-            for a in 0..3 {
-                let out = combine(std::array::from_fn(|j| rows[j][a]));
-                dw[a * 3..a * 3 + 3].copy_from_slice(&out);
-            }
-        }
+    let dw = crate::cpu::filled(o * c * 9, c * 9, |oi, dw| {
+        let mut scratch = vec![0f32; 21 * c];
+        let du = &du[..];
+        wide(
+            #[inline(always)]
+            move || filter_gradients(du, o, oi, dw, &mut scratch),
+        )
     });
     crate::conv::WORKSPACE.give(du);
     dw
+}
+
+/// `(v0 + v1 / 2 + v2 / 2, v1 / 2 - v2 / 2, v1 / 2 + v2 / 2 + v3)` (`v G`, `G` of
+/// [`filters_from`]) lane by lane, into `out` (`3 n` floats) from `v` (four rows of `n`).
+#[inline(always)]
+fn combine(out: &mut [f32], [v0, v1, v2, v3]: [&[f32]; 4]) {
+    let n = v0.len();
+    let (d0, rest) = out[..3 * n].split_at_mut(n);
+    let (d1, d2) = rest.split_at_mut(n);
+    let outputs = d0.iter_mut().zip(d1.iter_mut()).zip(d2.iter_mut());
+    let inputs = v0.iter().zip(v1).zip(v2.iter().zip(v3));
+    for (((d0, d1), d2), ((&a, &b), (&c, &d))) in outputs.zip(inputs) {
+        *d0 = a + 0.5 * b + 0.5 * c;
+        *d1 = 0.5 * b - 0.5 * c;
+        *d2 = 0.5 * b + 0.5 * c + d;
+    }
+}
+
+/// The filters of output channel `oi` of [`filters_from`] into `dw` (`[C][9]`), with `21 C`
+/// floats of scratch: `G^T` over the rows of each `dU` tile (four columns `j`, three rows `a`
+/// each: `[j][a][C]`), then `G` over its columns (`[a][b][C]`), each a loop over the `C`
+/// filters, then the nine values of each filter laid side by side. The operations per value
+/// are those of the tile's definition. A function of values run under [`wide`].
+#[inline(always)]
+fn filter_gradients(du: &[f32], o: usize, oi: usize, dw: &mut [f32], scratch: &mut [f32]) {
+    let c = dw.len() / 9;
+    let row = |e: usize| &du[(e * o + oi) * c..][..c];
+    let (rows, out) = scratch.split_at_mut(12 * c);
+    for j in 0..4 {
+        combine(
+            &mut rows[j * 3 * c..],
+            [row(j), row(4 + j), row(8 + j), row(12 + j)],
+        );
+    }
+    let rows = &*rows;
+    for a in 0..3 {
+        let v = |j: usize| &rows[(j * 3 + a) * c..][..c];
+        combine(&mut out[a * 3 * c..], [v(0), v(1), v(2), v(3)]);
+    }
+    for (ci, dw) in dw.chunks_exact_mut(9).enumerate() {
+        for (k, dw) in dw.iter_mut().enumerate() {
+            *dw = out[k * c + ci];
+        }
+    }
 }
 
 /// The transforms for small planes ([`Shape::by_images`]): the columns of `V`, `M` and `dM`
