@@ -671,6 +671,23 @@ fn transform_gradient(s: &Shape, dy: &[f32], n0: usize, images: usize, dm: &mut 
         return by_images::transform_gradient(s, dy, n0, images, dm);
     }
     let (tw, t_all) = (s.tiles_w(), images * s.tiles());
+    if s.width.is_multiple_of(2) {
+        let rows = ROWS * s.tiles_h() * s.width + s.width;
+        dm[..s.out * ELEMENTS * t_all]
+            .par_chunks_mut(ELEMENTS * t_all)
+            .enumerate()
+            .for_each_init(
+                || vec![0f32; rows],
+                |rows, (o, block)| {
+                    let s = *s;
+                    wide(
+                        #[inline(always)]
+                        move || gradient_channel_even(s, dy, (n0, images), (o, block), rows),
+                    )
+                },
+            );
+        return;
+    }
     dm[..s.out * ELEMENTS * t_all]
         .par_chunks_mut(ELEMENTS * t_all)
         .enumerate()
@@ -684,6 +701,70 @@ fn transform_gradient(s: &Shape, dy: &[f32], n0: usize, images: usize, dm: &mut 
                 )
             },
         );
+}
+
+/// One output channel `o` of [`transform_gradient`] for planes of even width, with the scratch
+/// `rows` (`4 th W + W` floats), as [`input_channel_even`] does the input: `P = A dY` over
+/// whole rows first (tile row `ty`'s gradient rows `y0 = 2 ty`, `y1 = 2 ty + 1`, zero below the
+/// plane, give `y0`, `y0 + y1`, `y0 - y1`, `-y1`, each a `th x W` plane `P_k`), then each
+/// `P_k` over all tiles at once: tile `j = ty tw + tx` has its column pair at `2 j`, `2 j + 1`
+/// and gives `(p, p + q, p - q, -q)`. The operations per value are those of
+/// [`gradient_channel`], so the same bits.
+#[inline(always)]
+fn gradient_channel_even(
+    s: Shape,
+    dy: &[f32],
+    (n0, images): (usize, usize),
+    (o, block): (usize, &mut [f32]),
+    rows: &mut [f32],
+) {
+    let (th, tiles, plane) = (s.tiles_h(), s.tiles(), s.plane());
+    let (h, w) = (s.height, s.width);
+    let t_all = images * tiles;
+    let stride = th * w;
+    let (planes, zero) = rows.split_at_mut(ROWS * stride);
+    let zero = &*zero;
+    for i in 0..images {
+        let src = &dy[((n0 + i) * s.out + o) * plane..][..plane];
+        let row = |r: usize| if r < h { &src[r * w..][..w] } else { zero };
+        {
+            let (p0, rest) = planes.split_at_mut(stride);
+            let (p1, rest) = rest.split_at_mut(stride);
+            let (p2, p3) = rest.split_at_mut(stride);
+            for ty in 0..th {
+                let (y0, y1) = (row(2 * ty), row(2 * ty + 1));
+                let at = ty * w;
+                p0[at..][..w].copy_from_slice(y0);
+                for ((d, a), b) in p1[at..][..w].iter_mut().zip(y0).zip(y1) {
+                    *d = a + b;
+                }
+                for ((d, a), b) in p2[at..][..w].iter_mut().zip(y0).zip(y1) {
+                    *d = a - b;
+                }
+                for (d, b) in p3[at..][..w].iter_mut().zip(y1) {
+                    *d = -b;
+                }
+            }
+        }
+        let t0 = i * tiles;
+        for k in 0..ROWS {
+            let pairs = planes[k * stride..][..stride].chunks_exact(2);
+            let (d0, rest) = block[k * 4 * t_all..][..4 * t_all].split_at_mut(t_all);
+            let (d1, rest) = rest.split_at_mut(t_all);
+            let (d2, d3) = rest.split_at_mut(t_all);
+            let outputs = d0[t0..][..tiles]
+                .iter_mut()
+                .zip(&mut d1[t0..][..tiles])
+                .zip(d2[t0..][..tiles].iter_mut().zip(&mut d3[t0..][..tiles]));
+            for (((v0, v1), (v2, v3)), pq) in outputs.zip(pairs) {
+                let (p, q) = (pq[0], pq[1]);
+                *v0 = p;
+                *v1 = p + q;
+                *v2 = p - q;
+                *v3 = -q;
+            }
+        }
+    }
 }
 
 /// The weight gradient (`[O, C, 3, 3]`) of the convolution of `x` (`[N, C, H, W]`) whose output
@@ -1106,6 +1187,24 @@ mod tests {
     }
 
     /// `A^T m A` for the 16 elements `m` of a tile: the 2 x 2 outputs, row by row.
+    /// `A dY A^T` of one tile's 2 x 2 output gradient `d`, by the definition: `P = A dY` has
+    /// rows `y0`, `y0 + y1`, `y0 - y1`, `-y1`, and each row `(p, q)` gives `(p, p + q, p - q,
+    /// -q)`.
+    pub(super) fn gradient_tile(d: [[f32; 2]; 2]) -> [f32; ELEMENTS] {
+        let [y0, y1] = d;
+        let p: [[f32; 2]; 4] = [
+            y0,
+            [y0[0] + y1[0], y0[1] + y1[1]],
+            [y0[0] - y1[0], y0[1] - y1[1]],
+            [-y1[0], -y1[1]],
+        ];
+        let mut m = [0f32; ELEMENTS];
+        for (k, [p, q]) in p.into_iter().enumerate() {
+            m[k * 4..k * 4 + 4].copy_from_slice(&[p, p + q, p - q, -q]);
+        }
+        m
+    }
+
     pub(super) fn output_tile(m: [f32; ELEMENTS]) -> [f32; 4] {
         let mut t = [[0f32; 4]; 2];
         for j in 0..4 {
@@ -1170,6 +1269,25 @@ mod tests {
                         for (e, expected) in expected.into_iter().enumerate() {
                             let got = v[(c * ELEMENTS + e) * t_all + s.column(images, i, t)];
                             assert_eq!(got.to_bits(), expected.to_bits(), "{height}x{width}");
+                        }
+                    }
+                }
+            }
+            // x as an output gradient: A dY A^T of each tile's 2 x 2 block, zero outside.
+            let mut dm = vec![f32::NAN; s.scratch(images)];
+            transform_gradient(&s, &x, 0, images, &mut dm);
+            for i in 0..images {
+                for o in 0..2 {
+                    for t in 0..tiles {
+                        let (ty, tx) = ((t / tw) as isize, (t % tw) as isize);
+                        let d: [[f32; 2]; 2] = std::array::from_fn(|r| {
+                            std::array::from_fn(|q| {
+                                at(i, o, 2 * ty + r as isize, 2 * tx + q as isize)
+                            })
+                        });
+                        for (e, expected) in gradient_tile(d).into_iter().enumerate() {
+                            let got = dm[(o * ELEMENTS + e) * t_all + s.column(images, i, t)];
+                            assert_eq!(got.to_bits(), expected.to_bits(), "dM {height}x{width}");
                         }
                     }
                 }
