@@ -11,7 +11,8 @@
 //!
 //! 3 x 3 convolutions with stride 1 and padding 1 (most of ResNet's) take Winograd's
 //! F(2x2, 3x3) for the output and both gradients instead (Lavin & Gray 2016; 2.25 times fewer
-//! multiply-adds and no `cols`) when the batch has enough 2 x 2 tiles ([`WINOGRAD_MIN_TILES`], fewer for wide layers).
+//! multiply-adds and no `cols`) when the batch has enough 2 x 2 tiles ([`WINOGRAD_MIN_TILES`],
+//! fewer for wide layers).
 //! Planes with fewer pixels than the kernel has taps (ResNet's last stages on 32 x 32 images)
 //! take one product with the convolution's dense matrix instead, which skips the padding that
 //! im2col's product multiplies (`Geometry::dense`).

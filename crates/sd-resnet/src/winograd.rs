@@ -281,14 +281,16 @@ fn transform_output(s: &Shape, m: &[f32], images: usize, y: &mut [f32]) {
         );
 }
 
-/// `y = conv(x, w)` with the transformed filters `u` ([`weights`]), `x` `[N, C, H, W]`, stride 1, padding 1; `[N, O, H, W]`. For the input
-/// gradient `x` is `dy`, `C` the forward's output channels and `O` its input channels.
+/// `y = conv(x, w)` with the transformed filters `u` ([`weights`]), `x` `[N, C, H, W]`, stride 1,
+/// padding 1; `[N, O, H, W]`. For the input gradient `x` is `dy`, `C` the forward's output
+/// channels and `O` its input channels.
 ///
 /// The images are split into tasks of `images` each, run in parallel, each on one thread from
 /// input transform through its 16 products to output transform, so that a task's `V` and `M`
 /// stay in the core's cache (a task of ResNet's shapes has about [`TASK_TILES`] tiles: 1 MiB
 /// each for 64 channels). Where there are fewer tasks than threads, a task's 16 products are
-/// spread over the threads instead ([`element_products`]). Which thread runs a task does not change its arithmetic.
+/// spread over the threads instead ([`element_products`]). Which thread runs a task does not
+/// change its arithmetic.
 pub(crate) fn convolve(s: &Shape, x: &[f32], u: &[f32], images: usize) -> Vec<f32> {
     let (c, o, plane) = (s.channels, s.out, s.plane());
     let mut y = crate::cpu::zeros(s.batch * o * plane);
