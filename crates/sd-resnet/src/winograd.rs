@@ -266,6 +266,23 @@ fn transform_output(s: &Shape, m: &[f32], images: usize, y: &mut [f32]) {
         return by_images::transform_output(s, m, images, y);
     }
     let (tw, plane) = (s.tiles_w(), s.plane());
+    if s.width.is_multiple_of(2) {
+        let sums = 8 * s.tiles();
+        y[..images * s.out * plane]
+            .par_chunks_mut(plane)
+            .enumerate()
+            .for_each_init(
+                || vec![0f32; sums],
+                |sums, (index, dst)| {
+                    let s = *s;
+                    wide(
+                        #[inline(always)]
+                        move || output_plane_even(s, m, images, (index, dst), sums),
+                    )
+                },
+            );
+        return;
+    }
     y[..images * s.out * plane]
         .par_chunks_mut(plane)
         .enumerate()
@@ -537,6 +554,54 @@ fn input_channel(
                     *d = a - b;
                 }
             }
+        }
+    }
+}
+
+/// One plane `index` (image by output channel) of [`transform_output`] for planes of even width,
+/// with `8 tiles` floats of scratch `sums`: `A^T` over the rows of every tile of the image at
+/// once (`sums[q]` the top row's column `q`, `sums[4 + q]` the bottom row's, each a loop over
+/// the tiles), then `A` over the columns row by row of the output, interleaving each tile's two
+/// columns. The operations per value are those of [`output_plane`], so the same bits.
+#[inline(always)]
+fn output_plane_even(
+    s: Shape,
+    m: &[f32],
+    images: usize,
+    (index, dst): (usize, &mut [f32]),
+    sums: &mut [f32],
+) {
+    let (tw, tiles) = (s.tiles_w(), s.tiles());
+    let t_all = images * tiles;
+    let (h, w) = (s.height, s.width);
+    let (i, o) = (index / s.out, index % s.out);
+    let block = &m[o * ELEMENTS * t_all..][..ELEMENTS * t_all];
+    let m = |e: usize| &block[e * t_all + i * tiles..][..tiles];
+    let (top, bottom) = sums.split_at_mut(4 * tiles);
+    for q in 0..4 {
+        let (m0, m1, m2, m3) = (m(q), m(4 + q), m(8 + q), m(12 + q));
+        let lanes = top[q * tiles..][..tiles]
+            .iter_mut()
+            .zip(&mut bottom[q * tiles..][..tiles]);
+        for ((t, b), ((&a0, &a1), (&a2, &a3))) in
+            lanes.zip(m0.iter().zip(m1).zip(m2.iter().zip(m3)))
+        {
+            *t = a0 + a1 + a2;
+            *b = a1 - a2 - a3;
+        }
+    }
+    for r in 0..h {
+        let (ty, half) = (r / 2, r % 2);
+        let t = &sums[half * 4 * tiles..][..4 * tiles];
+        let at = |q: usize| &t[q * tiles + ty * tw..][..tw];
+        let (t0, t1, t2, t3) = (at(0), at(1), at(2), at(3));
+        let row = &mut dst[r * w..][..w];
+        for (out, (((&a, &b), &c), &d)) in row
+            .chunks_exact_mut(2)
+            .zip(t0.iter().zip(t1).zip(t2).zip(t3))
+        {
+            out[0] = a + b + c;
+            out[1] = b - c - d;
         }
     }
 }
