@@ -37,6 +37,29 @@ pub(crate) fn wide<R>(f: impl FnOnce() -> R) -> R {
     pulp::Arch::new().dispatch(Op(f))
 }
 
+/// `f(scratch, i, block)` for each block `i` of `block` floats of `values`, in parallel over the
+/// rayon pool, each call under [`wide`]; `scratch` comes from `init`, one per rayon job. The
+/// shape of every per-channel and per-plane kernel of the Winograd transforms: pass an
+/// `#[inline(always)]` closure that calls a kernel of values, as [`wide`] asks.
+#[inline(always)]
+pub(crate) fn wide_blocks<S>(
+    values: &mut [f32],
+    block: usize,
+    init: impl Fn() -> S + Sync + Send,
+    f: impl Fn(&mut S, usize, &mut [f32]) + Sync + Send,
+) {
+    use rayon::prelude::*;
+    values
+        .par_chunks_mut(block)
+        .enumerate()
+        .for_each_init(init, |scratch, (i, block)| {
+            wide(
+                #[inline(always)]
+                || f(scratch, i, block),
+            )
+        });
+}
+
 /// Independent f64 accumulators of a sum: a single running sum is one chain of dependent
 /// additions (4 cycles each), `LANES` of them vectorize and pipeline.
 pub(crate) const LANES: usize = 8;

@@ -32,7 +32,7 @@
 
 use rayon::prelude::*;
 
-use crate::cpu::wide;
+use crate::cpu::{wide, wide_blocks};
 
 /// Elements of a transformed tile.
 const ELEMENTS: usize = 16;
@@ -59,18 +59,13 @@ pub(crate) fn weights(w: &[f32], out: usize, channels: usize, input_gradient: bo
     } else {
         (out, channels)
     };
-    u[..ELEMENTS * rows * cols]
-        .par_chunks_mut(ELEMENTS * cols)
-        .enumerate()
-        .for_each_init(
-            || vec![0f32; 15 * cols],
-            |scratch, (row, u)| {
-                wide(
-                    #[inline(always)]
-                    move || filter_row(w, channels, input_gradient, (row, u), scratch),
-                )
-            },
-        );
+    wide_blocks(
+        &mut u[..ELEMENTS * rows * cols],
+        ELEMENTS * cols,
+        || vec![0f32; 15 * cols],
+        #[inline(always)]
+        |scratch, row, u| filter_row(w, channels, input_gradient, (row, u), scratch),
+    );
 }
 
 /// One row of [`weights`] (its `16 cols` floats), with `15 cols` floats of scratch: the row's
@@ -224,38 +219,30 @@ fn transform_input(s: &Shape, x: &[f32], n0: usize, images: usize, v: &mut [f32]
     let t_all = images * s.tiles();
     if s.width.is_multiple_of(2) {
         let rows = ROWS * (th * s.width + 2) + s.width;
-        v[..s.channels * ELEMENTS * t_all]
-            .par_chunks_mut(ELEMENTS * t_all)
-            .enumerate()
-            .for_each_init(
-                || vec![0f32; rows],
-                |rows, (c, block)| {
-                    let s = *s;
-                    wide(
-                        #[inline(always)]
-                        move || input_channel_even(s, x, (n0, images), (c, block), rows),
-                    )
-                },
-            );
+        let s = *s;
+        wide_blocks(
+            &mut v[..s.channels * ELEMENTS * t_all],
+            ELEMENTS * t_all,
+            || vec![0f32; rows],
+            #[inline(always)]
+            |rows, c, block| input_channel_even(s, x, (n0, images), (c, block), rows),
+        );
         return;
     }
     // The plane with a zero border of 1 on top and left and 1 or 2 (to an even size) below and
     // right, so that every tile reads a full 4 x 4 patch.
     let (ph, pw) = (2 * th + 2, 2 * tw + 2);
     let half = tw + 1;
-    v[..s.channels * ELEMENTS * t_all]
-        .par_chunks_mut(ELEMENTS * t_all)
-        .enumerate()
-        .for_each_init(
-            || (vec![0f32; ph * pw], vec![0f32; 8 * half]),
-            |(padded, columns), (c, block)| {
-                let s = *s;
-                wide(
-                    #[inline(always)]
-                    move || input_channel(s, x, (n0, images), (c, block), padded, columns),
-                )
-            },
-        );
+    let s = *s;
+    wide_blocks(
+        &mut v[..s.channels * ELEMENTS * t_all],
+        ELEMENTS * t_all,
+        || (vec![0f32; ph * pw], vec![0f32; 8 * half]),
+        #[inline(always)]
+        |(padded, columns), c, block| {
+            input_channel(s, x, (n0, images), (c, block), padded, columns)
+        },
+    );
 }
 
 /// The outputs of `images` images from `M` (`[O][16][T]`), into `y` (their `[images, O, H, W]`),
@@ -268,34 +255,24 @@ fn transform_output(s: &Shape, m: &[f32], images: usize, y: &mut [f32]) {
     let (tw, plane) = (s.tiles_w(), s.plane());
     if s.width.is_multiple_of(2) {
         let sums = 8 * s.tiles();
-        y[..images * s.out * plane]
-            .par_chunks_mut(plane)
-            .enumerate()
-            .for_each_init(
-                || vec![0f32; sums],
-                |sums, (index, dst)| {
-                    let s = *s;
-                    wide(
-                        #[inline(always)]
-                        move || output_plane_even(s, m, images, (index, dst), sums),
-                    )
-                },
-            );
+        let s = *s;
+        wide_blocks(
+            &mut y[..images * s.out * plane],
+            plane,
+            || vec![0f32; sums],
+            #[inline(always)]
+            |sums, index, dst| output_plane_even(s, m, images, (index, dst), sums),
+        );
         return;
     }
-    y[..images * s.out * plane]
-        .par_chunks_mut(plane)
-        .enumerate()
-        .for_each_init(
-            || vec![0f32; 8 * tw],
-            |sums, (index, dst)| {
-                let s = *s;
-                wide(
-                    #[inline(always)]
-                    move || output_plane(s, m, images, (index, dst), sums),
-                )
-            },
-        );
+    let s = *s;
+    wide_blocks(
+        &mut y[..images * s.out * plane],
+        plane,
+        || vec![0f32; 8 * tw],
+        #[inline(always)]
+        |sums, index, dst| output_plane(s, m, images, (index, dst), sums),
+    );
 }
 
 /// `y = conv(x, w)` with the transformed filters `u` ([`weights`]), `x` `[N, C, H, W]`, stride 1,
@@ -740,34 +717,24 @@ fn transform_gradient(s: &Shape, dy: &[f32], n0: usize, images: usize, dm: &mut 
     let (tw, t_all) = (s.tiles_w(), images * s.tiles());
     if s.width.is_multiple_of(2) {
         let rows = ROWS * s.tiles_h() * s.width + s.width;
-        dm[..s.out * ELEMENTS * t_all]
-            .par_chunks_mut(ELEMENTS * t_all)
-            .enumerate()
-            .for_each_init(
-                || vec![0f32; rows],
-                |rows, (o, block)| {
-                    let s = *s;
-                    wide(
-                        #[inline(always)]
-                        move || gradient_channel_even(s, dy, (n0, images), (o, block), rows),
-                    )
-                },
-            );
+        let s = *s;
+        wide_blocks(
+            &mut dm[..s.out * ELEMENTS * t_all],
+            ELEMENTS * t_all,
+            || vec![0f32; rows],
+            #[inline(always)]
+            |rows, o, block| gradient_channel_even(s, dy, (n0, images), (o, block), rows),
+        );
         return;
     }
-    dm[..s.out * ELEMENTS * t_all]
-        .par_chunks_mut(ELEMENTS * t_all)
-        .enumerate()
-        .for_each_init(
-            || vec![0f32; 6 * tw],
-            |columns, (o, block)| {
-                let s = *s;
-                wide(
-                    #[inline(always)]
-                    move || gradient_channel(s, dy, (n0, images), (o, block), columns),
-                )
-            },
-        );
+    let s = *s;
+    wide_blocks(
+        &mut dm[..s.out * ELEMENTS * t_all],
+        ELEMENTS * t_all,
+        || vec![0f32; 6 * tw],
+        #[inline(always)]
+        |columns, o, block| gradient_channel(s, dy, (n0, images), (o, block), columns),
+    );
 }
 
 /// One output channel `o` of [`transform_gradient`] for planes of even width, with the scratch
@@ -957,7 +924,7 @@ mod by_images {
     use rayon::prelude::*;
 
     use super::{ELEMENTS, Shape};
-    use crate::cpu::wide;
+    use crate::cpu::wide_blocks;
 
     /// `out = f(a, b)` lane by lane.
     #[inline(always)]
@@ -1012,19 +979,14 @@ mod by_images {
     pub(super) fn transform_input(s: &Shape, x: &[f32], n0: usize, images: usize, v: &mut [f32]) {
         let t_all = images * s.tiles();
         let (ph, pw) = (2 * s.tiles_h() + 2, 2 * s.tiles_w() + 2);
-        v[..s.channels * ELEMENTS * t_all]
-            .par_chunks_mut(ELEMENTS * t_all)
-            .enumerate()
-            .for_each_init(
-                || (vec![0f32; ph * pw * images], vec![0f32; ELEMENTS * images]),
-                |(padded, rows), (c, block)| {
-                    let s = *s;
-                    wide(
-                        #[inline(always)]
-                        move || input_channel(s, x, (n0, images), (c, block), padded, rows),
-                    )
-                },
-            );
+        let s = *s;
+        wide_blocks(
+            &mut v[..s.channels * ELEMENTS * t_all],
+            ELEMENTS * t_all,
+            || (vec![0f32; ph * pw * images], vec![0f32; ELEMENTS * images]),
+            #[inline(always)]
+            |(padded, rows), c, block| input_channel(s, x, (n0, images), (c, block), padded, rows),
+        );
     }
 
     /// One channel of [`transform_input`]: `padded[(r, q)][i]` holds pixel `(r - 1, q - 1)` of
@@ -1079,20 +1041,17 @@ mod by_images {
         let (plane, t_all) = (s.plane(), images * s.tiles());
         let workspace = &crate::conv::WORKSPACE;
         let mut by_pixel = workspace.take(s.out * plane * images);
-        by_pixel[..s.out * plane * images]
-            .par_chunks_mut(plane * images)
-            .enumerate()
-            .for_each_init(
-                || vec![0f32; 8 * images],
-                |sums, (o, out)| {
-                    let s = *s;
-                    let block = &m[o * ELEMENTS * t_all..][..ELEMENTS * t_all];
-                    wide(
-                        #[inline(always)]
-                        move || output_channel(s, block, images, out, sums),
-                    )
-                },
-            );
+        let shape = *s;
+        wide_blocks(
+            &mut by_pixel[..s.out * plane * images],
+            plane * images,
+            || vec![0f32; 8 * images],
+            #[inline(always)]
+            |sums, o, out| {
+                let block = &m[o * ELEMENTS * t_all..][..ELEMENTS * t_all];
+                output_channel(shape, block, images, out, sums)
+            },
+        );
         let pixels = &by_pixel[..s.out * plane * images];
         y[..images * s.out * plane]
             .par_chunks_mut(plane)
@@ -1161,19 +1120,14 @@ mod by_images {
     ) {
         let t_all = images * s.tiles();
         let (ph, pw) = (2 * s.tiles_h(), 2 * s.tiles_w());
-        dm[..s.out * ELEMENTS * t_all]
-            .par_chunks_mut(ELEMENTS * t_all)
-            .enumerate()
-            .for_each_init(
-                || (vec![0f32; ph * pw * images], vec![0f32; 2 * images]),
-                |(padded, pq), (o, block)| {
-                    let s = *s;
-                    wide(
-                        #[inline(always)]
-                        move || gradient_channel(s, dy, (n0, images), (o, block), padded, pq),
-                    )
-                },
-            );
+        let s = *s;
+        wide_blocks(
+            &mut dm[..s.out * ELEMENTS * t_all],
+            ELEMENTS * t_all,
+            || (vec![0f32; ph * pw * images], vec![0f32; 2 * images]),
+            #[inline(always)]
+            |(padded, pq), o, block| gradient_channel(s, dy, (n0, images), (o, block), padded, pq),
+        );
     }
 
     /// One output channel of [`transform_gradient`]: `padded[(r, q)][i]` the gradient of image
