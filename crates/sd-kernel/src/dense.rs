@@ -21,6 +21,15 @@ pub struct DenseMatrix {
 }
 
 impl DenseMatrix {
+    /// `|K|_inf`, the largest absolute row sum (column sum, for the symmetric kernel matrices
+    /// this holds).
+    pub fn infinity_norm(&self) -> f64 {
+        (0..self.ncols())
+            .into_par_iter()
+            .map(|j| self.col(j).iter().map(|v| v.abs()).sum::<f64>())
+            .reduce(|| 0.0, f64::max)
+    }
+
     /// An `nrows x ncols` matrix of zeros.
     pub fn zeros(nrows: usize, ncols: usize) -> Self {
         Self {

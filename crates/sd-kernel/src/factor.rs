@@ -157,7 +157,7 @@ pub(crate) fn refined_solve(
         llt::solve::solve_in_place(lower, single.as_mut(), par, MemStack::new(&mut no_memory));
         Mat::from_fn(rhs.nrows(), rhs.ncols(), |i, j| f64::from(single[(i, j)]))
     };
-    let norm = infinity_norm(gram) + ridge.abs();
+    let norm = gram.infinity_norm() + ridge.abs();
     let tolerance = (n as f64).sqrt() * norm * f64::EPSILON;
     let mut solution = solve32(targets);
     for _ in 0..REFINEMENT_STEPS {
@@ -187,15 +187,6 @@ pub(crate) fn refined_solve(
         solution += correction;
     }
     None
-}
-
-/// `|K|_inf`, the largest absolute row sum (column sum, `K` being symmetric).
-pub(crate) fn infinity_norm(gram: &DenseMatrix) -> f64 {
-    use rayon::prelude::*;
-    (0..gram.ncols())
-        .into_par_iter()
-        .map(|j| gram.col(j).iter().map(|v| v.abs()).sum::<f64>())
-        .reduce(|| 0.0, f64::max)
 }
 
 /// `K` and the Cholesky factor of `K + lambda I`.
@@ -451,13 +442,12 @@ fn symmetric_eigen_in_place(mut matrix: DenseMatrix) -> Result<(Vec<f64>, DenseM
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use faer::Side;
 
-    /// An RBF kernel matrix of `n` deterministic points in `d` dimensions (shared with the
-    /// shifted solve's tests).
-    pub(crate) fn rbf_gram(n: usize, d: usize, gamma: f64) -> DenseMatrix {
+    /// An RBF kernel matrix of `n` deterministic points in `d` dimensions.
+    fn rbf_gram(n: usize, d: usize, gamma: f64) -> DenseMatrix {
         let x = Mat::from_fn(n, d, |i, j| {
             (((i * 37 + j * 11) % 101) as f64 / 101.0).powi(2)
         });
@@ -564,5 +554,80 @@ pub(crate) mod tests {
             Cholesky::new(DenseMatrix::from_ref(k.as_ref()), 0.1),
             Err(Error::NotPositiveDefinite { pivot: 2, .. })
         ));
+    }
+
+    // The shifted solves of `crate::shifted` from the factors made here (its tests live here:
+    // the module that factorises uses the one that shifts, not the other way round).
+
+    fn direct(gram: &DenseMatrix, ridge: f64, targets: MatRef<'_, f64>) -> Mat<f64> {
+        let mut lower = gram.par_clone();
+        cholesky_in_place(&mut lower, ridge).unwrap();
+        let mut solution = targets.to_owned();
+        let mut no_memory = MemBuffer::new(StackReq::EMPTY);
+        llt::solve::solve_in_place(
+            lower.as_ref(),
+            solution.as_mut(),
+            Par::Seq,
+            MemStack::new(&mut no_memory),
+        );
+        solution
+    }
+
+    /// Every ridge of a sweep's limits from one factor, as accurate as its own factorisation.
+    #[test]
+    fn shifted_solves_match_a_factorisation_per_ridge() {
+        let (n, lambda) = (300, 0.05);
+        let gram = rbf_gram(n, 5, 3.0);
+        // Two outputs and a zero column, which has the zero solution.
+        let targets = Mat::from_fn(n, 3, |i, j| match j {
+            0 => ((i * 7) % 11) as f64 - 5.0,
+            1 => (i as f64 / 30.0).sin(),
+            _ => 0.0,
+        });
+        let mut lower = gram.par_clone();
+        cholesky_in_place(&mut lower, lambda).unwrap();
+        // The limits of alpha 0.05, 0.1, ..., 0.9: condition numbers up to 20.
+        let ridges: Vec<f64> = [0.05, 0.1, 0.3, 0.5, 0.9]
+            .iter()
+            .map(|alpha| lambda / alpha)
+            .collect();
+        let solved = shifted_solve(
+            &gram,
+            lower.as_ref(),
+            lambda,
+            &ridges,
+            targets.as_ref(),
+            Par::Seq,
+        );
+        assert_eq!(solved.len(), ridges.len());
+        for (solution, &ridge) in solved.iter().zip(&ridges) {
+            let solution = solution.as_ref().expect("converges");
+            let exact = direct(&gram, ridge, targets.as_ref());
+            let error = (solution - &exact).norm_max() / exact.norm_max();
+            assert!(error <= 1e-12, "ridge {ridge}: relative error {error}");
+            assert!(solution.col(2).iter().all(|&v| v == 0.0));
+            // The backward error of double precision.
+            let mut residual = product(gram.as_ref(), solution.as_ref()) - &targets;
+            residual += solution * faer::Scale(ridge);
+            let backward = residual.norm_max() / (solution.norm_max() * (n as f64 + ridge));
+            assert!(backward <= 20.0 * f64::EPSILON, "ridge {ridge}: {backward}");
+        }
+    }
+
+    /// Ridges past the shifted solve's range, and lambda itself, take the other paths; the answers
+    /// come back in the order asked.
+    #[test]
+    fn fits_with_many_ridges_keep_their_order_across_paths() {
+        let (n, lambda) = (200, 0.1);
+        let gram = rbf_gram(n, 4, 2.0);
+        let targets = Mat::from_fn(n, 2, |i, j| ((i * (j + 3)) % 7) as f64 - 3.0);
+        let cholesky = Cholesky::new(gram.par_clone(), lambda).unwrap();
+        let ridges = [lambda / 0.5, lambda, lambda * 1000.0, lambda / 0.2];
+        let fits = cholesky.fit_with_ridges(&ridges, targets.as_ref()).unwrap();
+        for (fit, &ridge) in fits.iter().zip(&ridges) {
+            let exact = direct(&gram, ridge, targets.as_ref());
+            let error = (&fit.dual_coef - &exact).norm_max() / exact.norm_max();
+            assert!(error <= 1e-12, "ridge {ridge}: {error}");
+        }
     }
 }

@@ -102,7 +102,7 @@ pub(crate) fn shifted_solve(
     let mut beta_previous = vec![0.0f64; m];
     // The final test's bound over |c|_inf, with a margin for the drift between the recurrence and
     // the true residual.
-    let gram_norm = crate::factor::infinity_norm(gram);
+    let gram_norm = gram.infinity_norm();
     let bounds: Vec<f64> = ridges
         .iter()
         .map(|&mu| (n as f64).sqrt() * (gram_norm + mu) * f64::EPSILON)
@@ -255,83 +255,4 @@ pub(crate) fn shifted_solve(
 
 fn dot(a: faer::ColRef<'_, f64>, b: faer::ColRef<'_, f64>) -> f64 {
     a.iter().zip(b.iter()).map(|(x, y)| x * y).sum()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::factor::tests::rbf_gram;
-    use crate::factor::{Cholesky, cholesky_in_place, product};
-
-    fn direct(gram: &DenseMatrix, ridge: f64, targets: MatRef<'_, f64>) -> Mat<f64> {
-        let mut lower = gram.par_clone();
-        cholesky_in_place(&mut lower, ridge).unwrap();
-        let mut solution = targets.to_owned();
-        let mut no_memory = MemBuffer::new(StackReq::EMPTY);
-        llt::solve::solve_in_place(
-            lower.as_ref(),
-            solution.as_mut(),
-            Par::Seq,
-            MemStack::new(&mut no_memory),
-        );
-        solution
-    }
-
-    /// Every ridge of a sweep's limits from one factor, as accurate as its own factorisation.
-    #[test]
-    fn shifted_solves_match_a_factorisation_per_ridge() {
-        let (n, lambda) = (300, 0.05);
-        let gram = rbf_gram(n, 5, 3.0);
-        // Two outputs and a zero column, which has the zero solution.
-        let targets = Mat::from_fn(n, 3, |i, j| match j {
-            0 => ((i * 7) % 11) as f64 - 5.0,
-            1 => (i as f64 / 30.0).sin(),
-            _ => 0.0,
-        });
-        let mut lower = gram.par_clone();
-        cholesky_in_place(&mut lower, lambda).unwrap();
-        // The limits of alpha 0.05, 0.1, ..., 0.9: condition numbers up to 20.
-        let ridges: Vec<f64> = [0.05, 0.1, 0.3, 0.5, 0.9]
-            .iter()
-            .map(|alpha| lambda / alpha)
-            .collect();
-        let solved = shifted_solve(
-            &gram,
-            lower.as_ref(),
-            lambda,
-            &ridges,
-            targets.as_ref(),
-            Par::Seq,
-        );
-        assert_eq!(solved.len(), ridges.len());
-        for (solution, &ridge) in solved.iter().zip(&ridges) {
-            let solution = solution.as_ref().expect("converges");
-            let exact = direct(&gram, ridge, targets.as_ref());
-            let error = (solution - &exact).norm_max() / exact.norm_max();
-            assert!(error <= 1e-12, "ridge {ridge}: relative error {error}");
-            assert!(solution.col(2).iter().all(|&v| v == 0.0));
-            // The backward error of double precision.
-            let mut residual = product(gram.as_ref(), solution.as_ref()) - &targets;
-            residual += solution * faer::Scale(ridge);
-            let backward = residual.norm_max() / (solution.norm_max() * (n as f64 + ridge));
-            assert!(backward <= 20.0 * f64::EPSILON, "ridge {ridge}: {backward}");
-        }
-    }
-
-    /// Ridges past the shifted solve's range, and lambda itself, take the other paths; the answers
-    /// come back in the order asked.
-    #[test]
-    fn fits_with_many_ridges_keep_their_order_across_paths() {
-        let (n, lambda) = (200, 0.1);
-        let gram = rbf_gram(n, 4, 2.0);
-        let targets = Mat::from_fn(n, 2, |i, j| ((i * (j + 3)) % 7) as f64 - 3.0);
-        let cholesky = Cholesky::new(gram.par_clone(), lambda).unwrap();
-        let ridges = [lambda / 0.5, lambda, lambda * 1000.0, lambda / 0.2];
-        let fits = cholesky.fit_with_ridges(&ridges, targets.as_ref()).unwrap();
-        for (fit, &ridge) in fits.iter().zip(&ridges) {
-            let exact = direct(&gram, ridge, targets.as_ref());
-            let error = (&fit.dual_coef - &exact).norm_max() / exact.norm_max();
-            assert!(error <= 1e-12, "ridge {ridge}: {error}");
-        }
-    }
 }
