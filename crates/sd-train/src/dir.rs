@@ -4,11 +4,12 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Result, TrainError};
 use crate::files::{
-    CsvView, create_dir, read_json, read_jsonl, remove_temporaries, update_rows, write_atomic,
-    write_json,
+    CsvView, create_dir, read_json, read_jsonl, remove_temporaries, step_dir_name, step_of,
+    update_rows, write_atomic, write_json,
 };
 use crate::metrics::{AutoAlpha, EpochMetrics, StepResult};
 use crate::record::ChainRecord;
+use crate::tensorboard::{self, Rows};
 
 /// A chain's run directory:
 ///
@@ -21,7 +22,7 @@ use crate::record::ChainRecord;
 /// auto_alpha.jsonl            alpha = auto: the AutoAlpha of each step
 /// probe/                      alpha = auto: the alpha = 0 students, laid out the same way
 /// tensorboard/                TensorBoard event files of the rows: step_<k>/ (x = epoch) and
-///                             chain/ (x = step), see crate::tensorboard
+///                             chain/ (x = step), see the tensorboard module
 /// .lock                       held by the process training the chain
 /// ```
 ///
@@ -37,14 +38,6 @@ pub struct ChainDir {
 #[derive(Debug)]
 pub struct DirLock {
     _file: std::fs::File,
-}
-
-/// `k` of a path named `step_<k>`.
-pub(crate) fn step_of(path: &Path) -> Option<usize> {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.strip_prefix("step_"))
-        .and_then(|k| k.parse::<usize>().ok())
 }
 
 impl ChainDir {
@@ -109,7 +102,7 @@ impl ChainDir {
 
     /// `step_<k>/`.
     pub fn step_dir(&self, step: usize) -> PathBuf {
-        self.root.join(format!("step_{step}"))
+        self.root.join(step_dir_name(step))
     }
 
     /// `step_<k>/last.safetensors`: the step's final-epoch model, the next step's teacher.
@@ -267,7 +260,7 @@ impl ChainDir {
         let step_dir = checkpoint.parent()?;
         let in_step = step_dir
             .file_name()
-            .is_some_and(|n| *n == *format!("step_{step}").as_str());
+            .is_some_and(|n| *n == *step_dir_name(step).as_str());
         in_step.then(|| ChainDir::new(step_dir.parent().unwrap_or(Path::new("."))))
     }
 
@@ -291,7 +284,7 @@ impl ChainDir {
             |r: &StepResult| r.step < first,
             &[],
         )?;
-        crate::tensorboard::sync(self)
+        self.sync_tensorboard()
     }
 
     fn metrics_csv(&self) -> CsvView<EpochMetrics> {
@@ -380,7 +373,7 @@ impl ChainDir {
             |_| true,
             std::slice::from_ref(row),
         )?;
-        crate::tensorboard::sync(self)
+        self.sync_tensorboard()
     }
 
     /// Appends a row to `test.jsonl` and `test.csv`.
@@ -391,7 +384,7 @@ impl ChainDir {
             |_| true,
             std::slice::from_ref(row),
         )?;
-        crate::tensorboard::sync(self)
+        self.sync_tensorboard()
     }
 
     /// Keeps the rows of `auto_alpha.jsonl` before step `first`, and appends `row`.
@@ -471,8 +464,42 @@ impl ChainDir {
             &tests,
         )?;
         // The event files of an earlier attempt may share the copied rows' names.
-        crate::tensorboard::rewrite(self)?;
+        self.rewrite_tensorboard()?;
         self.mark_finished(step)
+    }
+
+    /// Makes the event files under `tensorboard/` match the rows ([`crate::tensorboard`]).
+    fn sync_tensorboard(&self) -> Result<()> {
+        let (metrics, tests, auto) = self.rows()?;
+        tensorboard::sync(
+            &self.tensorboard_dir(),
+            Rows {
+                metrics: &metrics,
+                tests: &tests,
+                auto: &auto,
+            },
+        )
+    }
+
+    /// Every event file under `tensorboard/` written again from the rows.
+    fn rewrite_tensorboard(&self) -> Result<()> {
+        let (metrics, tests, auto) = self.rows()?;
+        tensorboard::rewrite(
+            &self.tensorboard_dir(),
+            Rows {
+                metrics: &metrics,
+                tests: &tests,
+                auto: &auto,
+            },
+        )
+    }
+
+    fn rows(&self) -> Result<(Vec<EpochMetrics>, Vec<StepResult>, Vec<AutoAlpha>)> {
+        Ok((
+            self.read_metrics()?,
+            self.read_tests()?,
+            self.read_auto_alpha()?,
+        ))
     }
 }
 

@@ -378,6 +378,20 @@ pub fn create_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(TrainError::io(dir))
 }
 
+/// `step_<k>`: the directory of step `k`'s checkpoints in a run directory, and of its epochs'
+/// TensorBoard files.
+pub(crate) fn step_dir_name(step: usize) -> String {
+    format!("step_{step}")
+}
+
+/// `k` of a path named `step_<k>` ([`step_dir_name`]).
+pub(crate) fn step_of(path: &Path) -> Option<usize> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .and_then(|n| n.strip_prefix("step_"))
+        .and_then(|k| k.parse::<usize>().ok())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

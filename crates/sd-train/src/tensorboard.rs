@@ -25,21 +25,30 @@ use std::path::{Path, PathBuf};
 
 use sd_tensorboard::{EventFile, file_name};
 
-use crate::dir::ChainDir;
 use crate::error::{Result, TrainError};
-use crate::files::{create_dir, write_atomic_anonymous};
+use crate::files::{create_dir, step_dir_name, step_of, write_atomic_anonymous};
 use crate::metrics::{AutoAlpha, EpochMetrics, StepResult};
 
 /// The host part of every event file's name.
 const HOST: &str = "sd-train";
 
-/// The run directory of step `step`'s epochs, and of the chain's steps.
-pub(crate) fn step_run(dir: &ChainDir, step: usize) -> PathBuf {
-    dir.tensorboard_dir().join(format!("step_{step}"))
+/// The rows the event files show: a run directory's `metrics.jsonl`, `test.jsonl` and
+/// `auto_alpha.jsonl`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Rows<'a> {
+    pub metrics: &'a [EpochMetrics],
+    pub tests: &'a [StepResult],
+    pub auto: &'a [AutoAlpha],
 }
 
-pub(crate) fn chain_run(dir: &ChainDir) -> PathBuf {
-    dir.tensorboard_dir().join("chain")
+/// The run directory of step `step`'s epochs under `root` (a chain's `tensorboard/`), and of
+/// the chain's steps.
+pub(crate) fn step_run(root: &Path, step: usize) -> PathBuf {
+    root.join(step_dir_name(step))
+}
+
+pub(crate) fn chain_run(root: &Path) -> PathBuf {
+    root.join("chain")
 }
 
 /// The tags and values of one epoch row.
@@ -83,11 +92,14 @@ pub fn step_scalars(
     values
 }
 
-/// Makes `dir`'s event files match its rows (see the module's documentation).
-pub(crate) fn sync(dir: &ChainDir) -> Result<()> {
-    let metrics = dir.read_metrics()?;
-    let tests = dir.read_tests()?;
-    let auto = dir.read_auto_alpha()?;
+/// Makes the event files under `root` (a chain's `tensorboard/`) match `rows` (see the module's
+/// documentation).
+pub(crate) fn sync(root: &Path, rows: Rows<'_>) -> Result<()> {
+    let Rows {
+        metrics,
+        tests,
+        auto,
+    } = rows;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
@@ -95,7 +107,7 @@ pub(crate) fn sync(dir: &ChainDir) -> Result<()> {
     // Epoch files, per step.
     let steps: BTreeSet<usize> = metrics.iter().map(|row| row.step).collect();
     for &step in &steps {
-        let run = step_run(dir, step);
+        let run = step_run(root, step);
         let rows: Vec<&EpochMetrics> = metrics.iter().filter(|row| row.step == step).collect();
         let wanted: BTreeSet<String> = rows
             .iter()
@@ -112,11 +124,10 @@ pub(crate) fn sync(dir: &ChainDir) -> Result<()> {
         }
     }
     // Step directories without rows.
-    let root = dir.tensorboard_dir();
-    if let Ok(entries) = std::fs::read_dir(&root) {
+    if let Ok(entries) = std::fs::read_dir(root) {
         for entry in entries {
-            let path = entry.map_err(TrainError::io(&root))?.path();
-            if let Some(step) = crate::dir::step_of(&path)
+            let path = entry.map_err(TrainError::io(root))?.path();
+            if let Some(step) = step_of(&path)
                 && !steps.contains(&step)
             {
                 remove_unwanted(&path, &BTreeSet::new())?;
@@ -127,13 +138,13 @@ pub(crate) fn sync(dir: &ChainDir) -> Result<()> {
     }
 
     // Step files.
-    let run = chain_run(dir);
+    let run = chain_run(root);
     let wanted: BTreeSet<String> = tests
         .iter()
         .map(|row| file_name(row.step as u64, HOST))
         .collect();
     remove_unwanted(&run, &wanted)?;
-    for result in &tests {
+    for result in tests {
         let path = run.join(file_name(result.step as u64, HOST));
         if !path.is_file() {
             let last_epoch = metrics
@@ -153,19 +164,18 @@ pub(crate) fn sync(dir: &ChainDir) -> Result<()> {
     Ok(())
 }
 
-/// [`sync`] from scratch: every event file of `dir` written again from its rows (for rows that
-/// replaced others of the same steps and epochs).
-pub(crate) fn rewrite(dir: &ChainDir) -> Result<()> {
-    let root = dir.tensorboard_dir();
-    if let Ok(entries) = std::fs::read_dir(&root) {
+/// [`sync`] from scratch: every event file under `root` written again from `rows` (for rows
+/// that replaced others of the same steps and epochs).
+pub(crate) fn rewrite(root: &Path, rows: Rows<'_>) -> Result<()> {
+    if let Ok(entries) = std::fs::read_dir(root) {
         for entry in entries {
-            let path = entry.map_err(TrainError::io(&root))?.path();
+            let path = entry.map_err(TrainError::io(root))?.path();
             if path.is_dir() {
                 remove_unwanted(&path, &BTreeSet::new())?;
             }
         }
     }
-    sync(dir)
+    sync(root, rows)
 }
 
 /// Removes the event files in `run` not named in `wanted`.
