@@ -12,14 +12,12 @@
 //! shortcut being the block's input or its downsampling convolution's output through a second
 //! BatchNorm, so that no normalized tensor is kept for the backward pass.
 
-use std::mem::MaybeUninit;
-
 use std::sync::{Arc, Mutex};
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu::{LANES, lane_sum, wide};
+use crate::cpu::{DisjointParts, LANES, lane_sum, wide};
 
 /// The batch statistics of the last forward pass: per channel mean and biased variance.
 pub(crate) type Statistics = Arc<Mutex<Option<(Vec<f64>, Vec<f64>)>>>;
@@ -296,16 +294,12 @@ fn by_channel(
     let len = xv.len();
     let mut dx: Vec<f32> = Vec::with_capacity(len);
     let mut masked: Option<Vec<f32>> = masked_dy.then(|| Vec::with_capacity(len));
-    /// The addresses of `dx` and `masked` (their spare capacity), for tasks writing disjoint
-    /// planes.
-    struct Planes(*mut MaybeUninit<f32>, Option<*mut MaybeUninit<f32>>, usize);
-    // SAFETY: only used to hand the buffers' addresses to tasks writing disjoint planes.
-    #[allow(unsafe_code)]
-    unsafe impl Sync for Planes {}
-    let planes = Planes(
-        dx.spare_capacity_mut().as_mut_ptr(),
-        masked.as_mut().map(|m| m.spare_capacity_mut().as_mut_ptr()),
-        len,
+    // Their spare capacity, for tasks writing disjoint planes.
+    let planes = (
+        DisjointParts::new(&mut dx.spare_capacity_mut()[..len]),
+        masked
+            .as_mut()
+            .map(|m| DisjointParts::new(&mut m.spare_capacity_mut()[..len])),
     );
     let (db, dw): (Vec<f64>, Vec<f64>) = (0..channels)
         .into_par_iter()
@@ -332,17 +326,13 @@ fn by_channel(
             let coefficients = [k, count, m, s, db, dw];
             for i in 0..n {
                 let at = at(i);
-                assert!(at + plane <= planes.2, "plane inside the buffers");
                 // SAFETY: plane `i * channels + c` of `dx` (and of `masked`) is written by this
-                // task only, and no one else reads it until all tasks are done; it lies inside
-                // the buffers' capacity (asserted), which outlives the tasks.
+                // task only, and no one else reads it until all tasks are done.
                 #[allow(unsafe_code)]
                 let (dx, out) = unsafe {
                     (
-                        std::slice::from_raw_parts_mut(planes.0.add(at), plane),
-                        planes
-                            .1
-                            .map(|m| std::slice::from_raw_parts_mut(m.add(at), plane)),
+                        planes.0.part(at, plane),
+                        planes.1.as_ref().map(|m| m.part(at, plane)),
                     )
                 };
                 let (dx, out) = (crate::cpu::zeroed(dx), out.map(crate::cpu::zeroed));

@@ -21,18 +21,17 @@
 //! layers on 32 x 32 inputs `P` is 1 to 16, and a product per image would be a matrix-vector
 //! product that reads all of `W` for a handful of columns. A chunk's `cols` and product stay under
 //! [`WORKSPACE_FLOATS`] floats, and the scratch buffers are kept between calls
-//! ([`Workspace`]) rather than allocated (and page-faulted) at every call.
+//! (`crate::matmul::WORKSPACE`) rather than allocated (and page-faulted) at every call.
 //!
 //! candle's own CPU convolution does the forward the same way, but its backward runs a direct
 //! transposed convolution for the input gradient and a convolution with the batch as channels for
 //! the weight gradient, which were most of a training step (see docs/benchmarks.md).
 
-use std::sync::Mutex;
-
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
 use crate::error::{ResnetError, Result};
+use crate::matmul::{Order, View, WORKSPACE, ordered_product, product};
 use crate::profile;
 
 /// The most floats one chunk's `cols` or output product may hold (32 MiB); at least one image is
@@ -232,50 +231,6 @@ impl Geometry {
     /// [`Geometry::valid`] along the height, for kernel row `ki`.
     fn valid_rows(&self, ki: usize) -> (usize, usize) {
         self.valid(ki, self.height, self.out_h)
-    }
-}
-
-/// Scratch buffers kept between calls (they are large: tens of MiB at batch 128).
-///
-/// A call takes buffers out and puts them back, so concurrent calls each get their own.
-pub struct Workspace {
-    free: Mutex<Vec<Vec<f32>>>,
-}
-
-pub(crate) static WORKSPACE: Workspace = Workspace {
-    free: Mutex::new(Vec::new()),
-};
-
-impl Workspace {
-    /// A buffer of at least `len` floats, contents unspecified: callers use its first `len`.
-    pub(crate) fn take(&self, len: usize) -> Vec<f32> {
-        let mut free = self.free.lock().expect("workspace lock");
-        // Prefer the smallest buffer that is large enough.
-        let best = free
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| b.len() >= len)
-            .min_by_key(|(_, b)| b.len())
-            .map(|(i, _)| i);
-        let mut buffer = match best {
-            Some(i) => free.swap_remove(i),
-            None => free.pop().unwrap_or_default(),
-        };
-        drop(free);
-        // A buffer never shrinks, so a smaller call followed by a larger one does not refill
-        // it. One too small is replaced, not grown: growing would copy its old contents.
-        if buffer.len() < len {
-            buffer = vec![0.0; len];
-        }
-        buffer
-    }
-
-    pub(crate) fn give(&self, buffer: Vec<f32>) {
-        let mut free = self.free.lock().expect("workspace lock");
-        // Three buffers serve a backward pass; a few more cover concurrent calls.
-        if free.len() < 6 {
-            free.push(buffer);
-        }
     }
 }
 
@@ -483,164 +438,6 @@ fn gather_output(g: &Geometry, dy: &[f32], order: Order, images: usize, out: &mu
     }
 }
 
-/// A matrix in a slice: element `(r, c)` at `r * row_stride + c * col_stride`.
-#[derive(Clone, Copy)]
-pub(crate) struct View<'a> {
-    pub(crate) data: &'a [f32],
-    pub(crate) rows: usize,
-    pub(crate) cols: usize,
-    pub(crate) row_stride: usize,
-    pub(crate) col_stride: usize,
-}
-
-impl<'a> View<'a> {
-    pub(crate) fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        Self {
-            data,
-            rows,
-            cols,
-            row_stride: cols,
-            col_stride: 1,
-        }
-    }
-
-    fn col_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
-        Self {
-            data,
-            rows,
-            cols,
-            row_stride: 1,
-            col_stride: rows,
-        }
-    }
-
-    pub(crate) fn t(self) -> Self {
-        Self {
-            rows: self.cols,
-            cols: self.rows,
-            row_stride: self.col_stride,
-            col_stride: self.row_stride,
-            ..self
-        }
-    }
-
-    /// The largest index the view reaches lies inside its slice.
-    fn in_bounds(&self) -> bool {
-        self.rows == 0
-            || self.cols == 0
-            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride
-                < self.data.len()
-    }
-}
-
-/// Row-major (`true`) or column-major (`false`) destination of [`matmul`].
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Order {
-    RowMajor,
-    ColMajor,
-}
-
-/// `dst (+)= lhs rhs`, with `dst` an `lhs.rows x rhs.cols` matrix stored in `order`;
-/// accumulates when `accumulate`. Through the `gemm` crate (candle's own matrix product, with
-/// its AVX-512 kernels), parallel over the rayon pool for large products.
-///
-/// Which operand layouts and destination order a product gets was measured, not guessed: see
-/// the conv section of docs/benchmarks.md.
-fn matmul(dst: &mut [f32], order: Order, lhs: View<'_>, rhs: View<'_>, accumulate: bool) {
-    let (m, n) = (lhs.rows, rhs.cols);
-    let (dst_rs, dst_cs) = match order {
-        Order::RowMajor => (n, 1),
-        Order::ColMajor => (1, m),
-    };
-    product(dst, (dst_rs, dst_cs), lhs, rhs, accumulate, true);
-}
-
-/// `dst (+)= lhs rhs` with `dst`'s element `(r, c)` at `r * dst_rs + c * dst_cs`; over the
-/// rayon pool when `parallel` and the product is large enough. `gemm` splits the rows and
-/// columns of `dst` between threads, never the inner sum, so the result does not depend on it.
-#[allow(unsafe_code)]
-pub(crate) fn product(
-    dst: &mut [f32],
-    strides: (usize, usize),
-    lhs: View<'_>,
-    rhs: View<'_>,
-    accumulate: bool,
-    parallel: bool,
-) {
-    // SAFETY: `dst` is a unique borrow of `dst.len()` floats.
-    unsafe {
-        product_raw(
-            (dst.as_mut_ptr(), dst.len()),
-            strides,
-            lhs,
-            rhs,
-            accumulate,
-            parallel,
-        )
-    }
-}
-
-/// [`product`] into the `len` floats from `dst`.
-///
-/// # Safety
-/// `dst..dst + len` is valid for writes and, while this runs, no other reference reads or
-/// writes the elements the product writes (`(r, c)` at `r * dst_rs + c * dst_cs`); other
-/// threads may write other elements of the range.
-#[allow(unsafe_code)]
-pub(crate) unsafe fn product_raw(
-    (dst, len): (*mut f32, usize),
-    (dst_rs, dst_cs): (usize, usize),
-    lhs: View<'_>,
-    rhs: View<'_>,
-    accumulate: bool,
-    parallel: bool,
-) {
-    let (m, n, k) = (lhs.rows, rhs.cols, lhs.cols);
-    assert_eq!(rhs.rows, k, "matmul inner dimensions");
-    assert!(
-        lhs.in_bounds() && rhs.in_bounds(),
-        "matmul operand out of bounds"
-    );
-    assert!(
-        m == 0 || n == 0 || (m - 1) * dst_rs + (n - 1) * dst_cs < len,
-        "matmul destination too small"
-    );
-    let threads = rayon::current_num_threads();
-    let parallelism = if parallel && threads > 1 && m * n * k > 1 << 15 {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    // SAFETY: `gemm` reads `lhs` at `r * rs + c * cs` for `r < m`, `c < k` and `rhs` likewise
-    // for `k x n`, and writes `dst` for `m x n` with the strides given: all inside their slices
-    // and `dst`'s range (asserted above). The caller guarantees that no one else touches the
-    // elements written, so they alias neither operand. With `read_dst == false` the destination
-    // is only written (`dst := 1 * lhs rhs`).
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            dst,
-            dst_cs as isize,
-            dst_rs as isize,
-            accumulate,
-            lhs.data.as_ptr(),
-            lhs.col_stride as isize,
-            lhs.row_stride as isize,
-            rhs.data.as_ptr(),
-            rhs.col_stride as isize,
-            rhs.row_stride as isize,
-            1.0,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
-}
-
 /// Destination order of the forward product `W cols` (`O x nP`): measured on this machine's
 /// kernels, column-major (positions outermost) wins by up to 1.8x when `O` is 64 and row-major
 /// wins by up to 2x from 128 channels up.
@@ -671,7 +468,7 @@ fn forward(g: &Geometry, x: &[f32], w: &[f32], chunk: usize) -> Vec<f32> {
         im2col(g, x, n0, images, cols);
         drop(t);
         let t = profile::scope("conv forward: GEMM");
-        matmul(
+        ordered_product(
             product,
             order,
             View::row_major(w, o, k),
@@ -751,7 +548,7 @@ fn backward(
             let dy = View::col_major(&dy_positions, o, columns);
             (&mut dw_columns, Order::ColMajor, dy)
         };
-        matmul(
+        ordered_product(
             dst,
             order,
             dy,
@@ -764,7 +561,7 @@ fn backward(
         };
         // dcols = W^T dy: [K, O] x [O, n P], into the same buffer, then back onto the images.
         let t = profile::scope("conv backward: GEMM input");
-        matmul(
+        ordered_product(
             cols,
             Order::RowMajor,
             View::row_major(w, o, k).t(),
@@ -902,7 +699,7 @@ fn forward_dense(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
         crate::cpu::zeros(g.batch * rows)
     };
     let t = profile::scope("conv forward: GEMM");
-    matmul(
+    ordered_product(
         &mut y,
         Order::RowMajor,
         View::row_major(x, g.batch, cols),
@@ -927,7 +724,7 @@ fn backward_dense(
     let mut buffer = WORKSPACE.take(rows * cols);
     let d = &mut buffer[..rows * cols];
     let t = profile::scope("conv backward: GEMM weight");
-    matmul(
+    ordered_product(
         d,
         Order::RowMajor,
         View::row_major(dy, g.batch, rows).t(),
@@ -944,7 +741,7 @@ fn backward_dense(
         drop(t);
         let mut dx = crate::cpu::zeros(g.batch * cols);
         let _t = profile::scope("conv backward: GEMM input");
-        matmul(
+        ordered_product(
             &mut dx,
             Order::RowMajor,
             View::row_major(dy, g.batch, rows),

@@ -133,6 +133,54 @@ pub(crate) fn zeroed(part: &mut [MaybeUninit<f32>]) -> &mut [f32] {
     }
 }
 
+/// A uniquely borrowed buffer whose disjoint parts tasks on the rayon pool write: its address
+/// and length, which a raw pointer alone could not hand to other threads (it is not `Sync`).
+/// The one place this crate shares a mutable buffer between tasks (Winograd's parallel element
+/// products, BatchNorm's backward by channel).
+pub(crate) struct DisjointParts<'a, T> {
+    start: *mut T,
+    len: usize,
+    _buffer: std::marker::PhantomData<&'a mut [T]>,
+}
+
+// SAFETY: a `DisjointParts` only gives out raw addresses and, through the unsafe `part`, slices
+// whose callers promise never to overlap: two threads then never touch the same element. The
+// buffer is borrowed uniquely for `'a`, so nothing else reads or writes it meanwhile, and `T:
+// Send` lets its values be written from another thread.
+#[allow(unsafe_code)]
+unsafe impl<T: Send> Sync for DisjointParts<'_, T> {}
+
+impl<'a, T> DisjointParts<'a, T> {
+    pub(crate) fn new(buffer: &'a mut [T]) -> Self {
+        DisjointParts {
+            start: buffer.as_mut_ptr(),
+            len: buffer.len(),
+            _buffer: std::marker::PhantomData,
+        }
+    }
+
+    /// The address of element `at` and how many elements the buffer has from there on (for
+    /// [`crate::matmul::product_raw`]).
+    pub(crate) fn tail(&self, at: usize) -> (*mut T, usize) {
+        assert!(at <= self.len, "part inside the buffer");
+        // `wrapping_add` keeps this safe; `at <= len` keeps it inside the allocation.
+        (self.start.wrapping_add(at), self.len - at)
+    }
+
+    /// Elements `at..at + len`.
+    ///
+    /// # Safety
+    /// No other slice of the buffer that overlaps this one (from this call or another) is used
+    /// while this one is.
+    #[allow(unsafe_code)]
+    pub(crate) unsafe fn part(&self, at: usize, len: usize) -> &'a mut [T] {
+        assert!(at + len <= self.len, "part inside the buffer");
+        // SAFETY: inside the uniquely borrowed buffer (asserted); the caller guarantees that no
+        // overlapping slice is in use.
+        unsafe { std::slice::from_raw_parts_mut(self.start.add(at), len) }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -51,6 +51,7 @@ mod error;
 pub mod init;
 pub mod layers;
 pub mod loss;
+mod matmul;
 pub mod maxpool;
 mod model;
 pub mod optim;

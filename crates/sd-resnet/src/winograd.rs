@@ -132,8 +132,8 @@ fn filter_row(
 
 /// Element `e`'s `[rows, cols]` matrix in a buffer laid out `[rows][16][cols]` (`U`, `V`, `M`,
 /// `dM`): its rows `16 cols` apart.
-fn element(buffer: &[f32], e: usize, rows: usize, cols: usize) -> crate::conv::View<'_> {
-    crate::conv::View {
+fn element(buffer: &[f32], e: usize, rows: usize, cols: usize) -> crate::matmul::View<'_> {
+    crate::matmul::View {
         data: &buffer[e * cols..],
         rows,
         cols,
@@ -297,7 +297,7 @@ pub(crate) fn convolve(s: &Shape, x: &[f32], u: &[f32], images: usize) -> Vec<f3
             let n0 = task * images;
             let images = y.len() / (o * plane);
             let t_all = images * s.tiles();
-            let workspace = &crate::conv::WORKSPACE;
+            let workspace = &crate::matmul::WORKSPACE;
             let mut v = workspace.take(s.scratch(images));
             let mut m = workspace.take(s.scratch(images));
             transform_input(s, x, n0, images, &mut v);
@@ -324,7 +324,7 @@ fn element_products(
     assert_eq!(m.len(), ELEMENTS * o * t_all, "M's size");
     if !parallel {
         for e in 0..ELEMENTS {
-            crate::conv::product(
+            crate::matmul::product(
                 &mut m[e * t_all..],
                 (ELEMENTS * t_all, 1),
                 element(u, e, o, c),
@@ -335,11 +335,7 @@ fn element_products(
         }
         return;
     }
-    struct Dst(*mut f32, usize);
-    // SAFETY: only used to hand the buffer's address to tasks writing disjoint elements.
-    #[allow(unsafe_code)]
-    unsafe impl Sync for Dst {}
-    let dst = Dst(m.as_mut_ptr(), m.len());
+    let dst = crate::cpu::DisjointParts::new(m);
     (0..ELEMENTS).into_par_iter().for_each(|e| {
         let dst = &dst;
         // SAFETY: element `e` writes rows `r < o` at `(r 16 + e) t_all + j`, `j < t_all`: for
@@ -347,8 +343,8 @@ fn element_products(
         // while the products run. Its bounds are asserted by `product_raw`.
         #[allow(unsafe_code)]
         unsafe {
-            crate::conv::product_raw(
-                (dst.0.add(e * t_all), dst.1 - e * t_all),
+            crate::matmul::product_raw(
+                dst.tail(e * t_all),
                 (ELEMENTS * t_all, 1),
                 element(u, e, o, c),
                 element(v, e, c, t_all),
@@ -819,7 +815,7 @@ pub(crate) fn weight_gradient(s: &Shape, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let task = (4 * TASK_TILES)
         .div_ceil(s.tiles())
         .clamp(1, s.batch.max(1));
-    let workspace = &crate::conv::WORKSPACE;
+    let workspace = &crate::matmul::WORKSPACE;
     let mut du = workspace.take(len);
     let mut v = workspace.take(s.scratch(task));
     let mut dm = workspace.take(s.scratch(task));
@@ -839,7 +835,7 @@ pub(crate) fn weight_gradient(s: &Shape, x: &[f32], dy: &[f32]) -> Vec<f32> {
             .enumerate()
             .for_each(|(e, du)| {
                 // dU_e (+)= dM_e V_e^T: [O, T] x [T, C].
-                crate::conv::product(
+                crate::matmul::product(
                     du,
                     (c, 1),
                     element(dm, e, o, t_all),
@@ -867,7 +863,7 @@ fn filters_from(du: Vec<f32>, o: usize, c: usize) -> Vec<f32> {
             move || filter_gradients(du, o, oi, dw, &mut scratch),
         )
     });
-    crate::conv::WORKSPACE.give(du);
+    crate::matmul::WORKSPACE.give(du);
     dw
 }
 
@@ -1039,7 +1035,7 @@ mod by_images {
     /// channels in parallel into `[O][pixel][image]`, then planes in parallel into `y`.
     pub(super) fn transform_output(s: &Shape, m: &[f32], images: usize, y: &mut [f32]) {
         let (plane, t_all) = (s.plane(), images * s.tiles());
-        let workspace = &crate::conv::WORKSPACE;
+        let workspace = &crate::matmul::WORKSPACE;
         let mut by_pixel = workspace.take(s.out * plane * images);
         let shape = *s;
         wide_blocks(
