@@ -11,13 +11,16 @@
 //! See docs/experiments.md and docs/gpu.md.
 
 mod cuda;
+#[cfg(test)]
+mod modules;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use sd_experiments::experiment::{self, Shard};
+use sd_experiments::experiment;
+use sd_experiments::plan::{self, Shard};
 use sd_experiments::{DeviceSpec, profile, report, terminal};
 
 /// Project automation for self-distillation.
@@ -174,7 +177,7 @@ fn paper_experiments(
     }
     let shard = match shard {
         Some(shard) => Some(shard),
-        None => experiment::slurm_shard(|name| std::env::var(name).ok())?,
+        None => plan::slurm_shard(|name| std::env::var(name).ok())?,
     };
     let options = experiment::Options {
         out: out.unwrap_or_else(|| workspace_root().join("target/paper").join(&profile.name)),

@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use clap::Parser;
 use cli::{BenchCommand, Cli, Command, DataCommand, ExperimentsCommand, KrrArgs};
 use sd_experiments::krr::output::{self, Format};
-use sd_experiments::{data, experiment, plot, profile, report, resnet, terminal};
+use sd_experiments::{data, experiment, plan, plot, profile, report, resnet, terminal};
 
 /// Exit status for every error: bad input, bad data, failed writes.
 const FAILURE: u8 = 2;
@@ -106,7 +106,7 @@ fn run(cli: Cli) -> Result<()> {
             let profile = profile::load(&profile::locate(&args.profile)?, &args.overrides)?;
             let shard = match args.shard {
                 Some(shard) => Some(shard),
-                None => experiment::slurm_shard(|name| std::env::var(name).ok())?,
+                None => plan::slurm_shard(|name| std::env::var(name).ok())?,
             };
             let options = experiment::Options {
                 out: args

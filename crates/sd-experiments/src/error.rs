@@ -94,6 +94,15 @@ pub enum Error {
     /// A Slurm array task whose variables do not describe a shard.
     #[error("{0}")]
     Slurm(String),
+    /// A result file of a run that the report cannot read.
+    #[error("{}: {problem}", path.display())]
+    ResultFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong, with the line where there is one.
+        problem: String,
+    },
+
     /// A directory without an experiment's `experiment.json`.
     #[error("{} is not an experiment directory (it has no experiment.json)", .0.display())]
     NotAnExperiment(PathBuf),

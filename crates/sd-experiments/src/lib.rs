@@ -33,10 +33,12 @@ pub mod device;
 mod error;
 pub mod experiment;
 pub mod krr;
+pub mod plan;
 pub mod plot;
 pub mod profile;
 pub mod report;
 pub mod resnet;
+pub mod stats;
 pub mod terminal;
 
 pub use device::DeviceSpec;

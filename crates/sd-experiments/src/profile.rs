@@ -408,6 +408,28 @@ impl Profile {
         Ok(())
     }
 
+    /// The fixture of a `data = "fixture"` profile; `None` for a real data set.
+    pub fn fixture(&self) -> Option<sd_data::fixture::FixtureSpec> {
+        (self.data == "fixture").then_some(sd_data::fixture::FixtureSpec {
+            train: self.fixture_train,
+            test: self.fixture_test,
+            seed: 0,
+        })
+    }
+
+    /// Where the data set of an experiment in `out` lies: for a fixture,
+    /// `<out>/data/fixture-<train>-<test>/` (written there by [`crate::experiment::data_path`]),
+    /// otherwise the profile's `data`. With an empty `out`, the path as the report names it
+    /// (relative to the experiment's directory for a fixture).
+    pub fn data_in(&self, out: &Path) -> PathBuf {
+        match self.fixture() {
+            Some(spec) => out
+                .join("data")
+                .join(format!("fixture-{}-{}", spec.train, spec.test)),
+            None => PathBuf::from(&self.data),
+        }
+    }
+
     /// The kernel study on images of this profile, on the images at `data` (the profile's data
     /// set as [`crate::experiment::data_path`] resolves it); `None` when `kernel_images` is off.
     pub fn image_study(&self, data: &Path) -> Option<crate::krr::image_study::ImageStudy> {
@@ -578,14 +600,6 @@ mod tests {
         assert_eq!(one.label_noise, [0.2]);
         let two = load(&path, &["label_noise=[0, 0.3]".into()]).unwrap();
         assert_eq!(two.label_noise, [0.0, 0.3]);
-        // Every alpha and seed at each level, each level in its own directories.
-        let chains = crate::experiment::chains(&two);
-        assert_eq!(chains.len(), 2 * two.alphas.len() * two.seeds.len());
-        assert_eq!(chains[0].dir_name(), "alpha-0_seed-0");
-        assert_eq!(
-            chains.last().unwrap().dir_name(),
-            format!("noise-0.3_alpha-auto_seed-{}", two.seeds.last().unwrap())
-        );
         assert_eq!(two.settings(0.3).label_noise, 0.3);
         let fmnist = load(&locate("fmnist").unwrap(), &[]).unwrap();
         assert_eq!(fmnist.label_noise, [0.0, 0.3]);

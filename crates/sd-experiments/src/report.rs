@@ -12,9 +12,16 @@ use sd_train::files::{create_dir, write_atomic, write_csv};
 use sd_train::{AutoAlpha, ChainDir, ChainRecord, EpochMetrics, StepResult};
 use serde::{Deserialize, Serialize};
 
+mod format;
+mod kernel;
+
 use crate::error::{Error, Result};
-use crate::experiment::Shard;
+use crate::krr::image_study::ImageStudy;
+use crate::plan::Shard;
 use crate::plot::{AccuracySeries, write_accuracy_figure};
+use crate::profile::Profile;
+use crate::stats::{Stats, difference_cell, paired_interval, percent_cell};
+use format::{alpha_title, relative, step_table_head};
 
 /// The heading after which the report holds what differs between two runs of the same
 /// experiment (times, machine, directories); everything above it depends only on the results.
@@ -218,10 +225,10 @@ impl Experiment {
         // What the profiles ask for (every shard's profile lists all chains of the experiment).
         let mut not_started = Vec::new();
         for (_, info) in &infos {
-            let Ok(profile) = toml::from_str::<crate::profile::Profile>(&info.profile_toml) else {
+            let Ok(profile) = toml::from_str::<Profile>(&info.profile_toml) else {
                 continue;
             };
-            for spec in crate::experiment::select(&profile, None) {
+            for spec in crate::plan::select(&profile, None) {
                 let present = chains.iter().any(|c| {
                     (c.record.alpha, c.record.seed, c.record.settings.label_noise)
                         == (spec.alpha, spec.seed, spec.label_noise)
@@ -236,6 +243,16 @@ impl Experiment {
             chains,
             steps,
             not_started,
+        })
+    }
+
+    /// The kernel study on images of the first profile that has one (every shard's profile is
+    /// the experiment's), its data named as the report names it ([`Profile::data_in`]: a
+    /// fixture relative to the experiment's directory, so that copies read the same).
+    fn image_study(&self) -> Option<ImageStudy> {
+        self.infos.iter().find_map(|(_, info)| {
+            let profile = toml::from_str::<Profile>(&info.profile_toml).ok()?;
+            profile.image_study(&profile.data_in(Path::new("")))
         })
     }
 
@@ -315,75 +332,6 @@ impl Experiment {
     }
 }
 
-/// Mean, sample standard deviation and count.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Stats {
-    /// Mean.
-    pub mean: f64,
-    /// Sample standard deviation (`n - 1`); 0 for one value.
-    pub std: f64,
-    /// Values.
-    pub n: usize,
-}
-
-impl Stats {
-    /// `None` for no values.
-    pub fn of(values: &[f64]) -> Option<Stats> {
-        let n = values.len();
-        if n == 0 {
-            return None;
-        }
-        let mean = values.iter().sum::<f64>() / n as f64;
-        let std = if n > 1 {
-            (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1) as f64).sqrt()
-        } else {
-            0.0
-        };
-        Some(Stats { mean, std, n })
-    }
-
-    /// In percent: `81.23 ± 0.45`, or `81.23` for one seed.
-    fn percent(&self) -> String {
-        if self.n > 1 {
-            format!("{:.2} ± {:.2}", 100.0 * self.mean, 100.0 * self.std)
-        } else {
-            format!("{:.2}", 100.0 * self.mean)
-        }
-    }
-}
-
-/// The 0.975 quantile of Student's t with `df` degrees of freedom (`df >= 1`): the factor of a
-/// two-sided 95% confidence interval of a mean from `df + 1` values. Tabulated to 3 decimals for
-/// `df <= 30`, then the normal's 1.960 (within 0.04 beyond 30).
-pub fn t_975(df: usize) -> f64 {
-    const TABLE: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-        2.052, 2.048, 2.045, 2.042,
-    ];
-    match df {
-        0 => f64::NAN,
-        1..=30 => TABLE[df - 1],
-        _ => 1.960,
-    }
-}
-
-/// The mean of paired differences and the half-width of its 95% confidence interval (Student's
-/// t); the half-width is `None` for fewer than two pairs.
-pub fn paired_interval(differences: &[f64]) -> Option<(f64, Option<f64>)> {
-    let stats = Stats::of(differences)?;
-    let half = (stats.n > 1).then(|| t_975(stats.n - 1) * stats.std / (stats.n as f64).sqrt());
-    Some((stats.mean, half))
-}
-
-fn alpha_title(alpha: Alpha) -> String {
-    format!("α = {alpha}")
-}
-
-fn cell(stats: Option<Stats>) -> String {
-    stats.map_or("-".into(), |s| s.percent())
-}
-
 /// Writes the report of the chains in `dirs` into `out` (created if needed): `REPORT.md`,
 /// `accuracy.csv`, `steps.csv`, `auto_alpha.csv`, `timing.csv`, `accuracy.png`/`.svg`, and the
 /// kernel part's `krr/` (copied from the first directory that has one when `out` is not it).
@@ -400,8 +348,6 @@ pub fn write(dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
     let krr = copy_krr(dirs, out)?;
     let mut md = String::new();
     let (_, info) = &experiment.infos[0];
-    let alphas = experiment.alphas();
-    let seeds = experiment.seeds();
     let settings = experiment.chains.first().map(|c| c.record.settings.clone());
     let levels = experiment.noise_levels();
     let _ = writeln!(
@@ -410,85 +356,18 @@ pub fn write(dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
     );
     let _ = writeln!(md, "Profile `{}`: {}.\n", info.profile, info.description);
     if let Some(s) = &settings {
-        let _ = writeln!(
-            md,
-            "{}: alpha in {{{}}} x seeds {{{}}}. ResNet-{} ({} stem{}), {} loss, data `{}`; \
-             {} epoch(s) per step, {} steps (step 0 is the first fit, on the ground truth only), \
-             batch {}, Adam lr {}{}, reg_coef {}, on {}; {}, teacher's BatchNorm in {} mode; {}. \
-             Test accuracy in percent: the mean ± \
-             sample standard deviation over seeds of each step's best model by validation \
-             accuracy, unless a table says otherwise. Regenerate with `cargo xtask paper-report \
-             DIR...`.\n",
-            match experiment.chains.len() {
-                1 => "1 chain".to_string(),
-                n => format!("{n} chains"),
-            },
-            alphas
-                .iter()
-                .map(|a| a.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            seeds
-                .iter()
-                .map(|s| s.to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            s.resnet,
-            s.stem,
-            if s.width == sd_resnet::TORCHVISION_WIDTH {
-                String::new()
-            } else {
-                format!(
-                    ", width {}: {} channels in the first stage, torchvision's 64 scaled down",
-                    s.width, s.width
-                )
-            },
-            s.loss,
-            s.data,
-            s.epochs,
-            experiment.steps,
-            s.batch_size,
-            s.lr,
-            match s.lr_schedule {
-                sd_train::LrSchedule::Constant => "",
-                sd_train::LrSchedule::Cosine => {
-                    " annealed to 0 over each step's epochs by a cosine (set once per epoch)"
-                }
-            },
-            s.reg_coef,
-            s.device,
-            if s.shuffle {
-                "a new order of the training images every epoch"
-            } else {
-                "the training split's own order in every epoch and step (no shuffling)"
-            },
-            s.teacher_mode,
-            match levels.as_slice() {
-                [level] if *level == 0.0 => "clean labels".to_string(),
-                [level] => format!(
-                    "label noise {level} on the training labels (validation included, test \
-                     labels clean; noise seed {})",
-                    s.noise_seed
-                ),
-                levels => format!(
-                    "label noise {} on the training labels, every alpha and seed at each level, \
-                     one section each (validation included, test labels clean; noise seed {})",
-                    levels
-                        .iter()
-                        .map(|l| l.to_string())
-                        .collect::<Vec<_>>()
-                        .join(" and "),
-                    s.noise_seed
-                ),
-            },
-        );
+        md += &setup_paragraph(&experiment, s);
     }
-    if let Some(krr_md) = &krr.toy {
-        md += &krr_section(krr_md);
-    }
-    if let Some(images_md) = &krr.images {
-        md += images_md;
-        md.push('\n');
+    if let Some(krr) = &krr {
+        if let Some(toy) = kernel::toy_section(krr)? {
+            md += &toy;
+        }
+        if let Some(study) = experiment.image_study()
+            && let Some(images) = kernel::images_section(&study, &krr.join("images"))?
+        {
+            md += &images;
+            md.push('\n');
+        }
     }
     for &label_noise in &levels {
         let condition = Condition {
@@ -504,7 +383,7 @@ pub fn write(dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
         }
     }
     md += &missing_section(&experiment);
-    md += &run_section(&experiment);
+    md += &run_section(&experiment, out);
     write_accuracy_csv(&out.join("accuracy.csv"), &experiment)?;
     write_steps_csv(&out.join("steps.csv"), &experiment)?;
     write_auto_csv(&out.join("auto_alpha.csv"), &experiment)?;
@@ -512,6 +391,68 @@ pub fn write(dirs: &[PathBuf], out: &Path) -> Result<PathBuf> {
     let report = out.join("REPORT.md");
     write_atomic(&report, md.as_bytes())?;
     Ok(report)
+}
+
+/// The report's first paragraph: what was trained, on what, and how the tables read.
+fn setup_paragraph(experiment: &Experiment, s: &sd_train::Settings) -> String {
+    let list = |items: Vec<String>| items.join(", ");
+    let chains = match experiment.chains.len() {
+        1 => "1 chain".to_string(),
+        n => format!("{n} chains"),
+    };
+    let alphas = list(experiment.alphas().iter().map(Alpha::to_string).collect());
+    let seeds = list(experiment.seeds().iter().map(u64::to_string).collect());
+    let width = if s.width == sd_resnet::TORCHVISION_WIDTH {
+        String::new()
+    } else {
+        format!(
+            ", width {}: {} channels in the first stage, torchvision's 64 scaled down",
+            s.width, s.width
+        )
+    };
+    let network = format!("ResNet-{} ({} stem{width})", s.resnet, s.stem);
+    let schedule = match s.lr_schedule {
+        sd_train::LrSchedule::Constant => "",
+        sd_train::LrSchedule::Cosine => {
+            " annealed to 0 over each step's epochs by a cosine (set once per epoch)"
+        }
+    };
+    let order = if s.shuffle {
+        "a new order of the training images every epoch"
+    } else {
+        "the training split's own order in every epoch and step (no shuffling)"
+    };
+    let labels = match experiment.noise_levels().as_slice() {
+        [level] if *level == 0.0 => "clean labels".to_string(),
+        [level] => format!(
+            "label noise {level} on the training labels (validation included, test labels \
+             clean; noise seed {})",
+            s.noise_seed
+        ),
+        levels => format!(
+            "label noise {} on the training labels, every alpha and seed at each level, one \
+             section each (validation included, test labels clean; noise seed {})",
+            levels
+                .iter()
+                .map(|l| l.to_string())
+                .collect::<Vec<_>>()
+                .join(" and "),
+            s.noise_seed
+        ),
+    };
+    let training = format!(
+        "{} epoch(s) per step, {} steps (step 0 is the first fit, on the ground truth only), \
+         batch {}, Adam lr {}{schedule}, reg_coef {}, on {}",
+        s.epochs, experiment.steps, s.batch_size, s.lr, s.reg_coef, s.device
+    );
+    format!(
+        "{chains}: alpha in {{{alphas}}} x seeds {{{seeds}}}. {network}, {} loss, data `{}`; \
+         {training}; {order}, teacher's BatchNorm in {} mode; {labels}. Test accuracy in \
+         percent: the mean ± sample standard deviation over seeds of each step's best model by \
+         validation accuracy, unless a table says otherwise. Regenerate with `cargo xtask \
+         paper-report DIR...`.\n\n",
+        s.loss, s.data, s.teacher_mode
+    )
 }
 
 /// One label-noise level's part of the report: its sections' titles and figure names.
@@ -546,25 +487,12 @@ impl Condition {
     }
 }
 
-/// The kernel parts' markdown: the toy example's `losses.md` and the image study's
-/// `images/section.md`.
-#[derive(Default)]
-struct KrrParts {
-    toy: Option<String>,
-    images: Option<String>,
-}
-
-/// The image study's section, relative to `krr/`.
-const IMAGES_SECTION: &str = "images/section.md";
-
-/// Copies `krr/` next to the report when it is elsewhere; returns its markdown parts.
-fn copy_krr(dirs: &[PathBuf], out: &Path) -> Result<KrrParts> {
-    let Some(source) = dirs
-        .iter()
-        .map(|d| d.join("krr"))
-        .find(|k| k.join("losses.md").is_file() || k.join(IMAGES_SECTION).is_file())
-    else {
-        return Ok(KrrParts::default());
+/// Copies `krr/` next to the report when it is elsewhere (the first of `dirs` that has one), so
+/// that the report's links and the figures the kernel runs drew are beside it; returns that
+/// `krr/`, where the kernel sections are rendered from.
+fn copy_krr(dirs: &[PathBuf], out: &Path) -> Result<Option<PathBuf>> {
+    let Some(source) = dirs.iter().map(|d| d.join("krr")).find(|k| k.is_dir()) else {
+        return Ok(None);
     };
     let target = out.join("krr");
     let same = std::fs::canonicalize(&source).ok() == std::fs::canonicalize(&target).ok()
@@ -572,24 +500,22 @@ fn copy_krr(dirs: &[PathBuf], out: &Path) -> Result<KrrParts> {
     if !same {
         copy_dir(&source, &target)?;
     }
-    let read = |path: PathBuf| -> Result<Option<String>> {
-        match std::fs::read_to_string(&path) {
-            Ok(text) => Ok(Some(text)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(&path)(e)),
-        }
-    };
-    Ok(KrrParts {
-        toy: read(target.join("losses.md"))?,
-        images: read(target.join(IMAGES_SECTION))?,
-    })
+    Ok(Some(target))
 }
+
+/// Markdown that earlier versions wrote beside the kernel runs and pasted into the report; the
+/// report is rendered from the runs' results now, so these are not copied.
+const LEGACY_MARKDOWN: [&str; 2] = ["losses.md", "section.md"];
 
 fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     create_dir(to)?;
     for entry in std::fs::read_dir(from).map_err(Error::io(from))? {
         let path = entry.map_err(Error::io(from))?.path();
-        let target = to.join(path.file_name().expect("an entry has a name"));
+        let name = path.file_name().expect("an entry has a name");
+        if LEGACY_MARKDOWN.iter().any(|legacy| *legacy == name) {
+            continue;
+        }
+        let target = to.join(name);
         if path.is_dir() {
             copy_dir(&path, &target)?;
         } else {
@@ -600,43 +526,12 @@ fn copy_dir(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-fn krr_section(losses_md: &str) -> String {
-    let mut md = String::from("## Kernel ridge regression: the toy example\n\n");
-    // The tables without their own title.
-    for line in losses_md
-        .lines()
-        .skip_while(|l| l.starts_with('#') || l.is_empty())
-    {
-        md += line;
-        md.push('\n');
-    }
-    md += "\nFigures (PNG and SVG) per alpha in `krr/alpha-*/`: the fits \
-           ([alpha = 0](krr/alpha-0/fit.png), [alpha = 0.25](krr/alpha-0.25/fit.png)), the \
-           diagonals of B per step ([alpha = 0](krr/alpha-0/b_diag.png), \
-           [alpha = 0.35](krr/alpha-0.35/b_diag.png)) and their ratios (`ratios.png`); \
-           tables as CSV in `krr/losses.csv`.\n\n";
-    md
-}
-
-/// `| step | alpha ... |` and its separator: the head of every per-step table.
-fn step_table_head(alphas: &[Alpha]) -> String {
-    format!(
-        "| step | {} |\n|---|{}\n",
-        alphas
-            .iter()
-            .map(|a| alpha_title(*a))
-            .collect::<Vec<_>>()
-            .join(" | "),
-        "---:|".repeat(alphas.len())
-    )
-}
-
 fn accuracy_table(experiment: &Experiment, alphas: &[Alpha], best: bool) -> String {
     let mut md = step_table_head(alphas);
     for step in 0..experiment.steps {
         let cells: Vec<String> = alphas
             .iter()
-            .map(|&a| cell(experiment.stats(a, step, best)))
+            .map(|&a| percent_cell(experiment.stats(a, step, best)))
             .collect();
         let _ = writeln!(md, "| {step} | {} |", cells.join(" | "));
     }
@@ -915,10 +810,10 @@ fn auto_section(experiment: &Experiment, alphas: &[Alpha], condition: &Condition
             } else {
                 chosen.join("; ")
             },
-            cell(experiment.stats(Alpha::Auto, step, true)),
-            cell(probe),
+            percent_cell(experiment.stats(Alpha::Auto, step, true)),
+            percent_cell(probe),
             grid_best.map_or("-".into(), |(a, _)| a.to_string()),
-            cell(grid_best.map(|(_, s)| s)),
+            percent_cell(grid_best.map(|(_, s)| s)),
             grid_best.map_or("-".into(), |(best, _)| {
                 let differences: Vec<f64> = experiment
                     .of(Alpha::Auto)
@@ -948,19 +843,6 @@ fn auto_section(experiment: &Experiment, alphas: &[Alpha], condition: &Condition
     }
     md.push_str("\n\n");
     md
-}
-
-/// A mean paired difference in points with its 95% interval and `*` where it excludes 0.
-fn difference_cell(differences: &[f64]) -> String {
-    match paired_interval(differences) {
-        None => "-".into(),
-        Some((mean, None)) => format!("{:+.2} (n = 1)", 100.0 * mean),
-        Some((mean, Some(half))) => {
-            let (low, high) = (100.0 * (mean - half), 100.0 * (mean + half));
-            let star = if low > 0.0 || high < 0.0 { " *" } else { "" };
-            format!("{:+.2} [{low:+.2}, {high:+.2}]{star}", 100.0 * mean)
-        }
-    }
 }
 
 /// What Algorithm 1 cost against the grid, per seed (the mean over the seeds with a finished
@@ -1117,7 +999,7 @@ fn chain_times(experiment: &Experiment) -> String {
     md
 }
 
-fn run_section(experiment: &Experiment) -> String {
+fn run_section(experiment: &Experiment, out: &Path) -> String {
     let mut md = format!("{RUN_SECTION}\n\n");
     if !experiment.chains.is_empty() {
         md += &chain_times(experiment);
@@ -1142,13 +1024,12 @@ fn run_section(experiment: &Experiment) -> String {
             cost.auto_seconds / cost.grid_seconds.max(f64::MIN_POSITIVE),
         );
     }
-    let here = std::env::current_dir().unwrap_or_default();
     for (dir, info) in &experiment.infos {
         let h = &info.hardware;
         let _ = writeln!(
             md,
             "- `{}`{}: commit {}, {} ({} logical CPUs{}), device {}, {}",
-            dir.strip_prefix(&here).unwrap_or(dir).display(),
+            relative(out, dir).display(),
             info.shard
                 .map_or(String::new(), |s| format!(" (shard {s})")),
             info.git_commit,
@@ -1300,18 +1181,6 @@ fn write_timing_csv(path: &Path, experiment: &Experiment) -> Result<()> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn paired_intervals_use_students_t() {
-        assert_eq!(t_975(1), 12.706);
-        assert_eq!(t_975(100), 1.960);
-        let (mean, half) = paired_interval(&[1.0, 2.0, 3.0]).unwrap();
-        assert_eq!(mean, 2.0);
-        // sd 1, n 3: 4.303 / sqrt(3).
-        assert!((half.unwrap() - 4.303 / 3f64.sqrt()).abs() < 1e-12);
-        assert_eq!(paired_interval(&[0.5]), Some((0.5, None)));
-        assert_eq!(paired_interval(&[]), None);
-    }
-
     fn chain(alpha: f64, seed: u64, accuracies: &[f64]) -> Chain {
         let settings = crate::profile::load(&crate::profile::locate("smoke").unwrap(), &[])
             .unwrap()
@@ -1387,15 +1256,5 @@ mod tests {
             md.contains("(n = 1)") && md.contains("No cell has two seeds"),
             "{md}"
         );
-    }
-
-    #[test]
-    fn stats_use_the_sample_deviation() {
-        let s = Stats::of(&[0.8, 0.9]).unwrap();
-        assert!((s.mean - 0.85).abs() < 1e-12);
-        assert!((s.std - 0.070_710_678).abs() < 1e-6);
-        assert_eq!(s.percent(), "85.00 ± 7.07");
-        assert_eq!(Stats::of(&[0.5]).unwrap().percent(), "50.00");
-        assert_eq!(Stats::of(&[]), None);
     }
 }

@@ -3,7 +3,8 @@
 
 use std::path::Path;
 
-use sd_experiments::experiment::{self, Options, Runner, Shard};
+use sd_experiments::experiment::{self, Options, Runner};
+use sd_experiments::plan::{self, Shard};
 use sd_experiments::profile::{self, Profile};
 use sd_experiments::report::{self, RUN_SECTION};
 use sd_train::ChainDir;
@@ -166,7 +167,7 @@ fn a_chain_another_process_trains_is_skipped() {
         device: candle_core::Device::Cpu,
         show_progress: false,
     };
-    let chain = experiment::chains(&profile)[0];
+    let chain = plan::chains(&profile)[0];
     let dir = ChainDir::new(out.path().join("runs").join(chain.dir_name()));
     let held = dir.lock().unwrap();
     assert_eq!(runner.run(chain, &dir).unwrap(), None);
@@ -230,4 +231,71 @@ fn a_directory_without_an_experiment_is_named() {
         .unwrap_err()
         .to_string();
     assert!(error.contains("is not an experiment directory"), "{error}");
+}
+
+/// Copies the files of `from` into `to`, directories included.
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let path = entry.unwrap().path();
+        let target = to.join(path.file_name().unwrap());
+        if path.is_dir() {
+            copy_tree(&path, &target);
+        } else {
+            std::fs::copy(&path, &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn the_kernel_parts_report_the_same_text_from_any_directory() {
+    // The kernel parts alone: no chain, so no wall time in the report.
+    let profile = tiny(&[
+        "networks=false",
+        "kernel_images=true",
+        "kernel_train_size=60",
+        "kernel_nystrom=20",
+        "kernel_steps=2",
+        "kernel_seeds=[0, 1]",
+        "kernel_alphas=[0.5, \"auto\"]",
+    ]);
+    let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let report = std::fs::read_to_string(run(&profile, one.path(), None)).unwrap();
+    assert!(
+        report.contains("## Kernel ridge regression: the toy example")
+            && report.contains("## Kernel ridge regression on images"),
+        "{report}"
+    );
+    // The fixture and the directory are named relative to the report.
+    assert!(
+        report.contains("regression on `data/fixture-160-40`"),
+        "{report}"
+    );
+    assert!(report.contains("- `.`: commit test"), "{report}");
+    // Rendered from the runs: no markdown beside them.
+    assert!(!one.path().join("krr/losses.md").exists());
+    assert!(!one.path().join("krr/images/section.md").exists());
+    // Another directory, and a copy reported where it lies, give the same text.
+    assert_eq!(
+        std::fs::read_to_string(run(&profile, two.path(), None)).unwrap(),
+        report
+    );
+    let copy = tempfile::tempdir().unwrap();
+    copy_tree(one.path(), copy.path());
+    std::fs::remove_file(copy.path().join("REPORT.md")).unwrap();
+    let again = report::write(&[copy.path().to_path_buf()], copy.path()).unwrap();
+    assert_eq!(std::fs::read_to_string(again).unwrap(), report);
+    // Written elsewhere, the report names the experiment's directory from where it is.
+    let elsewhere = copy.path().join("elsewhere");
+    let moved = report::write(&[one.path().to_path_buf()], &elsewhere).unwrap();
+    let moved = std::fs::read_to_string(moved).unwrap();
+    let named = format!(
+        "- `{}`: commit test",
+        Path::new("..")
+            .join("..")
+            .join(one.path().file_name().unwrap())
+            .display()
+    );
+    assert!(moved.contains(&named), "{named} in {moved}");
+    assert!(elsewhere.join("krr/images/accuracy-exact.png").is_file());
 }

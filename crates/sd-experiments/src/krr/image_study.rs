@@ -1,7 +1,8 @@
 //! The kernel on real images: self-distillation of kernel ridge regression on an image data set
 //! (Fashion-MNIST in the `fmnist` profile), for several alphas, on clean labels and with label
-//! noise, on an exact subset of the training images and on all of them by Nyström. REPORT.md's
-//! "Kernel ridge regression on images" section.
+//! noise, on an exact subset of the training images and on all of them by Nyström: the results
+//! that REPORT.md's "Kernel ridge regression on images" shows (the report renders the section,
+//! its table and figures from the runs' `run.json`).
 //!
 //! The problem is `krr --images`' ([`super::images`]): pixels / 255, one-hot targets, RBF kernel,
 //! accuracy by argmax on all test images. Every alpha of a run trains on the same images: a tenth
@@ -15,18 +16,15 @@
 //! computed again, so a killed study continues where it stopped; one with other settings is
 //! refused with the difference named.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use sd_alpha::Alpha;
-use sd_train::files::{create_dir, write_atomic, write_csv, write_json};
+use sd_train::files::{create_dir, write_atomic, write_json};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::krr::images::ImageSource;
 use crate::krr::{KernelChoice, KrrConfig, KrrReport, NystromChoice, SolverChoice, output};
-use crate::plot::{self, AccuracySeries};
-use crate::report::{Stats, paired_interval};
 
 /// What the study runs (the profile's `kernel_*` fields).
 #[derive(Debug, Clone, PartialEq)]
@@ -62,7 +60,8 @@ pub enum StudyRoute {
 }
 
 impl StudyRoute {
-    fn name(self) -> &'static str {
+    /// `exact` or `nystrom`, as directory names and `accuracy.csv` write it.
+    pub fn name(self) -> &'static str {
         match self {
             StudyRoute::Exact => "exact",
             StudyRoute::Nystrom => "nystrom",
@@ -174,14 +173,61 @@ impl ImageStudy {
         Ok(())
     }
 
-    /// The settings of every run, in the order they run (exact first: it is quicker).
+    /// The routes the study takes (exact first: it is quicker).
+    fn routes(&self) -> Vec<StudyRoute> {
+        [
+            (StudyRoute::Exact, self.train_size > 0),
+            (StudyRoute::Nystrom, self.nystrom > 0),
+        ]
+        .into_iter()
+        .filter_map(|(route, taken)| taken.then_some(route))
+        .collect()
+    }
+
+    /// The seeds of a run of `route` at `label_noise`: all of them, or the first alone for a
+    /// run with no randomness (the exact route on clean labels).
+    fn seeds_of(&self, route: StudyRoute, label_noise: f64) -> &[u64] {
+        if route == StudyRoute::Nystrom || label_noise > 0.0 {
+            &self.seeds
+        } else {
+            &self.seeds[..1]
+        }
+    }
+
+    /// Route, label noise and seed of every run, in the order they run.
+    fn keys(&self) -> Vec<(StudyRoute, f64, u64)> {
+        let mut keys = Vec::new();
+        for route in self.routes() {
+            for &label_noise in &self.label_noise {
+                for &seed in self.seeds_of(route, label_noise) {
+                    keys.push((route, label_noise, seed));
+                }
+            }
+        }
+        keys
+    }
+
+    /// Whether `settings` are those of one of this study's runs, the data set aside (its path,
+    /// and the size of the Nyström route's, which is all of it).
+    fn made(&self, settings: &RunSettings) -> bool {
+        let landmarks = (settings.route == StudyRoute::Nystrom).then_some(self.nystrom);
+        self.keys()
+            .contains(&(settings.route, settings.label_noise, settings.seed))
+            && (settings.route == StudyRoute::Nystrom || settings.chosen == self.train_size)
+            && settings.landmarks == landmarks
+            && (settings.gamma, settings.lambda, settings.steps)
+                == (self.gamma, self.lambda, self.steps)
+            && settings.alphas == self.alphas
+    }
+
+    /// The settings of every run, in the order they run, checked against a data set of
+    /// `available` training images.
     fn runs(&self, available: usize) -> Result<Vec<RunSettings>> {
         let mut runs = Vec::new();
-        for route in [StudyRoute::Exact, StudyRoute::Nystrom] {
+        for route in self.routes() {
             let chosen = match route {
-                StudyRoute::Exact if self.train_size > 0 => self.train_size,
-                StudyRoute::Nystrom if self.nystrom > 0 => available,
-                _ => continue,
+                StudyRoute::Exact => self.train_size,
+                StudyRoute::Nystrom => available,
             };
             if chosen > available {
                 return Err(Error::setting(
@@ -204,13 +250,7 @@ impl ImageStudy {
                 ));
             }
             for &label_noise in &self.label_noise {
-                let random = route == StudyRoute::Nystrom || label_noise > 0.0;
-                let seeds = if random {
-                    &self.seeds[..]
-                } else {
-                    &self.seeds[..1]
-                };
-                for &seed in seeds {
+                for &seed in self.seeds_of(route, label_noise) {
                     runs.push(RunSettings {
                         route,
                         data: self.data.display().to_string(),
@@ -231,14 +271,14 @@ impl ImageStudy {
     }
 }
 
+/// `<route>-noise-<p>-seed-<s>`: a run's directory.
+fn dir_name(route: StudyRoute, label_noise: f64, seed: u64) -> String {
+    format!("{}-noise-{label_noise}-seed-{seed}", route.name())
+}
+
 impl RunSettings {
     fn dir_name(&self) -> String {
-        format!(
-            "{}-noise-{}-seed-{}",
-            self.route.name(),
-            self.label_noise,
-            self.seed
-        )
+        dir_name(self.route, self.label_noise, self.seed)
     }
 
     fn config(&self) -> KrrConfig {
@@ -327,9 +367,11 @@ fn run_one(settings: &RunSettings, n_test: usize) -> Result<(RunResult, Vec<KrrR
     Ok((result, reports))
 }
 
-/// Runs the study into `dir` (created if needed), reusing complete runs, and writes its
-/// `section.md`, `accuracy.csv` and figures. Returns the section's path.
-pub fn image_study(study: &ImageStudy, dir: &Path, show_progress: bool) -> Result<PathBuf> {
+/// Runs the study into `dir` (created if needed), one directory per run, reusing complete runs;
+/// returns every run's result. What it stores are results (`run.json` and each alpha's JSON
+/// report); REPORT.md's section, `accuracy.csv` and the figures are rendered from them by the
+/// report.
+pub fn image_study(study: &ImageStudy, dir: &Path, show_progress: bool) -> Result<Vec<RunResult>> {
     study.check()?;
     let dataset = sd_data::Dataset::open(&study.data)?;
     let runs = study.runs(dataset.train.len())?;
@@ -381,23 +423,31 @@ pub fn image_study(study: &ImageStudy, dir: &Path, show_progress: bool) -> Resul
         );
         results.push(result);
     }
-    write_accuracy_csv(&dir.join("accuracy.csv"), &results)?;
-    let mut figures = Vec::new();
-    for route in [StudyRoute::Exact, StudyRoute::Nystrom] {
-        let panels = panels(study, &results, route);
-        if panels.is_empty() {
+    Ok(results)
+}
+
+/// The complete runs of `study` in `dir`, in the order the study runs them: what REPORT.md's
+/// section is made of. A run directory whose `run.json` was computed with other settings than
+/// the study's (an earlier profile's) is left out with a warning; one without `run.json` is
+/// not finished.
+pub fn completed_runs(study: &ImageStudy, dir: &Path) -> Result<Vec<RunResult>> {
+    let mut results = Vec::new();
+    for (route, label_noise, seed) in study.keys() {
+        let file = dir.join(dir_name(route, label_noise, seed)).join(RUN_FILE);
+        let Some(result) = read_run(&file)? else {
             continue;
+        };
+        if study.made(&result.settings) {
+            results.push(result);
+        } else {
+            tracing::warn!(
+                "{} was computed with other settings than the profile's kernel study; left out \
+                 of the report",
+                file.display()
+            );
         }
-        let name = format!("accuracy-{}", route.name());
-        plot::write_panels_figure(dir, &name, &panels, "test accuracy (%)")?;
-        figures.push(name);
     }
-    let section = dir.join("section.md");
-    write_atomic(
-        &section,
-        section_markdown(study, &results, &figures).as_bytes(),
-    )?;
-    Ok(section)
+    Ok(results)
 }
 
 fn read_run(file: &Path) -> Result<Option<RunResult>> {
@@ -416,388 +466,11 @@ fn read_run(file: &Path) -> Result<Option<RunResult>> {
     }
 }
 
-/// The runs of one route and noise level (one per seed).
-fn of(results: &[RunResult], route: StudyRoute, noise: f64) -> Vec<&RunResult> {
-    results
-        .iter()
-        .filter(|r| r.settings.route == route && r.settings.label_noise == noise)
-        .collect()
-}
-
-/// Per step: the accuracies of `alpha` over the runs (seeds).
-fn accuracies(runs: &[&RunResult], alpha: Alpha, step: usize) -> Vec<f64> {
-    runs.iter()
-        .filter_map(|r| r.runs.iter().find(|a| a.alpha == alpha))
-        .filter_map(|a| a.accuracy.get(step).copied())
-        .collect()
-}
-
-/// Per seed: the accuracy of `alpha` at its last step minus step 0's (the first fit, the same
-/// for every alpha of a run).
-fn last_minus_first(runs: &[&RunResult], alpha: Alpha) -> Vec<f64> {
-    runs.iter()
-        .filter_map(|r| r.runs.iter().find(|a| a.alpha == alpha))
-        .filter_map(|a| Some(a.accuracy.last()? - a.accuracy.first()?))
-        .collect()
-}
-
-fn panels(
-    study: &ImageStudy,
-    results: &[RunResult],
-    route: StudyRoute,
-) -> Vec<(String, Vec<AccuracySeries>)> {
-    let mut panels = Vec::new();
-    for &noise in &study.label_noise {
-        let runs = of(results, route, noise);
-        if runs.is_empty() {
-            continue;
-        }
-        let series = study
-            .alphas
-            .iter()
-            .map(|&alpha| AccuracySeries {
-                label: format!("α = {alpha}"),
-                points: (0..study.steps)
-                    .filter_map(|step| {
-                        let stats = Stats::of(&accuracies(&runs, alpha, step))?;
-                        Some((step, 100.0 * stats.mean, 100.0 * stats.std))
-                    })
-                    .collect(),
-                shade: match alpha {
-                    Alpha::Fixed(a) => Some(a),
-                    Alpha::Auto => None,
-                },
-            })
-            .collect();
-        panels.push((
-            format!(
-                "{}, label noise {:.0}%",
-                route_title(route, runs[0]),
-                100.0 * noise
-            ),
-            series,
-        ));
-    }
-    panels
-}
-
-fn route_title(route: StudyRoute, run: &RunResult) -> String {
-    match route {
-        StudyRoute::Exact => format!("exact, N = {}", run.n_train),
-        StudyRoute::Nystrom => format!(
-            "Nyström M = {}, N = {}",
-            run.settings.landmarks.unwrap_or(0),
-            run.n_train
-        ),
-    }
-}
-
-fn percent(stats: Option<Stats>) -> String {
-    match stats {
-        Some(s) if s.n > 1 => format!("{:.2} ± {:.2}", 100.0 * s.mean, 100.0 * s.std),
-        Some(s) => format!("{:.2}", 100.0 * s.mean),
-        None => "-".into(),
-    }
-}
-
-/// `+0.41 [0.12, 0.70]` in accuracy points, or `+0.41` for one seed.
-fn difference(differences: &[f64]) -> String {
-    match paired_interval(differences) {
-        Some((mean, Some(half))) => format!(
-            "{:+.2} [{:+.2}, {:+.2}]",
-            100.0 * mean,
-            100.0 * (mean - half),
-            100.0 * (mean + half)
-        ),
-        Some((mean, None)) => format!("{:+.2}", 100.0 * mean),
-        None => "-".into(),
-    }
-}
-
-fn section_markdown(study: &ImageStudy, results: &[RunResult], figures: &[String]) -> String {
-    let mut md = String::from("## Kernel ridge regression on images\n\n");
-    let any = &results[0];
-    let seeds = study
-        .seeds
-        .iter()
-        .map(u64::to_string)
-        .collect::<Vec<_>>()
-        .join(", ");
-    let _ = writeln!(
-        md,
-        "Self-distillation of kernel ridge regression on `{}`: pixels / 255, one-hot targets, \
-         RBF kernel with gamma = {}, ridge lambda = {} (`K + lambda I`, unscaled), {} steps \
-         (step 0 is the first fit). Test accuracy in percent on all {} test images, by argmax. \
-         Every alpha of a run trains on the same images: a tenth of the chosen training images \
-         is held out, and `auto` (Algorithm 1) chooses each step's alpha on them, never on the \
-         test images. Label noise replaces each training and validation label with probability \
-         p by a class drawn uniformly; test labels are untouched. Seeds {{{seeds}}} draw the \
-         noise and the Nyström landmarks; a run with neither (exact route, clean labels) is \
-         deterministic and runs once. Cells: the mean ± sample standard deviation over seeds; \
-         `auto` cells give the mean chosen alpha in brackets.\n",
-        any.settings.data, study.gamma, study.lambda, study.steps, any.n_test,
-    );
-    for route in [StudyRoute::Exact, StudyRoute::Nystrom] {
-        let route_runs: Vec<&RunResult> = results
-            .iter()
-            .filter(|r| r.settings.route == route)
-            .collect();
-        let Some(first) = route_runs.first() else {
-            continue;
-        };
-        let _ = writeln!(
-            md,
-            "### {}\n\n{} training images ({} chosen, {} held out for choosing alpha){}.\n",
-            match route {
-                StudyRoute::Exact => "Exact (Cholesky), a subset",
-                StudyRoute::Nystrom => "Nyström, all training images",
-            },
-            first.n_train,
-            first.settings.chosen,
-            first.settings.val_size,
-            match first.settings.landmarks {
-                Some(m) => format!(", {m} landmarks drawn uniformly without replacement (seeded)"),
-                None => ", the first in file order".into(),
-            }
-        );
-        for &noise in &study.label_noise {
-            let runs = of(results, route, noise);
-            if runs.is_empty() {
-                continue;
-            }
-            let _ = writeln!(
-                md,
-                "Label noise {:.0}% ({} seed{}{}):\n",
-                100.0 * noise,
-                runs.len(),
-                if runs.len() == 1 { "" } else { "s" },
-                if noise > 0.0 {
-                    format!(
-                        ", {:.0} training and validation labels changed on average",
-                        runs.iter().map(|r| r.labels_changed as f64).sum::<f64>()
-                            / runs.len() as f64
-                    )
-                } else {
-                    String::new()
-                }
-            );
-            let titles: Vec<String> = study.alphas.iter().map(|a| format!("α = {a}")).collect();
-            let _ = writeln!(md, "| step | {} |", titles.join(" | "));
-            let _ = writeln!(md, "|---|{}", "---:|".repeat(titles.len()));
-            for step in 0..study.steps {
-                let cells: Vec<String> = study
-                    .alphas
-                    .iter()
-                    .map(|&alpha| {
-                        let cell = percent(Stats::of(&accuracies(&runs, alpha, step)));
-                        match (alpha, mean_alpha_used(&runs, alpha, step)) {
-                            (Alpha::Auto, Some(used)) => format!("{cell} ({used:.3})"),
-                            _ => cell,
-                        }
-                    })
-                    .collect();
-                let _ = writeln!(md, "| {step} | {} |", cells.join(" | "));
-            }
-            let limits: Vec<String> = study
-                .alphas
-                .iter()
-                .map(|&alpha| {
-                    let values: Vec<f64> = runs
-                        .iter()
-                        .filter_map(|r| r.runs.iter().find(|a| a.alpha == alpha))
-                        .filter_map(|a| a.limit.map(|(_, acc)| acc))
-                        .collect();
-                    if values.len() == runs.len() {
-                        percent(Stats::of(&values))
-                    } else {
-                        "-".into()
-                    }
-                })
-                .collect();
-            let _ = writeln!(md, "| limit | {} |", limits.join(" | "));
-            let diffs: Vec<String> = study
-                .alphas
-                .iter()
-                .map(|&alpha| difference(&last_minus_first(&runs, alpha)))
-                .collect();
-            let _ = writeln!(
-                md,
-                "| step {} − step 0 | {} |\n",
-                study.steps - 1,
-                diffs.join(" | ")
-            );
-        }
-    }
-    let _ = writeln!(
-        md,
-        "The last row is the paired difference, per seed, of the last step's accuracy and the \
-         first fit's, in points, with its 95% confidence interval (Student's t over seeds) where \
-         there are two seeds or more. Not shown: other gammas and lambdas (not tuned here), and \
-         the variation from the choice of the exact subset (always the first images in file \
-         order).\n"
-    );
-    if !figures.is_empty() {
-        let links: Vec<String> = figures
-            .iter()
-            .map(|f| format!("[{f}](krr/images/{f}.png)"))
-            .collect();
-        let _ = writeln!(
-            md,
-            "Figures (PNG and SVG): test accuracy against step, one line per alpha, one panel \
-             per noise level: {}. All numbers in `krr/images/accuracy.csv`; each run's full \
-             reports in `krr/images/<route>-noise-<p>-seed-<s>/`.\n",
-            links.join(", ")
-        );
-    }
-    let _ = writeln!(
-        md,
-        "**What the numbers show.** {}\n",
-        findings(study, results)
-    );
-    md
-}
-
-fn mean_alpha_used(runs: &[&RunResult], alpha: Alpha, step: usize) -> Option<f64> {
-    let values: Vec<f64> = runs
-        .iter()
-        .filter_map(|r| r.runs.iter().find(|a| a.alpha == alpha))
-        .filter_map(|a| *a.alpha_used.get(step)?)
-        .collect();
-    Stats::of(&values).map(|s| s.mean)
-}
-
-/// Two sentences from the numbers: on the route with the most training images, the noisiest
-/// level's best alpha against the first fit and alpha 0, then the clean level's.
-fn findings(study: &ImageStudy, results: &[RunResult]) -> String {
-    let route = if results
-        .iter()
-        .any(|r| r.settings.route == StudyRoute::Nystrom)
-    {
-        StudyRoute::Nystrom
-    } else {
-        StudyRoute::Exact
-    };
-    let mut levels: Vec<f64> = study.label_noise.clone();
-    levels.sort_by(|a, b| b.total_cmp(a));
-    levels.dedup();
-    let last = study.steps - 1;
-    let sentence = |noise: f64| -> Option<String> {
-        let runs = of(results, route, noise);
-        let first = Stats::of(&accuracies(&runs, study.alphas[0], 0))?.mean;
-        // The alpha with the best mean accuracy at the last step.
-        let (best_alpha, best) = study
-            .alphas
-            .iter()
-            .filter_map(|&a| Some((a, Stats::of(&accuracies(&runs, a, last))?.mean)))
-            .max_by(|a, b| a.1.total_cmp(&b.1))?;
-        let diffs = last_minus_first(&runs, best_alpha);
-        let verdict = match paired_interval(&diffs) {
-            Some((mean, Some(half))) if mean - half > 0.0 || mean + half < 0.0 => format!(
-                ", a difference of {:+.2} points whose 95% interval [{:+.2}, {:+.2}] excludes \
-                 zero",
-                100.0 * mean,
-                100.0 * (mean - half),
-                100.0 * (mean + half)
-            ),
-            Some((mean, Some(half))) => format!(
-                ", a difference of {:+.2} points whose 95% interval [{:+.2}, {:+.2}] includes \
-                 zero",
-                100.0 * mean,
-                100.0 * (mean - half),
-                100.0 * (mean + half)
-            ),
-            Some((mean, None)) => format!(
-                ", a difference of {:+.2} points from one seed (no interval)",
-                100.0 * mean
-            ),
-            None => String::new(),
-        };
-        let zero = Stats::of(&accuracies(&runs, Alpha::Fixed(0.0), last))
-            .map(|s| {
-                format!(
-                    "; alpha = 0 (no ground truth) ended at {:.2}% ({:+.2} points)",
-                    100.0 * s.mean,
-                    100.0 * (s.mean - first)
-                )
-            })
-            .filter(|_| best_alpha != Alpha::Fixed(0.0))
-            .unwrap_or_default();
-        Some(format!(
-            "With {:.0}% label noise ({}, {} seed{}), the best step-{last} accuracy was \
-             alpha = {best_alpha}'s {:.2}% against the first fit's {:.2}%{verdict}{zero}.",
-            100.0 * noise,
-            route_title(route, runs[0]),
-            runs.len(),
-            if runs.len() == 1 { "" } else { "s" },
-            100.0 * best,
-            100.0 * first,
-        ))
-    };
-    let mut text = Vec::new();
-    if let Some(&noisiest) = levels.first() {
-        text.extend(sentence(noisiest));
-    }
-    if levels.len() > 1 {
-        text.extend(sentence(*levels.last().expect("two levels")));
-    }
-    text.join(" ")
-}
-
-fn write_accuracy_csv(path: &Path, results: &[RunResult]) -> Result<()> {
-    let mut rows = Vec::new();
-    for result in results {
-        let s = &result.settings;
-        for run in &result.runs {
-            let steps = run.accuracy.iter().enumerate().map(|(step, acc)| {
-                (
-                    step.to_string(),
-                    run.alpha_used[step],
-                    *acc,
-                    run.loss.get(step).copied(),
-                )
-            });
-            let limit = run
-                .limit
-                .map(|(alpha, acc)| ("limit".to_string(), Some(alpha), acc, None));
-            for (step, used, accuracy, loss) in steps.chain(limit) {
-                rows.push(vec![
-                    s.route.name().to_string(),
-                    s.label_noise.to_string(),
-                    s.seed.to_string(),
-                    result.n_train.to_string(),
-                    s.landmarks.map_or(String::new(), |m| m.to_string()),
-                    run.alpha.to_string(),
-                    step,
-                    used.map_or(String::new(), |a| a.to_string()),
-                    accuracy.to_string(),
-                    loss.map_or(String::new(), |l| l.to_string()),
-                ]);
-            }
-        }
-    }
-    Ok(write_csv(
-        path,
-        &[
-            "route",
-            "label_noise",
-            "seed",
-            "n_train",
-            "landmarks",
-            "alpha",
-            "step",
-            "alpha_used",
-            "accuracy",
-            "loss",
-        ],
-        rows,
-    )?)
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn study(data: PathBuf) -> ImageStudy {
+    pub(crate) fn study(data: PathBuf) -> ImageStudy {
         ImageStudy {
             data,
             train_size: 80,
@@ -811,10 +484,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_study_writes_its_section_reuses_finished_runs_and_refuses_other_settings() {
-        let dir = tempfile::tempdir().unwrap();
-        let data = dir.path().join("fx");
+    /// A fixture of 150 training and 40 test images in `dir`.
+    pub(crate) fn fixture(dir: &Path) -> PathBuf {
+        let data = dir.join("fx");
         sd_data::fixture::write_idx(
             &data,
             sd_data::fixture::FixtureSpec {
@@ -825,9 +497,15 @@ mod tests {
             false,
         )
         .unwrap();
+        data
+    }
+
+    #[test]
+    fn the_study_stores_its_runs_reuses_finished_ones_and_refuses_other_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = fixture(dir.path());
         let out = dir.path().join("images");
-        let section = image_study(&study(data.clone()), &out, false).unwrap();
-        let md = std::fs::read_to_string(&section).unwrap();
+        let results = image_study(&study(data.clone()), &out, false).unwrap();
         // Exact: 1 clean run (deterministic) and 2 noisy; Nyström: 2 and 2.
         let runs: Vec<String> = std::fs::read_dir(&out)
             .unwrap()
@@ -835,43 +513,49 @@ mod tests {
             .filter(|n| n.contains("-seed-"))
             .collect();
         assert_eq!(runs.len(), 7, "{runs:?}");
-        assert!(md.contains("### Exact (Cholesky), a subset"), "{md}");
-        assert!(
-            md.contains("72 training images (80 chosen, 8 held out"),
-            "{md}"
-        );
-        assert!(md.contains("Label noise 30% (2 seeds"), "{md}");
-        assert!(md.contains("| step 2 − step 0 |"), "{md}");
-        assert!(md.contains("**What the numbers show.** With 30% label noise"));
-        // Step 0 is the same fit for every alpha of a run.
-        let csv = std::fs::read_to_string(out.join("accuracy.csv")).unwrap();
-        let first: Vec<&str> = csv
-            .lines()
-            .filter(|l| l.starts_with("exact,0.3,1,") && l.contains(",0,,"))
-            .map(|l| l.rsplit(',').nth(1).unwrap())
+        assert_eq!(results.len(), 7);
+        // Results only: no markdown, no table, no figure (the report renders those).
+        let written: Vec<String> = std::fs::read_dir(&out)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| !n.contains("-seed-"))
             .collect();
-        assert_eq!(first.len(), 3, "{csv}");
+        assert!(written.is_empty(), "{written:?}");
+        let exact = &results[1];
+        assert_eq!(
+            (
+                exact.settings.route,
+                exact.settings.label_noise,
+                exact.n_train
+            ),
+            (StudyRoute::Exact, 0.3, 72)
+        );
+        // Step 0 is the same fit for every alpha of a run.
+        let first: Vec<f64> = exact.runs.iter().map(|a| a.accuracy[0]).collect();
         assert!(first.iter().all(|a| *a == first[0]), "{first:?}");
-        for figure in ["accuracy-exact.png", "accuracy-nystrom.svg"] {
-            assert!(out.join(figure).is_file(), "{figure}");
-        }
+        assert_eq!(completed_runs(&study(data.clone()), &out).unwrap(), results);
 
         // A finished run is read back, not computed again; a run cut short is computed again.
         let kept = out.join("nystrom-noise-0.3-seed-1").join(RUN_FILE);
         let before = std::fs::read(&kept).unwrap();
         let cut = out.join("exact-noise-0.3-seed-0");
         std::fs::remove_file(cut.join(RUN_FILE)).unwrap();
+        assert_eq!(completed_runs(&study(data.clone()), &out).unwrap().len(), 6);
         let again = image_study(&study(data.clone()), &out, false).unwrap();
         assert_eq!(std::fs::read(&kept).unwrap(), before);
         assert!(cut.join(RUN_FILE).is_file());
-        assert_eq!(std::fs::read_to_string(again).unwrap(), md);
+        let numbers =
+            |r: &[RunResult]| -> Vec<Vec<AlphaRun>> { r.iter().map(|r| r.runs.clone()).collect() };
+        assert_eq!(numbers(&again), numbers(&results));
 
-        // Other settings are refused with the difference named, and nothing is changed.
+        // Other settings are refused with the difference named, and nothing is changed; the
+        // runs of other settings are not this study's.
         let mut other = study(data);
         other.steps = 4;
         let err = image_study(&other, &out, false).unwrap_err().to_string();
         assert!(err.contains("steps 3 there, 4 now"), "{err}");
         assert_eq!(std::fs::read(&kept).unwrap(), before);
+        assert!(completed_runs(&other, &out).unwrap().is_empty());
     }
 
     #[test]
