@@ -1,7 +1,7 @@
 //! The self-distillation chain: step 0 fits the ground truth, step `k >= 1` trains a fresh
 //! network on `alpha` ground truth + `(1 - alpha)` its frozen predecessor's softmax.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{DType, Device, ModuleT};
@@ -12,6 +12,7 @@ use sd_data::{
 };
 use sd_resnet::optim::{Adam, AdamConfig};
 use sd_resnet::{Resnet, ResnetConfig, loss};
+use serde::Serialize;
 
 use crate::dir::ChainDir;
 use crate::error::{Result, TrainError};
@@ -19,6 +20,26 @@ use crate::evaluate::{Feed, correct_predictions, evaluate, one_hot, predict_prob
 use crate::files::{create_dir, write_atomic_with, write_json};
 use crate::metrics::{AutoAlpha, EpochMetrics, StepResult};
 use crate::record::{ChainRecord, TeacherMode};
+use crate::sidecar::CheckpointSidecar;
+
+/// `split.json`: the images of each split, for other programs to train on exactly the same ones
+/// (`bench/chain_reference.py` does). Fields in alphabetical order, as the file has always had
+/// them.
+#[derive(Debug, Serialize)]
+struct SplitRecord {
+    test: SplitPart,
+    train: SplitPart,
+    val: SplitPart,
+}
+
+/// One split: which file of the data set its images come from (`train` or `test`), their
+/// indices in it, and their labels (after any label noise).
+#[derive(Debug, Serialize)]
+struct SplitPart {
+    file: &'static str,
+    indices: Vec<u32>,
+    labels: Vec<u8>,
+}
 
 /// The data of a chain: its three splits, their transforms, and the shape the network takes.
 #[derive(Debug, Clone)]
@@ -188,24 +209,22 @@ impl Chain<'_> {
     }
 
     /// What `split.json` holds ([`ChainDir::split_file`]).
-    fn split_record(&self) -> serde_json::Value {
-        let part = |subset: &Subset, file: &str| {
-            serde_json::json!({
-                "file": file,
-                "indices": subset.indices(),
-                "labels": subset.labels(),
-            })
+    fn split_record(&self) -> SplitRecord {
+        let part = |subset: &Subset, file: &'static str| SplitPart {
+            file,
+            indices: subset.indices().to_vec(),
+            labels: subset.labels(),
         };
         let val_file = if self.record.settings.val_on_test {
             "test"
         } else {
             "train"
         };
-        serde_json::json!({
-            "train": part(&self.data.train, "train"),
-            "val": part(&self.data.val, val_file),
-            "test": part(&self.data.test, "test"),
-        })
+        SplitRecord {
+            test: part(&self.data.test, "test"),
+            train: part(&self.data.train, "train"),
+            val: part(&self.data.val, val_file),
+        }
     }
 
     /// Refuses settings that cannot train: no steps, epochs or batch size, a learning rate or
@@ -453,22 +472,25 @@ impl Chain<'_> {
             why,
         };
         let sidecar_path = path.with_extension("json");
-        let sidecar: serde_json::Value =
-            crate::files::read_json(&sidecar_path)?.ok_or_else(|| {
-                refuse(format!(
-                    "{} is missing, so nothing says which step it is or whether that step finished \
-                 (sd-cli writes one beside every checkpoint)",
+        let sidecar = match CheckpointSidecar::read(&sidecar_path) {
+            Ok(Some(sidecar)) => sidecar,
+            Ok(None) => {
+                return Err(refuse(format!(
+                    "{} is missing, so nothing says which step it is or whether that step \
+                     finished (sd-cli writes one beside every checkpoint)",
                     sidecar_path.display()
-                ))
-            })?;
-        let number = |key: &str| sidecar.get(key).and_then(serde_json::Value::as_u64);
-        let (Some(its_step), Some(epoch)) = (number("step"), number("epoch")) else {
-            return Err(refuse(format!(
-                "{} does not say its step and epoch",
-                sidecar_path.display()
-            )));
+                )));
+            }
+            Err(TrainError::Json { source, .. }) if source.is_data() => {
+                return Err(refuse(format!(
+                    "{} does not say its step and epoch ({source})",
+                    sidecar_path.display()
+                )));
+            }
+            Err(other) => return Err(other),
         };
-        if its_step != step as u64 {
+        let (its_step, epoch) = (sidecar.step, sidecar.epoch);
+        if its_step != step {
             return Err(refuse(format!(
                 "it is the checkpoint of step {its_step}, not of step {step} (give \
                  --teacher-step {its_step})"
@@ -489,13 +511,9 @@ impl Chain<'_> {
             }
             return self.load_network(path);
         }
-        let epochs = number("epochs").or_else(|| {
-            sidecar
-                .pointer("/chain/settings/epochs")
-                .and_then(serde_json::Value::as_u64)
-        });
+        let epochs = sidecar.step_epochs();
         // Files from before `finished` was recorded: a final epoch's checkpoint is finished.
-        let finished = match sidecar.get("finished").and_then(serde_json::Value::as_bool) {
+        let finished = match sidecar.finished {
             Some(finished) => finished,
             None => epochs.is_some_and(|epochs| epoch + 1 == epochs),
         };
@@ -627,24 +645,63 @@ impl Chain<'_> {
         teacher: Option<&Resnet>,
         observer: &mut dyn Observer,
     ) -> Result<StepResult> {
-        let step_started = Instant::now();
-        let settings = &self.record.settings;
-        let seed = step_seed(self.record.seed, step);
-        let alpha = if teacher.is_some() { alpha } else { 1.0 };
-        // At alpha = 1 the teacher's softmax has weight 0: the targets are the ground truth, bit
-        // for bit, without the teacher's forward pass (a quarter of a student's time).
-        let teacher = teacher.filter(|_| alpha < 1.0);
+        let started = Instant::now();
         // The step starts afresh: rows and best checkpoints of an interrupted attempt must not
         // compete.
         dir.truncate(step)?;
         dir.clear_step(step)?;
-        let network = self.network();
-        let model = Resnet::seeded(network, seed, &self.device)?;
+        let mut student = Student::new(self, step, alpha, teacher)?;
+        let mut best = BestCheckpoints::default();
+        for epoch in 0..self.record.settings.epochs {
+            let row = student.train_epoch(epoch, observer)?;
+            student.save(dir, &row, &mut best)?;
+            if let Some(warning) = &row.warning {
+                tracing::warn!("step {step}, epoch {epoch}: {warning}");
+            }
+            observer.epoch(&row);
+            dir.append_metrics(&row)?;
+        }
+        student.test(dir, &best, started)
+    }
+}
+
+/// One step's network as it trains: the fresh model, its optimizer and batches, and what the
+/// step's epochs share.
+struct Student<'c> {
+    chain: &'c Chain<'c>,
+    step: usize,
+    /// The weight of the ground truth (1 without a teacher).
+    alpha: f64,
+    /// `None` at step 0, and at alpha = 1, where the teacher's softmax has weight 0.
+    teacher: Option<&'c Resnet>,
+    seed: u64,
+    model: Resnet,
+    params: Vec<candle_core::Var>,
+    adam: Adam,
+    loader: BatchLoader,
+    /// The step's first batch's loss, against which divergence is judged.
+    first_loss: Option<f64>,
+}
+
+impl<'c> Student<'c> {
+    fn new(
+        chain: &'c Chain<'c>,
+        step: usize,
+        alpha: f64,
+        teacher: Option<&'c Resnet>,
+    ) -> Result<Self> {
+        let settings = &chain.record.settings;
+        let seed = step_seed(chain.record.seed, step);
+        let alpha = if teacher.is_some() { alpha } else { 1.0 };
+        // At alpha = 1 the teacher's softmax has weight 0: the targets are the ground truth, bit
+        // for bit, without the teacher's forward pass (a quarter of a student's time).
+        let teacher = teacher.filter(|_| alpha < 1.0);
+        let model = Resnet::seeded(chain.network(), seed, &chain.device)?;
         if let Some(path) = &settings.pretrained {
             model.load(path)?;
         }
         let params = model.parameters().trainable();
-        let mut adam = Adam::new(
+        let adam = Adam::new(
             params.clone(),
             AdamConfig {
                 lr: settings.lr,
@@ -653,8 +710,8 @@ impl Chain<'_> {
         )
         .map_err(sd_resnet::ResnetError::from)?;
         let loader = BatchLoader::new(
-            self.data.train.clone(),
-            &self.data.train_transform,
+            chain.data.train.clone(),
+            &chain.data.train_transform,
             LoaderConfig {
                 batch_size: settings.batch_size,
                 shuffle: if settings.shuffle {
@@ -663,150 +720,212 @@ impl Chain<'_> {
                     Shuffle::Off
                 },
                 drop_last: false,
-                num_workers: self.num_workers,
+                num_workers: chain.num_workers,
                 prefetch: 2,
                 seed,
-                device: self.device.clone(),
+                device: chain.device.clone(),
             },
         )?;
-        let feed = self.feed();
-        let mut best: Vec<(f64, usize, std::path::PathBuf)> = Vec::new(); // (val_acc, epoch, path)
-        let mut first_loss = None;
-        for epoch in 0..settings.epochs {
-            let started = Instant::now();
-            let lr = settings
-                .lr_schedule
-                .rate(settings.lr, epoch, settings.epochs);
-            adam.set_learning_rate(lr);
-            let (mut loss_sum, mut correct, mut seen, mut train_seconds) =
-                (0.0, 0usize, 0usize, 0.0);
-            let total = loader.len();
-            for (done, batch) in loader.epoch(epoch as u64).enumerate() {
-                let batch = batch?;
-                let batch_started = Instant::now();
-                let logits = model.forward_t(&batch.images, true)?;
-                let teacher_logits = match teacher {
-                    // Train mode: batch statistics, running statistics updated (the original).
-                    Some(t) => Some(
-                        t.forward_t(&batch.images, settings.teacher_mode == TeacherMode::Train)?
-                            .detach(),
-                    ),
-                    None => None,
-                };
-                let fit = loss::distillation(
-                    settings.loss,
-                    &logits,
-                    &batch.one_hot,
-                    teacher_logits.as_ref(),
-                    alpha,
-                )?;
-                let total_loss = if settings.reg_coef > 0.0 {
-                    (fit + (loss::l2_norms(&params)? * settings.reg_coef)?)?
-                } else {
-                    fit
-                };
-                let value = total_loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
-                if !value.is_finite() {
-                    return Err(TrainError::NonFinite {
-                        step,
-                        epoch,
-                        batch: done,
-                        value,
-                    });
-                }
-                first_loss.get_or_insert(value);
-                adam.backward_step(&total_loss)
-                    .map_err(sd_resnet::ResnetError::from)?;
-                train_seconds += batch_started.elapsed().as_secs_f64();
-                let n = batch.indices.len();
-                loss_sum += value * n as f64;
-                correct += correct_predictions(&logits, &batch.labels)?;
-                seen += n;
-                observer.batch(&BatchProgress {
+        Ok(Student {
+            chain,
+            step,
+            alpha,
+            teacher,
+            seed,
+            model,
+            params,
+            adam,
+            loader,
+            first_loss: None,
+        })
+    }
+
+    /// One epoch over the training batches, then the validation: the epoch's row.
+    fn train_epoch(&mut self, epoch: usize, observer: &mut dyn Observer) -> Result<EpochMetrics> {
+        let settings = &self.chain.record.settings;
+        let step = self.step;
+        let started = Instant::now();
+        let lr = settings
+            .lr_schedule
+            .rate(settings.lr, epoch, settings.epochs);
+        self.adam.set_learning_rate(lr);
+        let (mut loss_sum, mut correct, mut seen, mut train_seconds) = (0.0, 0usize, 0usize, 0.0);
+        let total = self.loader.len();
+        for (done, batch) in self.loader.epoch(epoch as u64).enumerate() {
+            let batch = batch?;
+            let batch_started = Instant::now();
+            let logits = self.model.forward_t(&batch.images, true)?;
+            let teacher_logits = match self.teacher {
+                // Train mode: batch statistics, running statistics updated (the original).
+                Some(t) => Some(
+                    t.forward_t(&batch.images, settings.teacher_mode == TeacherMode::Train)?
+                        .detach(),
+                ),
+                None => None,
+            };
+            let fit = loss::distillation(
+                settings.loss,
+                &logits,
+                &batch.one_hot,
+                teacher_logits.as_ref(),
+                self.alpha,
+            )?;
+            let total_loss = if settings.reg_coef > 0.0 {
+                (fit + (loss::l2_norms(&self.params)? * settings.reg_coef)?)?
+            } else {
+                fit
+            };
+            let value = total_loss.to_dtype(DType::F64)?.to_scalar::<f64>()?;
+            if !value.is_finite() {
+                return Err(TrainError::NonFinite {
                     step,
                     epoch,
-                    done: done + 1,
-                    total,
-                    loss: loss_sum / seen as f64,
-                    acc: correct as f64 / seen as f64,
-                    images_per_s: seen as f64 / train_seconds,
+                    batch: done,
+                    value,
                 });
             }
-            let (val_loss, val_acc) = evaluate(&model, &self.data.val, &feed, settings.loss)?;
-            let row = EpochMetrics {
+            self.first_loss.get_or_insert(value);
+            self.adam
+                .backward_step(&total_loss)
+                .map_err(sd_resnet::ResnetError::from)?;
+            train_seconds += batch_started.elapsed().as_secs_f64();
+            let n = batch.indices.len();
+            loss_sum += value * n as f64;
+            correct += correct_predictions(&logits, &batch.labels)?;
+            seen += n;
+            observer.batch(&BatchProgress {
                 step,
                 epoch,
-                alpha,
-                train_loss: loss_sum / seen as f64,
-                train_acc: correct as f64 / seen as f64,
-                val_loss,
-                val_acc,
-                lr,
+                done: done + 1,
+                total,
+                loss: loss_sum / seen as f64,
+                acc: correct as f64 / seen as f64,
                 images_per_s: seen as f64 / train_seconds,
-                seconds: started.elapsed().as_secs_f64(),
-                warning: None,
-            };
-            let row = EpochMetrics {
-                warning: diverged(row.train_loss, first_loss.unwrap_or(f64::NAN)),
-                ..row
-            };
-            // Checkpoints: last, and the two best by validation accuracy (earlier epochs win ties).
-            let sidecar = serde_json::json!({
-                "step": step, "epoch": epoch, "epochs": settings.epochs,
-                // Set when the step's test row is written ([`ChainDir::mark_finished`]): only a
-                // finished step's last checkpoint is a teacher.
-                "finished": false,
-                "seed": self.record.seed, "step_seed": seed,
-                "alpha": alpha, "resnet": network.depth.layers(), "stem": network.stem.name(),
-                "in_channels": network.in_channels, "classes": network.classes,
-                "width": network.width,
-                "chain": crate::files::to_json(&dir.record_file(), &self.record)?,
-                "metrics": crate::files::to_json(&dir.metrics_file(), &row)?,
             });
-            save_checkpoint(&model, &dir.last_checkpoint(step), &sidecar)?;
-            let qualifies = best.len() < 2 || best.iter().any(|(acc, _, _)| val_acc > *acc);
-            if qualifies && val_acc.is_finite() {
-                let path = dir.best_checkpoint(step, epoch, val_acc);
-                save_checkpoint(&model, &path, &sidecar)?;
-                best.push((val_acc, epoch, path));
-                best.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
-                for (_, _, dropped) in best.drain(2.min(best.len())..) {
-                    let _ = std::fs::remove_file(&dropped);
-                    let _ = std::fs::remove_file(dropped.with_extension("json"));
-                }
-            }
-            if let Some(warning) = &row.warning {
-                tracing::warn!("step {step}, epoch {epoch}: {warning}");
-            }
-            observer.epoch(&row);
-            dir.append_metrics(&row)?;
         }
-        let test_accuracy = |m: &Resnet| -> Result<f64> {
-            Ok(evaluate(m, &self.data.test, &feed, settings.loss)?.1)
+        let (val_loss, val_acc) = evaluate(
+            &self.model,
+            &self.chain.data.val,
+            &self.chain.feed(),
+            settings.loss,
+        )?;
+        let train_loss = loss_sum / seen as f64;
+        Ok(EpochMetrics {
+            step,
+            epoch,
+            alpha: self.alpha,
+            train_loss,
+            train_acc: correct as f64 / seen as f64,
+            val_loss,
+            val_acc,
+            lr,
+            images_per_s: seen as f64 / train_seconds,
+            seconds: started.elapsed().as_secs_f64(),
+            warning: diverged(train_loss, self.first_loss.unwrap_or(f64::NAN)),
+        })
+    }
+
+    /// The checkpoints of the epoch of `row`: the last, and among the best two by validation
+    /// accuracy when it is one of them.
+    fn save(&self, dir: &ChainDir, row: &EpochMetrics, best: &mut BestCheckpoints) -> Result<()> {
+        let network = self.chain.network();
+        let settings = &self.chain.record.settings;
+        let sidecar = CheckpointSidecar {
+            alpha: self.alpha,
+            chain: Some(self.chain.record.clone()),
+            classes: network.classes,
+            copied_from: None,
+            epoch: row.epoch,
+            epochs: Some(settings.epochs),
+            // Set when the step's test row is written ([`ChainDir::mark_finished`]): only a
+            // finished step's last checkpoint is a teacher.
+            finished: Some(false),
+            in_channels: network.in_channels,
+            metrics: Some(row.clone()),
+            resnet: Some(network.depth.layers()),
+            seed: self.chain.record.seed,
+            stem: network.stem.name().to_string(),
+            step: self.step,
+            step_seed: self.seed,
+            width: Some(network.width),
+            other: Default::default(),
         };
-        let test_acc_final = test_accuracy(&model)?;
+        save_checkpoint(&self.model, &dir.last_checkpoint(self.step), &sidecar)?;
+        if best.qualifies(row.val_acc) {
+            let path = dir.best_checkpoint(self.step, row.epoch, row.val_acc);
+            save_checkpoint(&self.model, &path, &sidecar)?;
+            best.insert(row.val_acc, row.epoch, path);
+        }
+        Ok(())
+    }
+
+    /// The step's test row: the final model's test accuracy and the best checkpoint's.
+    fn test(&self, dir: &ChainDir, best: &BestCheckpoints, started: Instant) -> Result<StepResult> {
+        let settings = &self.chain.record.settings;
+        let feed = self.chain.feed();
+        let test_accuracy = |m: &Resnet| -> Result<f64> {
+            Ok(evaluate(m, &self.chain.data.test, &feed, settings.loss)?.1)
+        };
+        let test_acc_final = test_accuracy(&self.model)?;
         let (test_acc_best, best_epoch, best_val_acc) = match best.first() {
             // The best model is the final one: nothing to evaluate again.
-            Some((acc, epoch, _)) if *epoch + 1 == settings.epochs => {
-                (test_acc_final, *epoch, *acc)
-            }
+            Some((acc, epoch, _)) if epoch + 1 == settings.epochs => (test_acc_final, epoch, acc),
             Some((acc, epoch, path)) => {
-                let best_model = Resnet::seeded(network, seed, &self.device)?;
+                let best_model =
+                    Resnet::seeded(self.chain.network(), self.seed, &self.chain.device)?;
                 best_model.load(path)?;
-                (test_accuracy(&best_model)?, *epoch, *acc)
+                (test_accuracy(&best_model)?, epoch, acc)
             }
             None => (test_acc_final, settings.epochs - 1, f64::NAN),
         };
         Ok(StepResult {
-            step,
-            alpha,
+            step: self.step,
+            alpha: self.alpha,
             test_acc_final,
             test_acc_best,
             best_epoch,
             best_val_acc,
-            last_checkpoint: dir.last_checkpoint(step),
-            seconds: step_started.elapsed().as_secs_f64(),
+            last_checkpoint: dir.last_checkpoint(self.step),
+            seconds: started.elapsed().as_secs_f64(),
         })
+    }
+}
+
+/// The two best checkpoints of a step by validation accuracy, best first (earlier epochs win
+/// ties); a checkpoint pushed out of the two is deleted.
+#[derive(Debug, Default)]
+struct BestCheckpoints {
+    /// (validation accuracy, epoch, checkpoint)
+    kept: Vec<(f64, usize, PathBuf)>,
+}
+
+impl BestCheckpoints {
+    /// How many are kept.
+    const KEPT: usize = 2;
+
+    /// Whether an epoch of validation accuracy `val_acc` is one of the best.
+    fn qualifies(&self, val_acc: f64) -> bool {
+        val_acc.is_finite()
+            && (self.kept.len() < Self::KEPT || self.kept.iter().any(|(acc, _, _)| val_acc > *acc))
+    }
+
+    /// Adds the checkpoint at `path`, deleting (with its sidecar) one that is no longer among
+    /// the best.
+    fn insert(&mut self, val_acc: f64, epoch: usize, path: PathBuf) {
+        self.kept.push((val_acc, epoch, path));
+        self.kept
+            .sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+        for (_, _, dropped) in self.kept.drain(Self::KEPT.min(self.kept.len())..) {
+            let _ = std::fs::remove_file(&dropped);
+            let _ = std::fs::remove_file(dropped.with_extension("json"));
+        }
+    }
+
+    /// The best: validation accuracy, epoch, checkpoint.
+    fn first(&self) -> Option<(f64, usize, &Path)> {
+        self.kept
+            .first()
+            .map(|(acc, epoch, path)| (*acc, *epoch, path.as_path()))
     }
 }
 
@@ -828,9 +947,9 @@ fn diverged(train_loss: f64, first_loss: f64) -> Option<String> {
 }
 
 /// Saves `model` to `path` atomically, with its JSON sidecar beside it (`.json`).
-fn save_checkpoint(model: &Resnet, path: &Path, sidecar: &serde_json::Value) -> Result<()> {
+fn save_checkpoint(model: &Resnet, path: &Path, sidecar: &CheckpointSidecar) -> Result<()> {
     write_atomic_with(path, |file| {
         model.save(file.path()).map_err(std::io::Error::other)
     })?;
-    write_json(&path.with_extension("json"), sidecar)
+    sidecar.write(&path.with_extension("json"))
 }

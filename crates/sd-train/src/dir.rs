@@ -9,6 +9,7 @@ use crate::files::{
 };
 use crate::metrics::{AutoAlpha, EpochMetrics, StepResult};
 use crate::record::ChainRecord;
+use crate::sidecar::CheckpointSidecar;
 use crate::tensorboard::{self, Rows};
 
 /// A chain's run directory:
@@ -307,11 +308,11 @@ impl ChainDir {
     /// is written): from now on it is a teacher ([`crate::Chain::load_teacher`]).
     pub(crate) fn mark_finished(&self, step: usize) -> Result<()> {
         let path = self.last_checkpoint(step).with_extension("json");
-        let Some(mut sidecar) = read_json::<serde_json::Value>(&path)? else {
+        let Some(mut sidecar) = CheckpointSidecar::read(&path)? else {
             return Ok(());
         };
-        sidecar["finished"] = true.into();
-        write_json(&path, &sidecar)
+        sidecar.finished = Some(true);
+        sidecar.write(&path)
     }
 
     /// Sets `finished` in the `last.json` of every step with a test row that lacks it (a kill
@@ -319,8 +320,8 @@ impl ChainDir {
     pub(crate) fn mark_finished_steps(&self) -> Result<()> {
         for row in self.read_tests()? {
             let path = self.last_checkpoint(row.step).with_extension("json");
-            let flagged = read_json::<serde_json::Value>(&path)?
-                .is_none_or(|sidecar| sidecar["finished"] == true);
+            let flagged = CheckpointSidecar::read(&path)?
+                .is_none_or(|sidecar| sidecar.finished == Some(true));
             if !flagged {
                 self.mark_finished(row.step)?;
             }
@@ -422,17 +423,13 @@ impl ChainDir {
             if name.to_string_lossy().starts_with('.') || !path.is_file() {
                 continue;
             }
-            let bytes = std::fs::read(&path).map_err(TrainError::io(&path))?;
             if path.extension().is_some_and(|e| e == "json") {
-                let mut sidecar: serde_json::Value =
-                    serde_json::from_slice(&bytes).map_err(|source| TrainError::Json {
-                        path: path.clone(),
-                        line: source.line(),
-                        source,
-                    })?;
-                sidecar["copied_from"] = path.display().to_string().into();
-                write_json(&to.join(&name), &sidecar)?;
+                let mut sidecar = CheckpointSidecar::read(&path)?
+                    .ok_or_else(|| TrainError::io(&path)(std::io::ErrorKind::NotFound.into()))?;
+                sidecar.copied_from = Some(path.display().to_string());
+                sidecar.write(&to.join(&name))?;
             } else {
+                let bytes = std::fs::read(&path).map_err(TrainError::io(&path))?;
                 write_atomic(&to.join(&name), &bytes)?;
             }
         }

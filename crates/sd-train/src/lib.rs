@@ -72,6 +72,7 @@ mod evaluate;
 pub mod files;
 mod metrics;
 mod record;
+mod sidecar;
 pub mod tensorboard;
 
 pub use chain::{BatchProgress, Chain, ChainData, Observer, Silent, Start, StepStart, step_seed};
@@ -80,6 +81,7 @@ pub use error::{Result, TrainError};
 pub use evaluate::{Feed, evaluate, one_hot, predict_proba};
 pub use metrics::{AutoAlpha, EpochMetrics, StepResult};
 pub use record::{ChainRecord, DeviceKind, LrSchedule, Settings, TeacherMode};
+pub use sidecar::CheckpointSidecar;
 
 // The README's examples run as doc tests.
 #[doc = include_str!("../README.md")]
