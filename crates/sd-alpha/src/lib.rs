@@ -166,8 +166,8 @@ pub const DEGENERATE_TOLERANCE: f64 = 1e-12;
 ///
 /// Not clamped: the optimum may lie outside `[0, 1]`, and the caller decides. `None` when
 /// `|u1 - u0|^2` is at most [`DEGENERATE_TOLERANCE`] times `|u1|^2 + |u0|^2` (the fits coincide,
-/// every alpha gives the same mixture; callers then take 1, the first fit's own weight) or the
-/// sums are not finite.
+/// every alpha gives the same mixture) or the sums are not finite; Algorithm 1 then takes
+/// [`DEGENERATE_ALPHA`] ([`optimal_or_degenerate`]).
 pub fn optimal_alpha(values: impl IntoIterator<Item = (f64, f64, f64)>) -> Option<f64> {
     let (mut numerator, mut denominator, mut scale) = (0.0f64, 0.0f64, 0.0f64);
     for (r, u1, u0) in values {
@@ -178,6 +178,17 @@ pub fn optimal_alpha(values: impl IntoIterator<Item = (f64, f64, f64)>) -> Optio
     }
     let alpha = numerator / denominator;
     (denominator > DEGENERATE_TOLERANCE * scale && alpha.is_finite()).then_some(alpha)
+}
+
+/// The alpha Algorithm 1 takes where [`optimal_alpha`] has none (the first fit and the
+/// teacher-only student coincide, so every alpha gives the same student): 1, the first fit's own
+/// weight. The one rule of both halves, kernels and networks.
+pub const DEGENERATE_ALPHA: f64 = 1.0;
+
+/// Algorithm 1's alpha at a step from [`optimal_alpha`]'s answer: the optimum, or
+/// [`DEGENERATE_ALPHA`] where there is none. Not clamped.
+pub fn optimal_or_degenerate(optimal: Option<f64>) -> f64 {
+    optimal.unwrap_or(DEGENERATE_ALPHA)
 }
 
 #[cfg(test)]
@@ -234,6 +245,9 @@ mod tests {
         assert!((scaled.unwrap() - unscaled.unwrap()).abs() < 1e-9);
         assert_eq!(optimal_alpha(triples(&[f64::NAN], &[1.0], &[0.0])), None);
         assert_eq!(optimal_alpha(std::iter::empty()), None);
+        // Algorithm 1 then takes the first fit's own weight; an optimum stays as it is.
+        assert_eq!(optimal_or_degenerate(optimal_alpha(triples(&r, &u, &u))), 1.0);
+        assert_eq!(optimal_or_degenerate(Some(-0.62)), -0.62);
     }
 
     #[test]

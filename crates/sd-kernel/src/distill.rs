@@ -325,10 +325,6 @@ fn check_alpha(alpha: f64, step: Option<usize>) -> Result<f64> {
     }
 }
 
-/// The alpha used where [`optimal_alpha`] has none (the two fits coincide, so every alpha gives
-/// the same fit): 1, the first fit's own.
-pub const DEGENERATE_ALPHA: f64 = 1.0;
-
 /// [`sd_alpha::optimal_alpha`] over every entry of `r`, `u1` and `u0` (points x outputs): the
 /// `alpha` minimising `|r - (alpha u1 + (1 - alpha) u0)|^2`, `<r - u0, u1 - u0> / |u1 - u0|^2`;
 /// `None` when `u1` and `u0` coincide.
@@ -476,7 +472,8 @@ impl<K: Kernel> SelfDistillation<K> {
     /// With [`Schedule::Optimal`] (Algorithm 1), step `t >= 1` is `alpha f(0) + (1 - alpha)
     /// f0(t)`, where `f0(t)` is the `alpha = 0` student of the step `t - 1` teacher (its weights
     /// moved one basis fit on), and the best `alpha` against the reference is [`optimal_alpha`]
-    /// of the two evaluated at the reference inputs ([`DEGENERATE_ALPHA`] when they coincide).
+    /// of the two evaluated at the reference inputs ([`sd_alpha::DEGENERATE_ALPHA`] when they
+    /// coincide).
     /// The basis is predicted at the reference inputs once.
     pub fn distill_in(&self, basis: &ChainBasis, schedule: &Schedule) -> Result<Vec<Step>> {
         let steps = basis.len();
@@ -525,8 +522,11 @@ impl<K: Kernel> SelfDistillation<K> {
                     let u1 = at_reference.subcols(0, m);
                     let student = chain_weights(&previous.weights, 0.0);
                     let u0 = basis.combine(at_reference.as_ref(), &student);
-                    let best = optimal_alpha(targets.as_ref(), u1, u0.as_ref())
-                        .unwrap_or(DEGENERATE_ALPHA);
+                    let best = sd_alpha::optimal_or_degenerate(optimal_alpha(
+                        targets.as_ref(),
+                        u1,
+                        u0.as_ref(),
+                    ));
                     let alpha = if *clamp { best.clamp(0.0, 1.0) } else { best };
                     (alpha, Some(best))
                 }

@@ -64,9 +64,8 @@ pub mod toy;
 
 pub use dense::DenseMatrix;
 pub use distill::{
-    ChainBasis, DEGENERATE_ALPHA, EIGEN_BREAK_EVEN_RIDGES, Evaluator, Limit, OptimalAlpha,
-    PREDICTION_BLOCK, Route, Schedule, SelfDistillation, Step, chain_weights, mean_squared_error,
-    optimal_alpha,
+    ChainBasis, EIGEN_BREAK_EVEN_RIDGES, Evaluator, Limit, OptimalAlpha, PREDICTION_BLOCK, Route,
+    Schedule, SelfDistillation, Step, chain_weights, mean_squared_error, optimal_alpha,
 };
 pub use error::{Error, Result};
 pub use factor::{EIGENVALUE_TOLERANCE, Fit};

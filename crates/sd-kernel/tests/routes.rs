@@ -357,8 +357,11 @@ proptest! {
                 let u1 = &cross * &naive[0].0;
                 let (student, _) = naive_fit(&gram, case.lambda, naive[index - 1].1.as_ref());
                 let u0 = &cross * &student;
-                let best = optimal_alpha(r.as_ref(), u1.as_ref(), u0.as_ref())
-                    .unwrap_or(sd_kernel::DEGENERATE_ALPHA);
+                let best = sd_alpha::optimal_or_degenerate(optimal_alpha(
+                    r.as_ref(),
+                    u1.as_ref(),
+                    u0.as_ref(),
+                ));
                 let chosen = step.optimal_alpha.unwrap();
                 // The optimum is a ratio of differences: the relative error of the teacher enters
                 // it amplified by |u0| / |u1 - u0|, large where the student nears the first fit.

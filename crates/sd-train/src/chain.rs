@@ -529,7 +529,8 @@ impl Chain<'_> {
     /// Algorithm 1 at `step`: trains (or finds, after a restart) the `alpha = 0` student of the
     /// step's teacher in `probe/`, and returns the alpha for the step: with `u1` the first fit's
     /// softmax outputs on the validation split, `u0` the probe's and `r` the one-hot labels,
-    /// [`sd_alpha::optimal_alpha`] clamped into `[0, 1]` (1 when `u1 = u0`). The probe of step 1
+    /// [`sd_alpha::optimal_alpha`] clamped into `[0, 1]` ([`sd_alpha::DEGENERATE_ALPHA`] when
+    /// `u1 = u0`). The probe of step 1
     /// is copied from `probe_source` when that is the same network ([`Start::ResumeCopying`]).
     fn auto_alpha(
         &self,
@@ -606,7 +607,7 @@ impl Chain<'_> {
         Ok(AutoAlpha {
             step,
             optimal,
-            alpha: optimal.map_or(1.0, |a| a.clamp(0.0, 1.0)),
+            alpha: sd_alpha::optimal_or_degenerate(optimal).clamp(0.0, 1.0),
             probe_test_acc_best: probe_result.test_acc_best,
             probe_test_acc_final: probe_result.test_acc_final,
         })
