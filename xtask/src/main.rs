@@ -179,7 +179,7 @@ fn paper_experiments(
         Some(shard) => Some(shard),
         None => plan::slurm_shard(|name| std::env::var(name).ok())?,
     };
-    let options = experiment::Options {
+    let options = experiment::RunConfig {
         out: out.unwrap_or_else(|| workspace_root().join("target/paper").join(&profile.name)),
         shard,
         show_progress,

@@ -246,7 +246,10 @@ mod tests {
         assert_eq!(optimal_alpha(triples(&[f64::NAN], &[1.0], &[0.0])), None);
         assert_eq!(optimal_alpha(std::iter::empty()), None);
         // Algorithm 1 then takes the first fit's own weight; an optimum stays as it is.
-        assert_eq!(optimal_or_degenerate(optimal_alpha(triples(&r, &u, &u))), 1.0);
+        assert_eq!(
+            optimal_or_degenerate(optimal_alpha(triples(&r, &u, &u))),
+            1.0
+        );
         assert_eq!(optimal_or_degenerate(Some(-0.62)), -0.62);
     }
 

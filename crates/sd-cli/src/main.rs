@@ -108,7 +108,7 @@ fn run(cli: Cli) -> Result<()> {
                 Some(shard) => Some(shard),
                 None => plan::slurm_shard(|name| std::env::var(name).ok())?,
             };
-            let options = experiment::Options {
+            let options = experiment::RunConfig {
                 out: args
                     .out
                     .unwrap_or_else(|| PathBuf::from("paper").join(&profile.name)),

@@ -272,7 +272,7 @@ impl Runner<'_> {
 
 /// How an experiment runs, besides its profile.
 #[derive(Debug, Clone)]
-pub struct Options {
+pub struct RunConfig {
     /// Its output directory.
     pub out: PathBuf,
     /// Only these chains.
@@ -286,7 +286,7 @@ pub struct Options {
 /// Runs `profile` (the chains of `options.shard`, or all) into `options.out`, then writes the
 /// report; returns its path. Finished steps are skipped; an interrupted chain resumes from its
 /// last teacher; a chain another process is training is skipped with a warning.
-pub fn run(profile: &Profile, options: &Options) -> Result<PathBuf> {
+pub fn run(profile: &Profile, options: &RunConfig) -> Result<PathBuf> {
     let out = &options.out;
     // Everything that can fail before training fails now: the device, the data.
     let device = profile.device.open()?;

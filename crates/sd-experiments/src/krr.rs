@@ -14,8 +14,8 @@ use std::str::FromStr;
 use sd_alpha::Alpha;
 use sd_kernel::faer::{Mat, MatRef};
 use sd_kernel::{
-    ChainBasis, Kernel, Laplacian, Linear, Nystrom, OptimalAlpha, Polynomial, Rbf, Route, Schedule,
-    SelfDistillation, mean_squared_error, spectral,
+    ChainBasis, Kernel, Laplacian, Linear, Nystrom, OptimalAlpha, Polynomial, Rbf, Schedule,
+    SelfDistillation, Solver, mean_squared_error, spectral,
 };
 use serde::Serialize;
 
@@ -346,7 +346,7 @@ pub struct StepReport {
     pub accuracy: Option<f64>,
     /// Mean squared error against the training targets.
     pub train_loss: f64,
-    /// Diagonal of `B(t)` (eigenvalue order, descending); `null` on the Cholesky route.
+    /// Diagonal of `B(t)` (eigenvalue order, descending); `null` with the Cholesky solver.
     pub b_diag: Option<Vec<f64>>,
 }
 
@@ -362,7 +362,7 @@ pub struct LimitReport {
     pub accuracy: Option<f64>,
     /// Mean squared error against the training targets.
     pub train_loss: f64,
-    /// Diagonal of `B(inf)`; `null` on the Cholesky route.
+    /// Diagonal of `B(inf)`; `null` with the Cholesky solver.
     pub b_diag: Option<Vec<f64>>,
 }
 
@@ -394,8 +394,8 @@ pub struct KrrReport {
     pub alpha: Alpha,
     /// Whether the optima of `alpha = auto` were clamped into `[0, 1]`.
     pub clamp: bool,
-    /// The route taken.
-    pub route: Route,
+    /// The solver of the exact route (with `nystrom`, the Nyström route's own).
+    pub solver: Solver,
     /// Where the training data came from, in words.
     pub data: String,
     /// What the loss is measured against, in words; `None` without a reference.
@@ -410,7 +410,7 @@ pub struct KrrReport {
     pub steps: Vec<StepReport>,
     /// The limit, where it is defined.
     pub limit: Option<LimitReport>,
-    /// Eigenvalues of `K`, descending (eigen route).
+    /// Eigenvalues of `K`, descending (eigen solver).
     pub eigenvalues: Option<Vec<f64>>,
     /// Grid predictions for the fit figure.
     pub curves: Option<Curves>,
@@ -421,7 +421,7 @@ pub struct KrrReport {
 }
 
 impl KrrReport {
-    /// `R_k = b_k / b_(k+1)` of every step (eigen route).
+    /// `R_k = b_k / b_(k+1)` of every step (eigen solver).
     pub fn ratios(&self) -> Option<Vec<Vec<f64>>> {
         self.steps
             .iter()
@@ -627,25 +627,25 @@ fn run_exact(
     problem: &Problem,
     kernel: Box<dyn Kernel>,
 ) -> Result<Vec<KrrReport>> {
-    let route = match config.solver {
-        SolverChoice::Cholesky => Route::Cholesky,
-        SolverChoice::Eigen => Route::Eigen,
-        SolverChoice::Auto => Route::recommended(config.need_spectrum, 1),
+    let solver = match config.solver {
+        SolverChoice::Cholesky => Solver::Cholesky,
+        SolverChoice::Eigen => Solver::Eigen,
+        SolverChoice::Auto => Solver::recommended(config.need_spectrum, 1),
     };
     let n = problem.x.nrows();
     tracing::info!(
         n,
         d = problem.x.ncols(),
-        ?route,
+        ?solver,
         "factorising the {n} x {n} kernel matrix"
     );
     let started = std::time::Instant::now();
     let spinner = (config.show_progress && n >= PROGRESS_POINTS).then(|| {
         let spinner = indicatif::ProgressBar::new_spinner().with_message(format!(
             "{} of the {n} x {n} kernel matrix",
-            match route {
-                Route::Cholesky => "Cholesky factorisation",
-                Route::Eigen => "eigendecomposition",
+            match solver {
+                Solver::Cholesky => "Cholesky factorisation",
+                Solver::Eigen => "eigendecomposition",
             }
         ));
         spinner.enable_steady_tick(std::time::Duration::from_millis(120));
@@ -656,7 +656,7 @@ fn run_exact(
         problem.x.as_ref(),
         problem.y.as_ref(),
         config.lambda,
-        route,
+        solver,
     )
     .map_err(|e| match e {
         sd_kernel::Error::TooLarge { .. } if config.images.is_some() => Error::setting(
@@ -684,7 +684,7 @@ fn run_exact(
         let limit_alpha = limit_alpha(alpha, steps.last().and_then(|s| s.alpha));
         chains.push((alpha, steps, limit_alpha));
     }
-    // All limits together: on the Cholesky route they share one factor (multi-shift CG).
+    // All limits together: with the Cholesky solver they share one factor (multi-shift CG).
     let phase = std::time::Instant::now();
     let limit_alphas: Vec<f64> = chains.iter().filter_map(|(_, _, a)| *a).collect();
     let mut limits = model.limits(&limit_alphas)?.into_iter();
@@ -725,7 +725,7 @@ fn run_exact(
     let reports = reports(
         config,
         problem,
-        route,
+        solver,
         Solutions {
             runs: solutions,
             basis: Some(&basis),
@@ -751,7 +751,7 @@ fn run_exact(
 fn reports(
     config: &KrrConfig,
     problem: &Problem,
-    route: Route,
+    solver: Solver,
     solutions: Solutions<'_>,
     predict: Option<impl Fn(MatRef<'_, f64>) -> sd_kernel::Result<Mat<f64>>>,
     eigenvalues: Option<Vec<f64>>,
@@ -778,7 +778,7 @@ fn reports(
             lambda: config.lambda,
             alpha: solution.alpha,
             clamp: config.clamp && solution.alpha.is_auto(),
-            route,
+            solver,
             data: problem.data.clone(),
             reference: problem.reference.as_ref().map(|(_, _, d)| d.clone()),
             n_train: problem.x.nrows(),
@@ -1004,7 +1004,7 @@ fn run_nystrom(
     reports(
         config,
         problem,
-        Route::Eigen,
+        Solver::Eigen,
         Solutions {
             runs: solutions,
             basis: None,

@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use sd_experiments::experiment::{self, Options, Runner};
+use sd_experiments::experiment::{self, RunConfig, Runner};
 use sd_experiments::plan::{self, Shard};
 use sd_experiments::profile::{self, Profile};
 use sd_experiments::report::{self, RUN_SECTION};
@@ -33,7 +33,7 @@ fn tiny(overrides: &[&str]) -> Profile {
 fn run(profile: &Profile, out: &Path, shard: Option<Shard>) -> std::path::PathBuf {
     experiment::run(
         profile,
-        &Options {
+        &RunConfig {
             out: out.to_path_buf(),
             shard,
             show_progress: false,
@@ -141,7 +141,7 @@ fn a_resumed_experiment_reports_what_an_uninterrupted_one_does() {
     let other = tiny(&["steps=3", "alphas=[0.5, \"auto\"]", "krr=false", "lr=0.01"]);
     let error = experiment::run(
         &other,
-        &Options {
+        &RunConfig {
             out: resumed.path().to_path_buf(),
             shard: None,
             show_progress: false,

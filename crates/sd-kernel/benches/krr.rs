@@ -14,7 +14,7 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use sd_kernel::faer::Mat;
 use sd_kernel::{
-    OptimalAlpha, Rbf, Route, Schedule, SelfDistillation, gram_matrix, mean_squared_error,
+    OptimalAlpha, Rbf, Schedule, SelfDistillation, Solver, gram_matrix, mean_squared_error,
 };
 
 const D: usize = 8;
@@ -88,20 +88,20 @@ fn sizes() -> Vec<usize> {
         .unwrap_or_else(|| vec![1000, 2000, 4000])
 }
 
-fn problem(data: &Data, route: Route) -> SelfDistillation<Rbf> {
+fn problem(data: &Data, solver: Solver) -> SelfDistillation<Rbf> {
     SelfDistillation::new(
         Rbf::new(GAMMA).unwrap(),
         data.x.as_ref(),
         data.y.as_ref(),
         LAMBDA,
-        route,
+        solver,
     )
     .unwrap()
 }
 
 /// One run: factorise, 10 steps at alpha = 0.35, the limit, test loss of every step and the limit.
-fn one_run(data: &Data, route: Route) -> Vec<f64> {
-    let problem = problem(data, route);
+fn one_run(data: &Data, solver: Solver) -> Vec<f64> {
+    let problem = problem(data, solver);
     let steps = problem.distill(&Schedule::Constant(ALPHA), STEPS).unwrap();
     let limit = problem.limit(ALPHA).unwrap();
     let test = problem.at(data.x_test.as_ref()).unwrap();
@@ -115,8 +115,8 @@ fn one_run(data: &Data, route: Route) -> Vec<f64> {
 
 /// A sweep: alpha in {0, 0.1, ..., 1} for 10 steps with the limits, plus the optimal alpha per
 /// step against the test data; test losses of all of them.
-fn sweep(data: &Data, route: Route) -> Vec<f64> {
-    let problem = problem(data, route);
+fn sweep(data: &Data, solver: Solver) -> Vec<f64> {
+    let problem = problem(data, solver);
     let test = problem.at(data.x_test.as_ref()).unwrap();
     let loss = |coef: &Mat<f64>| {
         mean_squared_error(test.predict(coef.as_ref()).as_ref(), data.y_test.as_ref())
@@ -151,19 +151,19 @@ fn benches(c: &mut Criterion) {
             b.iter(|| gram_matrix(&kernel, black_box(data.x.as_ref())))
         });
         group.bench_function(BenchmarkId::new("factor_cholesky", n), |b| {
-            b.iter(|| problem(&data, Route::Cholesky))
+            b.iter(|| problem(&data, Solver::Cholesky))
         });
         group.bench_function(BenchmarkId::new("factor_eigen", n), |b| {
-            b.iter(|| problem(&data, Route::Eigen))
+            b.iter(|| problem(&data, Solver::Eigen))
         });
         group.bench_function(BenchmarkId::new("one_run_cholesky", n), |b| {
-            b.iter(|| one_run(&data, Route::Cholesky))
+            b.iter(|| one_run(&data, Solver::Cholesky))
         });
         group.bench_function(BenchmarkId::new("sweep_cholesky", n), |b| {
-            b.iter(|| sweep(&data, Route::Cholesky))
+            b.iter(|| sweep(&data, Solver::Cholesky))
         });
         group.bench_function(BenchmarkId::new("sweep_eigen", n), |b| {
-            b.iter(|| sweep(&data, Route::Eigen))
+            b.iter(|| sweep(&data, Solver::Eigen))
         });
         group.finish();
     }

@@ -10,8 +10,8 @@ use rayon::prelude::*;
 /// It is zero-initialised by the allocator (`calloc`), which for large sizes maps pages that the
 /// operating system zeroes when they are first written. The parallel loops that fill the matrix
 /// then take those page faults on every thread, once. faer's `Mat::zeros` writes zeros column by
-/// column on one thread first: for 4000 x 4000 that alone took 52 ms on our machine, as long as
-/// building the whole RBF kernel matrix this way. faer's algorithms work on it through
+/// column on one thread first, which took as long as building the whole RBF kernel matrix this
+/// way (docs/benchmarks.md, "How the kernel build got here"). faer's algorithms work on it through
 /// [`DenseMatrix::as_ref`] and [`DenseMatrix::as_mut`].
 #[derive(Debug, PartialEq)]
 pub struct DenseMatrix {
@@ -96,7 +96,8 @@ impl DenseMatrix {
     /// is read as a contiguous stretch.
     pub(crate) fn mirror_lower(&mut self) {
         /// Compiled for the best instruction set: after faer's AVX-512 kernels, moves in the
-        /// baseline's SSE encoding paid a transition penalty (0.4 s at n = 10,000).
+        /// baseline's SSE encoding pay a transition penalty (docs/benchmarks.md, "Real images:
+        /// Fashion-MNIST").
         struct Mirror<'a>(&'a mut DenseMatrix);
         impl pulp::WithSimd for Mirror<'_> {
             type Output = ();

@@ -11,14 +11,15 @@ use crate::spectral;
 
 /// How the kernel matrix is factorised once for all steps.
 ///
-/// Measured on a 2-core AVX-512 machine at `n = 4000` (docs/benchmarks.md): a Cholesky factor takes
-/// about 0.3 s, the eigendecomposition about 5 s. One run (one alpha, its steps and its limit) is
-/// cheapest with [`Route::Cholesky`], and so is a sweep: its limits (ridges up to
+/// An eigendecomposition costs about as much as 15 Cholesky factorisations
+/// ([`EIGEN_BREAK_EVEN_RIDGES`]; docs/benchmarks.md, "Kernel ridge self-distillation"). One run
+/// (one alpha, its steps and its limit) is
+/// cheapest with [`Solver::Cholesky`], and so is a sweep: its limits (ridges up to
 /// [`crate::SHIFTED_MAX_RATIO`] `lambda`, alpha from 0.05) come from the same factor. The
 /// eigendecomposition pays off when the spectrum is wanted (`B` diagonals, eigenvalues) or for
 /// many ridges that need factorisations of their own (about 15 or more).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Route {
+pub enum Solver {
     /// `K + lambda I = L L^T`: two triangular solves per step; the limits of a sweep together by
     /// multi-shift conjugate gradients on the same factor, a single limit (or a ridge past
     /// [`crate::SHIFTED_MAX_RATIO`] `lambda`) by one more factorisation.
@@ -27,33 +28,33 @@ pub enum Route {
     Eigen,
 }
 
-impl Route {
-    /// The cheaper route for a workload: [`Route::Eigen`] when the spectrum is needed or when the
+impl Solver {
+    /// The cheaper solver for a workload: [`Solver::Eigen`] when the spectrum is needed or when the
     /// work needs more ridges with factorisations of their own (limits with alpha below
-    /// `1 / SHIFTED_MAX_RATIO`, 0.05) than [`EIGEN_BREAK_EVEN_RIDGES`]; [`Route::Cholesky`]
+    /// `1 / SHIFTED_MAX_RATIO`, 0.05) than [`EIGEN_BREAK_EVEN_RIDGES`]; [`Solver::Cholesky`]
     /// otherwise.
     pub fn recommended(need_spectrum: bool, distinct_ridges: usize) -> Self {
         if need_spectrum || distinct_ridges > EIGEN_BREAK_EVEN_RIDGES {
-            Route::Eigen
+            Solver::Eigen
         } else {
-            Route::Cholesky
+            Solver::Cholesky
         }
     }
 
-    /// Dense `n x n` matrices alive at the route's peak: `K`, the factor and one more factor for a
+    /// Dense `n x n` matrices alive at the solver's peak: `K`, the factor and one more factor for a
     /// limit (Cholesky); `K` (tridiagonalised in place), the eigenvectors and divide and conquer's
     /// two buffers (Eigen).
     pub fn peak_matrices(self) -> usize {
         match self {
-            Route::Cholesky => 3,
-            Route::Eigen => 4,
+            Solver::Cholesky => 3,
+            Solver::Eigen => 4,
         }
     }
 }
 
 /// Roughly how many Cholesky factorisations one eigendecomposition costs (measured with the Gram
-/// build, n = 1000 to 4000, 2 threads: 12 to 16, docs/benchmarks.md); past this many ridges
-/// [`Route::recommended`] picks the eigen route.
+/// build, n = 1000 to 4000: docs/benchmarks.md, "Kernel ridge self-distillation"); past this
+/// many ridges [`Solver::recommended`] picks the eigen solver.
 pub const EIGEN_BREAK_EVEN_RIDGES: usize = 15;
 
 /// Which ground-truth weight each distillation step uses.
@@ -100,7 +101,7 @@ pub struct Step {
     /// `basis.fit(&weights)`, and its predictions anywhere are the same combination of the basis'
     /// predictions ([`ChainBasis::combine`]). `t + 1` weights at step `t`.
     pub weights: Vec<f64>,
-    /// The diagonal of `B(t)`, in the order of the eigenvalues (descending); eigen route only.
+    /// The diagonal of `B(t)`, in the order of the eigenvalues (descending); eigen solver only.
     pub b_diag: Option<Vec<f64>>,
 }
 
@@ -221,21 +222,21 @@ pub struct Limit {
     pub ridge: f64,
     /// Dual coefficients and fitted values.
     pub fit: Fit,
-    /// The diagonal of `B(inf) = D (D + (lambda / alpha) I)^-1`; eigen route only.
+    /// The diagonal of `B(inf) = D (D + (lambda / alpha) I)^-1`; eigen solver only.
     pub b_diag: Option<Vec<f64>>,
 }
 
 #[derive(Debug)]
-enum Solver {
+enum Factored {
     Cholesky(Cholesky),
     Eigen(Eigen),
 }
 
-impl Solver {
+impl Factored {
     fn fit(&self, targets: MatRef<'_, f64>) -> Fit {
         match self {
-            Solver::Cholesky(solver) => solver.fit(targets),
-            Solver::Eigen(solver) => solver.fit(targets),
+            Factored::Cholesky(cholesky) => cholesky.fit(targets),
+            Factored::Eigen(eigen) => eigen.fit(targets),
         }
     }
 }
@@ -253,7 +254,7 @@ pub struct SelfDistillation<K> {
     x: Mat<f64>,
     y: Mat<f64>,
     lambda: f64,
-    solver: Solver,
+    factored: Factored,
 }
 
 /// Refuses a matrix with an infinite or NaN entry, naming the first (in column order). Columns
@@ -337,18 +338,18 @@ pub fn optimal_alpha(r: MatRef<'_, f64>, u1: MatRef<'_, f64>, u0: MatRef<'_, f64
 }
 
 impl<K: Kernel> SelfDistillation<K> {
-    /// Builds the kernel matrix of `x` and factorises it along `route`.
+    /// Builds the kernel matrix of `x` and factorises it with `solver`.
     ///
     /// Checks shapes (`x` is `n x d`, `y` is `n x m`, `n, d, m >= 1`), that every entry is finite,
-    /// that `lambda` is finite and positive, and, before allocating, that the route's peak
-    /// ([`Route::peak_matrices`] matrices of `8 n^2` bytes) fits in the memory the system reports
+    /// that `lambda` is finite and positive, and, before allocating, that the solver's peak
+    /// ([`Solver::peak_matrices`] matrices of `8 n^2` bytes) fits in the memory the system reports
     /// available.
     pub fn new(
         kernel: K,
         x: MatRef<'_, f64>,
         y: MatRef<'_, f64>,
         lambda: f64,
-        route: Route,
+        solver: Solver,
     ) -> Result<Self> {
         if !(lambda.is_finite() && lambda > 0.0) {
             return Err(Error::InvalidLambda(lambda));
@@ -373,27 +374,27 @@ impl<K: Kernel> SelfDistillation<K> {
         }
         check_finite("x", x)?;
         check_finite("y", y)?;
-        memory::check_fits(n, route.peak_matrices(), memory::available_bytes())?;
+        memory::check_fits(n, solver.peak_matrices(), memory::available_bytes())?;
         let gram = gram_matrix(&kernel, x);
         check_kernel_values(&kernel, gram.as_ref())?;
-        let solver = match route {
-            Route::Cholesky => Solver::Cholesky(Cholesky::new(gram, lambda)?),
-            Route::Eigen => Solver::Eigen(Eigen::new(gram, lambda)?),
+        let factored = match solver {
+            Solver::Cholesky => Factored::Cholesky(Cholesky::new(gram, lambda)?),
+            Solver::Eigen => Factored::Eigen(Eigen::new(gram, lambda)?),
         };
         Ok(Self {
             kernel,
             x: x.to_owned(),
             y: y.to_owned(),
             lambda,
-            solver,
+            factored,
         })
     }
 
-    /// The route this problem was factorised along.
-    pub fn route(&self) -> Route {
-        match self.solver {
-            Solver::Cholesky(_) => Route::Cholesky,
-            Solver::Eigen(_) => Route::Eigen,
+    /// The solver this problem was factorised with.
+    pub fn solver(&self) -> Solver {
+        match self.factored {
+            Factored::Cholesky(_) => Solver::Cholesky,
+            Factored::Eigen(_) => Solver::Eigen,
         }
     }
 
@@ -432,17 +433,17 @@ impl<K: Kernel> SelfDistillation<K> {
         self.y.as_ref()
     }
 
-    /// The eigenvalues of `K`, descending and clamped at zero (eigen route only).
+    /// The eigenvalues of `K`, descending and clamped at zero (eigen solver only).
     pub fn eigenvalues(&self) -> Option<&[f64]> {
-        match &self.solver {
-            Solver::Eigen(eigen) => Some(eigen.eigenvalues()),
-            Solver::Cholesky(_) => None,
+        match &self.factored {
+            Factored::Eigen(eigen) => Some(eigen.eigenvalues()),
+            Factored::Cholesky(_) => None,
         }
     }
 
     /// Plain kernel ridge regression on `y`: step 0 of every run.
     pub fn first_fit(&self) -> Fit {
-        self.solver.fit(self.y.as_ref())
+        self.factored.fit(self.y.as_ref())
     }
 
     /// Runs steps `0..steps` with the given schedule (`steps` counts the first fit): builds the
@@ -461,7 +462,7 @@ impl<K: Kernel> SelfDistillation<K> {
         let mut fits = vec![self.first_fit()];
         for _ in 1..steps {
             let previous = fits.last().expect("the first fit is there");
-            fits.push(self.solver.fit(previous.fitted.as_ref()));
+            fits.push(self.factored.fit(previous.fitted.as_ref()));
         }
         Ok(ChainBasis { fits })
     }
@@ -590,19 +591,18 @@ impl<K: Kernel> SelfDistillation<K> {
     }
 
     /// The limit of distillation with a constant `alpha` in `[0, 1]`: kernel ridge regression with
-    /// ridge `lambda / alpha`, the zero function at `alpha = 0`. On the Cholesky route this is one
+    /// ridge `lambda / alpha`, the zero function at `alpha = 0`. With the Cholesky solver this is one
     /// more factorisation (none at `alpha` 0 or 1); ask for several with [`Self::limits`].
     pub fn limit(&self, alpha: f64) -> Result<Limit> {
         let mut limits = self.limits(&[alpha])?;
         Ok(limits.pop().expect("one limit asked for"))
     }
 
-    /// The limits of several constant alphas. On the eigen route they share one pass over the
-    /// eigenvectors. On the Cholesky route, when two or more alphas lie in `[0.05, 1)`, those
+    /// The limits of several constant alphas. With the eigen solver they share one pass over the
+    /// eigenvectors. With the Cholesky solver, when two or more alphas lie in `[0.05, 1)`, those
     /// limits come from the factor of `K + lambda I` by multi-shift conjugate gradients, each
-    /// checked to reach a double-precision backward error (Fashion-MNIST, n = 9000: ten limits in
-    /// 46 iterations, 6 s, where ten factorisations took 25 s); any other `alpha` in `(0, 1)`
-    /// costs a factorisation.
+    /// checked to reach a double-precision backward error (a fraction of the factorisations'
+    /// time: docs/benchmarks.md, "Figures behind the code's choices"); any other `alpha` in `(0, 1)` costs a factorisation.
     pub fn limits(&self, alphas: &[f64]) -> Result<Vec<Limit>> {
         for &alpha in alphas {
             check_alpha(alpha, None)?;
@@ -613,9 +613,9 @@ impl<K: Kernel> SelfDistillation<K> {
             .filter(|&&alpha| alpha > 0.0)
             .map(|&alpha| self.lambda / alpha)
             .collect();
-        let mut fits = match &self.solver {
-            Solver::Eigen(eigen) => eigen.fit_with_ridges(&ridges, self.y.as_ref()),
-            Solver::Cholesky(cholesky) => cholesky.fit_with_ridges(&ridges, self.y.as_ref())?,
+        let mut fits = match &self.factored {
+            Factored::Eigen(eigen) => eigen.fit_with_ridges(&ridges, self.y.as_ref()),
+            Factored::Cholesky(cholesky) => cholesky.fit_with_ridges(&ridges, self.y.as_ref())?,
         }
         .into_iter();
         Ok(alphas
@@ -729,7 +729,7 @@ impl<K: Kernel> SelfDistillation<K> {
     }
 }
 
-/// `B(t)` from `B(t-1)` where the spectrum is known (eigen route).
+/// `B(t)` from `B(t-1)` where the spectrum is known (eigen solver).
 fn next_b_diag(shrinkage: Option<&[f64]>, previous: &Step, alpha: f64) -> Option<Vec<f64>> {
     match (shrinkage, &previous.b_diag) {
         (Some(a), Some(b)) => Some(spectral::next_b_diag(a, b, alpha)),

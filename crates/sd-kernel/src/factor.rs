@@ -90,7 +90,7 @@ fn cholesky_solve(lower: MatRef<'_, f64>, targets: MatRef<'_, f64>) -> Mat<f64> 
 }
 
 /// The fitted values `K c` of the solution `c` of `(K + ridge I) c = z`: `z - ridge c`, without a
-/// pass over `K`. That halves a step's cost on the Cholesky route (two triangular solves instead of
+/// pass over `K`. That halves a step's cost with the Cholesky solver (two triangular solves instead of
 /// those and a product with `K`), and is as accurate: Cholesky's backward error `E` (`|E|` about
 /// `n eps |K|`) gives `z - ridge c = K c + E c`, the same order as the rounding of the product.
 fn fitted_from_solution(

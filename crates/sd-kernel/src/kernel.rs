@@ -105,8 +105,8 @@ pub trait Kernel: Send + Sync {
 /// From this many input dimensions on, [`gram_matrix`] and [`cross_gram_matrix`] compute kernels
 /// with an [`InnerProductForm`] from one matrix product of the inputs. With `d` dimensions a
 /// point-by-point Gram matrix costs `n^2 d` scalar operations in loops that vectorise over points
-/// only; the product runs at the machine's GEMM rate (784-pixel images, n = 10,000: 18 s became
-/// about 2 s here). The values then differ from [`Kernel::eval`]'s in the last bits (the squared
+/// only; the product runs at the machine's GEMM rate (several times faster on images:
+/// docs/benchmarks.md, "Figures behind the code's choices"). The values then differ from [`Kernel::eval`]'s in the last bits (the squared
 /// distance `|a|^2 + |b|^2 - 2 <a, b>` is rounded differently); the Gram matrix stays exactly
 /// symmetric, and an RBF Gram matrix's diagonal exactly 1.
 pub const GEMM_MIN_FEATURES: usize = 64;
@@ -135,8 +135,8 @@ impl InnerProductForm {
     /// `|b|^2`. Compiled for the best instruction set through [`pulp`]: besides vectorising, this
     /// matters after faer's AVX-512 products, which leave the upper halves of the vector registers
     /// dirty; code in legacy SSE encoding (the C library's `exp`, or this loop compiled for the
-    /// baseline) then ran about 25x slower on our Xeon (the RBF map over a 10,000 x 10,000 product
-    /// took 7.1 s instead of 0.3 s).
+    /// baseline) then pays a transition penalty on every instruction (docs/benchmarks.md, "Real
+    /// images: Fashion-MNIST").
     pub(crate) fn apply(self, column: &mut [f64], row_norms: &[f64], column_norm: f64) {
         struct Apply<'a> {
             form: InnerProductForm,

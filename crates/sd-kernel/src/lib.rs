@@ -12,7 +12,7 @@
 //!   solution sparsifying ([`spectral`]);
 //! - the optimal `alpha` per step against reference targets ([`Schedule::Optimal`]).
 //!
-//! Two [`Route`]s: a Cholesky factor of `K + lambda I` (cheapest for one run and for a sweep, whose
+//! Two [`Solver`]s: a Cholesky factor of `K + lambda I` (cheapest for one run and for a sweep, whose
 //! chains share one [`ChainBasis`] and whose limits share the factor) or the symmetric
 //! eigendecomposition `K = V D V^T` (for the spectrum).
 //! Linear algebra is [faer](https://docs.rs/faer)'s, in parallel on rayon's thread pool.
@@ -23,14 +23,14 @@
 //! kernel, six steps with `alpha = 0.25`, scored against the true sine.
 //!
 //! ```
-//! use sd_kernel::{Rbf, Route, Schedule, SelfDistillation, mean_squared_error, toy};
+//! use sd_kernel::{Rbf, Solver, Schedule, SelfDistillation, mean_squared_error, toy};
 //!
 //! let problem = SelfDistillation::new(
 //!     Rbf::new(toy::GAMMA)?,
 //!     toy::inputs().as_ref(),
 //!     toy::targets().as_ref(),
 //!     toy::LAMBDA,
-//!     Route::Eigen,
+//!     Solver::Eigen,
 //! )?;
 //! let steps = problem.distill(&Schedule::Constant(0.25), toy::STEPS)?;
 //! let grid = problem.at(toy::grid().as_ref())?;
@@ -64,8 +64,8 @@ pub mod toy;
 
 pub use dense::DenseMatrix;
 pub use distill::{
-    ChainBasis, EIGEN_BREAK_EVEN_RIDGES, Evaluator, Limit, OptimalAlpha, PREDICTION_BLOCK, Route,
-    Schedule, SelfDistillation, Step, chain_weights, mean_squared_error, optimal_alpha,
+    ChainBasis, EIGEN_BREAK_EVEN_RIDGES, Evaluator, Limit, OptimalAlpha, PREDICTION_BLOCK,
+    Schedule, SelfDistillation, Solver, Step, chain_weights, mean_squared_error, optimal_alpha,
 };
 pub use error::{Error, Result};
 pub use factor::{EIGENVALUE_TOLERANCE, Fit};

@@ -226,7 +226,7 @@ impl<K: Kernel> Nystrom<K> {
     /// The training mean squared error of spectral coefficients `coef`, without the fitted values:
     /// the columns of `Phi V` are orthogonal with squared norms the eigenvalues `d`, so
     /// `|Phi V c - y|^2 = sum_k d_k c_k^2 - 2 c . (V^T Phi^T y) + |y|^2`: `O(M m)` instead of a
-    /// pass over the `N x M` features (a sweep of 12 alphas at N = 54,000 spent 6 s there).
+    /// pass over the `N x M` features (a sweep's cost there: docs/benchmarks.md, "Figures behind the code's choices").
     pub fn train_loss(&self, coef: MatRef<'_, f64>) -> f64 {
         let d = self.eigen.eigenvalues();
         let mut sum = self.y_squared;
@@ -366,7 +366,7 @@ impl<K: Kernel> Nystrom<K> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Rbf, Route, SelfDistillation};
+    use crate::{Rbf, SelfDistillation, Solver};
 
     fn problem(n: usize, d: usize) -> (Mat<f64>, Mat<f64>) {
         let x = Mat::from_fn(n, d, |i, j| ((i * 37 + j * 11) % 101) as f64 / 101.0);
@@ -385,7 +385,7 @@ mod tests {
             x.as_ref(),
             y.as_ref(),
             0.1,
-            Route::Eigen,
+            Solver::Eigen,
         )
         .unwrap();
         let schedule = Schedule::Constant(0.3);

@@ -13,9 +13,9 @@
 //! of shifted linear systems", Computing 70, 2003; Jegerlehner, hep-lat/9612014). One iteration
 //! applies `A` once, two triangular solves with `L`, for all ridges together. The eigenvalues of
 //! `A` lie in `(0, 1 / lambda]`, so shift `s`'s condition number is at most
-//! `1 + 1 / (lambda s) = mu / lambda = 1 / alpha`: for alpha = 0.1, 10. On Fashion-MNIST
-//! (n = 4500 and 9000) the ten limits of a sweep took 46 iterations, 6.0 s at n = 9000 where
-//! ten factorisations cost 25 s.
+//! `1 + 1 / (lambda s) = mu / lambda = 1 / alpha`: for alpha = 0.1, 10. The ten limits of a
+//! sweep take a few dozen iterations, a fraction of ten factorisations' time (measured:
+//! docs/benchmarks.md, "Figures behind the code's choices").
 //!
 //! The residual of the original system is `z - (K + mu I) c = P (b - (A + s I) x)`. `P r` and
 //! `P p` of the base system follow from recurrences (`P (A + s I) p = p + s P p`), so iterating
@@ -39,8 +39,8 @@ use crate::dense::DenseMatrix;
 pub const SHIFTED_MAX_RATIO: f64 = 20.0;
 
 /// Fewest ridges [`shifted_solve`] is used for. One ridge is cheaper refined from single
-/// precision (Fashion-MNIST, n = 9000, alpha = 0.25: 2.2 s, against 3.5 s for 31 iterations); from
-/// two on the shared iterations win (ten ridges: 46 iterations, 6.0 s, against 25 s).
+/// precision; from two on the shared iterations win (measured on Fashion-MNIST:
+/// docs/benchmarks.md, "Figures behind the code's choices").
 pub const SHIFTED_MIN_RIDGES: usize = 2;
 
 /// The recurrence's residual must meet this fraction of the final test's bound: the true residual

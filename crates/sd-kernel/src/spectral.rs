@@ -13,7 +13,7 @@
 //!   kernel ridge regression with ridge `lambda / alpha`; at `alpha = 0` to zero.
 //!
 //! These functions work on the eigenvalues alone, in `O(n)` per step; [`crate::SelfDistillation`]
-//! uses them for the diagonals of its steps on the eigen route.
+//! uses them for the diagonals of its steps with the eigen solver.
 
 /// `a_k = d_k / (d_k + ridge)`: the diagonal of `A = D (D + ridge I)^-1`, the shrinkage of plain
 /// kernel ridge regression along each eigenvector.

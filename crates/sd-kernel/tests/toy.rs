@@ -1,24 +1,24 @@
-//! The toy example of the original notebook, reproduced exactly on both routes.
+//! The toy example of the original notebook, reproduced exactly on both solvers.
 
 use sd_kernel::faer::Mat;
 use sd_kernel::{
-    Error, OptimalAlpha, Rbf, Route, Schedule, SelfDistillation, mean_squared_error, toy,
+    Error, OptimalAlpha, Rbf, Schedule, SelfDistillation, Solver, mean_squared_error, toy,
 };
 
-fn problem(route: Route) -> SelfDistillation<Rbf> {
+fn problem(solver: Solver) -> SelfDistillation<Rbf> {
     SelfDistillation::new(
         Rbf::new(toy::GAMMA).unwrap(),
         toy::inputs().as_ref(),
         toy::targets().as_ref(),
         toy::LAMBDA,
-        route,
+        solver,
     )
     .unwrap()
 }
 
 /// Losses against `sin(2 pi x)` on the grid for the six steps, then the limit.
-fn losses(route: Route, alpha: f64) -> Vec<f64> {
-    let problem = problem(route);
+fn losses(solver: Solver, alpha: f64) -> Vec<f64> {
+    let problem = problem(solver);
     let grid = problem.at(toy::grid().as_ref()).unwrap();
     let truth = toy::grid_truth();
     let loss =
@@ -59,12 +59,12 @@ fn reproduces_the_original_tables() {
             ],
         ),
     ];
-    for route in [Route::Cholesky, Route::Eigen] {
+    for solver in [Solver::Cholesky, Solver::Eigen] {
         for (alpha, expected) in &original {
             assert_eq!(
-                five_decimals(&losses(route, *alpha)),
+                five_decimals(&losses(solver, *alpha)),
                 expected,
-                "{route:?} alpha={alpha}"
+                "{solver:?} alpha={alpha}"
             );
         }
     }
@@ -111,12 +111,12 @@ fn agrees_with_numpy_to_twelve_digits() {
             ],
         ),
     ];
-    for route in [Route::Cholesky, Route::Eigen] {
+    for solver in [Solver::Cholesky, Solver::Eigen] {
         for (alpha, expected) in &numpy {
-            for (ours, theirs) in losses(route, *alpha).iter().zip(expected) {
+            for (ours, theirs) in losses(solver, *alpha).iter().zip(expected) {
                 assert!(
                     (ours - theirs).abs() <= 1e-12 * theirs,
-                    "{route:?} alpha={alpha}: {ours} vs {theirs}"
+                    "{solver:?} alpha={alpha}: {ours} vs {theirs}"
                 );
             }
         }
@@ -125,7 +125,7 @@ fn agrees_with_numpy_to_twelve_digits() {
 
 #[test]
 fn the_spectrum_shows_sparsification() {
-    let problem = problem(Route::Eigen);
+    let problem = problem(Solver::Eigen);
     let eigenvalues = problem.eigenvalues().unwrap();
     assert_eq!(eigenvalues.len(), 11);
     assert!(eigenvalues.windows(2).all(|w| w[0] >= w[1]) && eigenvalues[10] > 0.0);
@@ -159,7 +159,7 @@ fn the_spectrum_shows_sparsification() {
 
 #[test]
 fn optimal_alpha_against_the_true_function_beats_every_constant() {
-    let problem = problem(Route::Cholesky);
+    let problem = problem(Solver::Cholesky);
     let grid = toy::grid();
     let truth = toy::grid_truth();
     let optimal = OptimalAlpha {
@@ -193,7 +193,7 @@ fn optimal_alpha_against_the_true_function_beats_every_constant() {
 
 #[test]
 fn optimal_alpha_against_the_training_targets_is_refused() {
-    let problem = problem(Route::Eigen);
+    let problem = problem(Solver::Eigen);
     let optimal = OptimalAlpha {
         x: toy::inputs(),
         targets: toy::targets(),

@@ -359,8 +359,9 @@ fn by_channel(
 
 /// Whether a BatchNorm's values go by [`rows`]: planes too small for a loop of their own (a
 /// ResNet's last stages on small images: 8 x 8 down to 1 x 1), where per-plane loops of 1 to
-/// 64 values cost 5 to 10 times more per value than a 16 x 16 plane's (measured), and few
-/// enough channels that a row's f64 sums stay in cache.
+/// 64 values cost several times more per value than a 16 x 16 plane's (docs/benchmarks.md,
+/// "Issue 18, our loops compiled for AVX-512/AVX2 at run time"), and few enough channels that a
+/// row's f64 sums stay in cache.
 fn by_rows(channels: usize, plane: usize) -> bool {
     plane < 256 && channels * plane <= 1 << 15
 }
@@ -916,8 +917,8 @@ impl CustomOp3 for FusedBatchNormEval {
 ///
 /// Compared with BatchNorms followed by [`crate::layers::add_relu`], the normalized tensors are
 /// never made, so the computation graph does not keep them until the backward pass (one
-/// activation-sized tensor per block, two in a block that downsamples: 1.1 GB of ResNet-50's
-/// 5.8 GB peak with the cifar stem at batch 128), and the output is written in one pass.
+/// activation-sized tensor per block, two in a block that downsamples: docs/benchmarks.md, "Figures behind the code's choices"), and the
+/// output is written in one pass.
 pub(crate) struct FusedBatchNormAddRelu {
     pub(crate) eps: f64,
     pub(crate) statistics: Statistics,

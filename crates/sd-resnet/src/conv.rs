@@ -41,8 +41,8 @@ pub const WORKSPACE_FLOATS: usize = 8 << 20;
 /// Smallest plane (`H' W'`) for which a 1 x 1 convolution with stride 1 and no padding takes one
 /// product per image, read and written in place; below it a per-image product is too thin and
 /// images are chunked through im2col. 8 x 8 planes gain since the weight gradient's products
-/// run a group of images per thread (ResNet-50's convolution phases: cifar 16 about -25 ms per
-/// step, imagenet 128 about -50); 4 x 4 planes lose (cifar 16 about +30).
+/// run a group of images per thread; 4 x 4 planes lose (ResNet-50's convolution phases:
+/// docs/benchmarks.md, "Figures behind the code's choices").
 pub const POINTWISE_MIN_PLANE: usize = 64;
 
 /// Smallest output side (height and width) for which a 3 x 3 convolution with stride 1 and
@@ -66,7 +66,7 @@ pub const WINOGRAD_MIN_TILES_WIDE: usize = 64;
 
 /// Stride and zero padding of a convolution, the same along both axes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Conv2dParams {
+pub struct Conv2dConfig {
     /// Step between windows.
     pub stride: usize,
     /// Zero border on each side.
@@ -90,7 +90,7 @@ struct Geometry {
 }
 
 impl Geometry {
-    fn new(x: &[usize], w: &[usize], params: Conv2dParams) -> Result<Self> {
+    fn new(x: &[usize], w: &[usize], params: Conv2dConfig) -> Result<Self> {
         let (&[batch, channels, height, width], &[out_channels, in_channels, kernel_h, kernel_w]) =
             (x, w)
         else {
@@ -109,7 +109,7 @@ impl Geometry {
                 found: channels,
             });
         }
-        let Conv2dParams { stride, padding } = params;
+        let Conv2dConfig { stride, padding } = params;
         let out = |size: usize, kernel: usize| {
             (size + 2 * padding >= kernel && kernel > 0 && stride > 0)
                 .then(|| (size + 2 * padding - kernel) / stride + 1)
@@ -438,9 +438,9 @@ fn gather_output(g: &Geometry, dy: &[f32], order: Order, images: usize, out: &mu
     }
 }
 
-/// Destination order of the forward product `W cols` (`O x nP`): measured on this machine's
-/// kernels, column-major (positions outermost) wins by up to 1.8x when `O` is 64 and row-major
-/// wins by up to 2x from 128 channels up.
+/// Destination order of the forward product `W cols` (`O x nP`): column-major (positions
+/// outermost) when `O` is 64, row-major from 128 channels up, each the faster by a wide margin
+/// on ResNet's shapes (docs/benchmarks.md, "Figures behind the code's choices").
 fn forward_order(out_channels: usize) -> Order {
     if out_channels < 128 {
         Order::ColMajor
@@ -822,8 +822,9 @@ const WEIGHT_GROUPS: usize = 4;
 /// [pointwise](Geometry::pointwise) convolution: the images in up to [`WEIGHT_GROUPS`] groups
 /// of consecutive images, each group on one thread summing its products in image order, and
 /// the groups' sums added in group order. The groups depend on the batch only, so the result
-/// does not depend on the threads. (One product at a time split over both threads ran at about
-/// 55% of the forward products' speed on ResNet-50 cifar 16.)
+/// does not depend on the threads. (One product at a time split over both threads ran well
+/// below the forward products' speed on ResNet-50 cifar 16: docs/benchmarks.md, "Issue 18,
+/// Winograd products by element, grouped weight gradients".)
 fn pointwise_weight_gradient(x: &[f32], dy: &[f32], (o, c, p): (usize, usize, usize)) -> Vec<f32> {
     let batch = x.len() / (c * p);
     let per_group = batch.div_ceil(WEIGHT_GROUPS).max(1);
@@ -881,7 +882,7 @@ fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Resul
 }
 
 struct Conv2dOp {
-    params: Conv2dParams,
+    params: Conv2dConfig,
 }
 
 impl CustomOp2 for Conv2dOp {
@@ -957,7 +958,7 @@ impl CustomOp2 for Conv2dOp {
 /// f32 tensors on the CPU take this module's op (im2col + GEMM, Winograd, or a dense product, by
 /// shape); anything else (CUDA, f64)
 /// takes candle's `conv2d`, as does [`conv2d_reference`].
-pub fn conv2d(x: &Tensor, w: &Tensor, params: Conv2dParams) -> Result<Tensor> {
+pub fn conv2d(x: &Tensor, w: &Tensor, params: Conv2dConfig) -> Result<Tensor> {
     Geometry::new(x.dims(), w.dims(), params)?;
     let fast = x.device().is_cpu()
         && w.device().is_cpu()
@@ -971,7 +972,7 @@ pub fn conv2d(x: &Tensor, w: &Tensor, params: Conv2dParams) -> Result<Tensor> {
 }
 
 /// candle's own `conv2d` (the reference the op is checked against).
-pub fn conv2d_reference(x: &Tensor, w: &Tensor, params: Conv2dParams) -> Result<Tensor> {
+pub fn conv2d_reference(x: &Tensor, w: &Tensor, params: Conv2dConfig) -> Result<Tensor> {
     Ok(x.conv2d(w, params.padding, params.stride, 1, 1)?)
 }
 
@@ -1003,7 +1004,7 @@ mod tests {
             kernel in 1usize..4, stride in 1usize..3, padding in 0usize..2, chunk in 2usize..7,
             seed in any::<u64>(),
         ) {
-            let params = Conv2dParams { stride, padding };
+            let params = Conv2dConfig { stride, padding };
             let Ok(g) = Geometry::new(
                 &[batch, channels, size, size], &[out, channels, kernel, kernel], params,
             ) else {
@@ -1038,7 +1039,7 @@ mod tests {
             batch in 1usize..7, channels in 1usize..6, out in 1usize..6,
             height in 1usize..13, width in 1usize..13, seed in any::<u64>(),
         ) {
-            let params = Conv2dParams { stride: 1, padding: 1 };
+            let params = Conv2dConfig { stride: 1, padding: 1 };
             let Ok(g) = Geometry::new(
                 &[batch, channels, height, width], &[out, channels, 3, 3], params,
             ) else {
@@ -1078,7 +1079,7 @@ mod tests {
             let Ok(g) = Geometry::new(
                 &[batch, channels, height, width],
                 &[out, channels, kernel, kernel],
-                Conv2dParams { stride, padding },
+                Conv2dConfig { stride, padding },
             ) else {
                 return Ok(());
             };
@@ -1107,7 +1108,7 @@ mod tests {
     /// The per-image path of 1 x 1 convolutions gives what the chunked im2col path gives.
     #[test]
     fn pointwise_equals_the_chunked_path() {
-        let params = Conv2dParams {
+        let params = Conv2dConfig {
             stride: 1,
             padding: 0,
         };
@@ -1151,7 +1152,7 @@ mod tests {
     /// below [`WINOGRAD_MIN_TILES`], so the op itself would take im2col).
     #[test]
     fn winograd_equals_the_im2col_path() {
-        let params = Conv2dParams {
+        let params = Conv2dConfig {
             stride: 1,
             padding: 1,
         };
@@ -1232,7 +1233,7 @@ mod tests {
             let Ok(g) = Geometry::new(
                 &[batch, channels, height, width],
                 &[out, channels, kernel, kernel],
-                Conv2dParams { stride, padding },
+                Conv2dConfig { stride, padding },
             ) else {
                 panic!("geometry");
             };
@@ -1288,7 +1289,7 @@ mod tests {
             let Ok(g) = Geometry::new(
                 &[1, 1, width, width],
                 &[1, 1, kernel, kernel],
-                Conv2dParams { stride, padding },
+                Conv2dConfig { stride, padding },
             ) else {
                 panic!("geometry {width} {kernel} {stride} {padding}");
             };
@@ -1306,7 +1307,7 @@ mod tests {
 
     #[test]
     fn mismatched_shapes_are_errors() {
-        let params = Conv2dParams {
+        let params = Conv2dConfig {
             stride: 1,
             padding: 0,
         };
@@ -1316,7 +1317,7 @@ mod tests {
             Geometry::new(
                 &[1, 3, 4, 4],
                 &[2, 3, 3, 3],
-                Conv2dParams {
+                Conv2dConfig {
                     stride: 0,
                     padding: 0
                 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use candle_core::{D, DType, Module, ModuleT, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 
-use crate::conv::{Conv2dParams, conv2d, conv2d_reference};
+use crate::conv::{Conv2dConfig, conv2d, conv2d_reference};
 use crate::error::Result;
 use crate::params::{ParamKind, Parameters};
 
@@ -27,7 +27,7 @@ fn variable(
 #[derive(Debug)]
 pub struct Conv2d {
     weight: Var,
-    params: Conv2dParams,
+    params: Conv2dConfig,
     reference: AtomicBool,
 }
 
@@ -50,7 +50,7 @@ impl Conv2d {
         )?;
         Ok(Conv2d {
             weight,
-            params: Conv2dParams { stride, padding },
+            params: Conv2dConfig { stride, padding },
             reference: AtomicBool::new(false),
         })
     }

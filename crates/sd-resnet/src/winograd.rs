@@ -52,7 +52,7 @@ pub(crate) fn weights_len(out: usize, channels: usize) -> usize {
 ///
 /// With `input_gradient`, the filters of the input gradient: `rows = C`, `cols = O`,
 /// `U_e[c][o] = (G rot180(w[o, c]) G^T)_e`. (Writing `U` in `w`'s order and reading `U_e`
-/// transposed measured slower in the products than it saved here.)
+/// transposed cost the products more than it saved here.)
 pub(crate) fn weights(w: &[f32], out: usize, channels: usize, input_gradient: bool, u: &mut [f32]) {
     let (rows, cols) = if input_gradient {
         (channels, out)
@@ -311,8 +311,9 @@ pub(crate) fn convolve(s: &Shape, x: &[f32], u: &[f32], images: usize) -> Vec<f3
 
 /// `M_e = U_e V_e` (`[O, C] x [C, T]`) for the 16 elements `e`, into `m` (`[O][16][T]`): one
 /// after another, or, when `parallel`, the elements spread over the rayon pool, each product on
-/// one thread (a product shared between threads ran at about half the speed of two products
-/// side by side on ResNet's 8 x 8 planes at batch 16). The same arithmetic either way.
+/// one thread (a product shared between threads ran well below two products side by side on
+/// ResNet's 8 x 8 planes at batch 16: docs/benchmarks.md, "Issue 18, Winograd products by
+/// element, grouped weight gradients"). The same arithmetic either way.
 fn element_products(
     m: &mut [f32],
     t_all: usize,
@@ -807,8 +808,8 @@ fn gradient_channel_even(
 /// then its 16 products parallel over elements, each on one thread, adding onto its `dU_e`.
 /// Each `dU_e` is so summed over the tasks in order, whatever the threads.
 ///
-/// (Groups of tasks each summing their own `dU`, added at the end, were 14-22% slower at batch
-/// 16, where four groups of four images gave products over 64 tiles on 8 x 8 planes.)
+/// (Groups of tasks each summing their own `dU`, added at the end, were slower at batch 16, where
+/// four groups of four images gave products over 64 tiles on 8 x 8 planes: docs/benchmarks.md, "Figures behind the code's choices".)
 pub(crate) fn weight_gradient(s: &Shape, x: &[f32], dy: &[f32]) -> Vec<f32> {
     let (c, o) = (s.channels, s.out);
     let len = ELEMENTS * o * c;

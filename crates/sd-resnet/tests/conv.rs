@@ -8,7 +8,7 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 use proptest::prelude::*;
-use sd_resnet::conv::{Conv2dParams, conv2d, conv2d_reference};
+use sd_resnet::conv::{Conv2dConfig, conv2d, conv2d_reference};
 
 fn values(len: usize, seed: u64) -> Vec<f32> {
     let mut state = seed | 1;
@@ -28,7 +28,7 @@ fn run(
     w: &[f32],
     probe: &[f32],
     dims: ([usize; 4], [usize; 4]),
-    params: Conv2dParams,
+    params: Conv2dConfig,
     dtype: DType,
     reference: bool,
 ) -> [Vec<f32>; 3] {
@@ -74,7 +74,7 @@ fn naive(
     w: &[f32],
     probe: &[f32],
     dims: ([usize; 4], [usize; 4]),
-    params: Conv2dParams,
+    params: Conv2dConfig,
 ) -> [Vec<f32>; 3] {
     let ([batch, channels, height, width], [out, _, kh, kw]) = dims;
     let (s, p) = (params.stride, params.padding);
@@ -133,7 +133,7 @@ proptest! {
         kernel_h in 1usize..5, kernel_w in 1usize..5,
         stride in 1usize..4, padding in 0usize..3, seed in any::<u64>(),
     ) {
-        let params = Conv2dParams { stride, padding };
+        let params = Conv2dConfig { stride, padding };
         prop_assume!(height + 2 * padding >= kernel_h && width + 2 * padding >= kernel_w);
         let dims = ([batch, channels, height, width], [out, channels, kernel_h, kernel_w]);
         let out_h = (height + 2 * padding - kernel_h) / stride + 1;
@@ -159,35 +159,35 @@ fn matches_candle_conv2d_on_resnet_shapes() {
     for (dims, params) in [
         (
             ([2, 3, 32, 32], [64, 3, 7, 7]),
-            Conv2dParams {
+            Conv2dConfig {
                 stride: 2,
                 padding: 3,
             },
         ),
         (
             ([3, 64, 8, 8], [64, 64, 3, 3]),
-            Conv2dParams {
+            Conv2dConfig {
                 stride: 1,
                 padding: 1,
             },
         ),
         (
             ([3, 64, 8, 8], [128, 64, 1, 1]),
-            Conv2dParams {
+            Conv2dConfig {
                 stride: 2,
                 padding: 0,
             },
         ),
         (
             ([2, 256, 4, 4], [64, 256, 1, 1]),
-            Conv2dParams {
+            Conv2dConfig {
                 stride: 1,
                 padding: 0,
             },
         ),
         (
             ([5, 512, 2, 2], [512, 512, 3, 3]),
-            Conv2dParams {
+            Conv2dConfig {
                 stride: 2,
                 padding: 1,
             },
@@ -195,7 +195,7 @@ fn matches_candle_conv2d_on_resnet_shapes() {
         // 1 x 1, stride 1, 16 x 16 planes: one product per image, no im2col.
         (
             ([3, 64, 16, 16], [256, 64, 1, 1]),
-            Conv2dParams {
+            Conv2dConfig {
                 stride: 1,
                 padding: 0,
             },
@@ -204,21 +204,21 @@ fn matches_candle_conv2d_on_resnet_shapes() {
         // output and the input gradient, at even and odd sides.
         (
             ([16, 256, 4, 4], [256, 256, 3, 3]),
-            Conv2dParams {
+            Conv2dConfig {
                 stride: 1,
                 padding: 1,
             },
         ),
         (
             ([16, 64, 8, 8], [64, 64, 3, 3]),
-            Conv2dParams {
+            Conv2dConfig {
                 stride: 1,
                 padding: 1,
             },
         ),
         (
             ([20, 8, 7, 7], [16, 8, 3, 3]),
-            Conv2dParams {
+            Conv2dConfig {
                 stride: 1,
                 padding: 1,
             },
@@ -227,7 +227,7 @@ fn matches_candle_conv2d_on_resnet_shapes() {
         // weight gradient; Winograd for the rest).
         (
             ([33, 64, 32, 32], [8, 64, 3, 3]),
-            Conv2dParams {
+            Conv2dConfig {
                 stride: 1,
                 padding: 1,
             },
@@ -271,7 +271,7 @@ fn every_path_gives_the_same_bits_on_any_number_of_threads() {
         ([3, 4, 2, 2], [6, 4, 3, 3], 1, 1),
     ];
     for (x_dims, w_dims, stride, padding) in cases {
-        let params = Conv2dParams { stride, padding };
+        let params = Conv2dConfig { stride, padding };
         let (out_h, out_w) = (
             (x_dims[2] + 2 * padding - w_dims[2]) / stride + 1,
             (x_dims[3] + 2 * padding - w_dims[3]) / stride + 1,
@@ -307,7 +307,7 @@ fn shape_errors_are_reported_not_panics() {
     let error = conv2d(
         &x,
         &w,
-        Conv2dParams {
+        Conv2dConfig {
             stride: 1,
             padding: 0,
         },
@@ -321,7 +321,7 @@ fn shape_errors_are_reported_not_panics() {
 #[test]
 fn an_input_without_gradient_gets_none() {
     let dims = ([4, 3, 9, 9], [5, 3, 3, 3]);
-    let params = Conv2dParams {
+    let params = Conv2dConfig {
         stride: 1,
         padding: 1,
     };

@@ -49,22 +49,23 @@ pub struct ImageStudy {
     pub seeds: Vec<u64>,
 }
 
-/// The two routes.
+/// The study's two routes: the exact kernel matrix of a subset (Cholesky solver), or Nyström on
+/// every training image. Text form and serde: `exact`, `nystrom`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum StudyRoute {
+pub enum Route {
     /// Cholesky on the first `train_size` training images.
     Exact,
     /// Nyström on all training images.
     Nystrom,
 }
 
-impl StudyRoute {
+impl Route {
     /// `exact` or `nystrom`, as directory names and `accuracy.csv` write it.
     pub fn name(self) -> &'static str {
         match self {
-            StudyRoute::Exact => "exact",
-            StudyRoute::Nystrom => "nystrom",
+            Route::Exact => "exact",
+            Route::Nystrom => "nystrom",
         }
     }
 }
@@ -73,7 +74,7 @@ impl StudyRoute {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSettings {
     /// The route.
-    pub route: StudyRoute,
+    pub route: Route,
     /// The data set's path.
     pub data: String,
     /// Training images chosen (validation included).
@@ -174,10 +175,10 @@ impl ImageStudy {
     }
 
     /// The routes the study takes (exact first: it is quicker).
-    fn routes(&self) -> Vec<StudyRoute> {
+    fn routes(&self) -> Vec<Route> {
         [
-            (StudyRoute::Exact, self.train_size > 0),
-            (StudyRoute::Nystrom, self.nystrom > 0),
+            (Route::Exact, self.train_size > 0),
+            (Route::Nystrom, self.nystrom > 0),
         ]
         .into_iter()
         .filter_map(|(route, taken)| taken.then_some(route))
@@ -186,8 +187,8 @@ impl ImageStudy {
 
     /// The seeds of a run of `route` at `label_noise`: all of them, or the first alone for a
     /// run with no randomness (the exact route on clean labels).
-    fn seeds_of(&self, route: StudyRoute, label_noise: f64) -> &[u64] {
-        if route == StudyRoute::Nystrom || label_noise > 0.0 {
+    fn seeds_of(&self, route: Route, label_noise: f64) -> &[u64] {
+        if route == Route::Nystrom || label_noise > 0.0 {
             &self.seeds
         } else {
             &self.seeds[..1]
@@ -195,7 +196,7 @@ impl ImageStudy {
     }
 
     /// Route, label noise and seed of every run, in the order they run.
-    fn keys(&self) -> Vec<(StudyRoute, f64, u64)> {
+    fn keys(&self) -> Vec<(Route, f64, u64)> {
         let mut keys = Vec::new();
         for route in self.routes() {
             for &label_noise in &self.label_noise {
@@ -210,10 +211,10 @@ impl ImageStudy {
     /// Whether `settings` are those of one of this study's runs, the data set aside (its path,
     /// and the size of the Nyström route's, which is all of it).
     fn made(&self, settings: &RunSettings) -> bool {
-        let landmarks = (settings.route == StudyRoute::Nystrom).then_some(self.nystrom);
+        let landmarks = (settings.route == Route::Nystrom).then_some(self.nystrom);
         self.keys()
             .contains(&(settings.route, settings.label_noise, settings.seed))
-            && (settings.route == StudyRoute::Nystrom || settings.chosen == self.train_size)
+            && (settings.route == Route::Nystrom || settings.chosen == self.train_size)
             && settings.landmarks == landmarks
             && (settings.gamma, settings.lambda, settings.steps)
                 == (self.gamma, self.lambda, self.steps)
@@ -226,8 +227,8 @@ impl ImageStudy {
         let mut runs = Vec::new();
         for route in self.routes() {
             let chosen = match route {
-                StudyRoute::Exact => self.train_size,
-                StudyRoute::Nystrom => available,
+                Route::Exact => self.train_size,
+                Route::Nystrom => available,
             };
             if chosen > available {
                 return Err(Error::setting(
@@ -239,7 +240,7 @@ impl ImageStudy {
                 ));
             }
             let val_size = (chosen / 10).max(1);
-            if route == StudyRoute::Nystrom && self.nystrom > chosen - val_size {
+            if route == Route::Nystrom && self.nystrom > chosen - val_size {
                 return Err(Error::setting(
                     "kernel_nystrom",
                     format!(
@@ -256,7 +257,7 @@ impl ImageStudy {
                         data: self.data.display().to_string(),
                         chosen,
                         val_size,
-                        landmarks: (route == StudyRoute::Nystrom).then_some(self.nystrom),
+                        landmarks: (route == Route::Nystrom).then_some(self.nystrom),
                         label_noise,
                         seed,
                         gamma: self.gamma,
@@ -272,7 +273,7 @@ impl ImageStudy {
 }
 
 /// `<route>-noise-<p>-seed-<s>`: a run's directory.
-fn dir_name(route: StudyRoute, label_noise: f64, seed: u64) -> String {
+fn dir_name(route: Route, label_noise: f64, seed: u64) -> String {
     format!("{}-noise-{label_noise}-seed-{seed}", route.name())
 }
 
@@ -528,7 +529,7 @@ pub(crate) mod tests {
                 exact.settings.label_noise,
                 exact.n_train
             ),
-            (StudyRoute::Exact, 0.3, 72)
+            (Route::Exact, 0.3, 72)
         );
         // Step 0 is the same fit for every alpha of a run.
         let first: Vec<f64> = exact.runs.iter().map(|a| a.accuracy[0]).collect();

@@ -101,11 +101,11 @@ struct JsonNystrom {
 }
 
 /// `cholesky`, `eigen` or `nystrom`.
-fn route_name(report: &KrrReport) -> &'static str {
-    match (report.nystrom, report.route) {
+fn solver_name(report: &KrrReport) -> &'static str {
+    match (report.nystrom, report.solver) {
         (Some(_), _) => "nystrom",
-        (None, sd_kernel::Route::Cholesky) => "cholesky",
-        (None, sd_kernel::Route::Eigen) => "eigen",
+        (None, sd_kernel::Solver::Cholesky) => "cholesky",
+        (None, sd_kernel::Solver::Eigen) => "eigen",
     }
 }
 
@@ -130,7 +130,7 @@ pub fn json(report: &KrrReport) -> String {
         coef0,
         degree,
         lambda: report.lambda,
-        solver: route_name(report),
+        solver: solver_name(report),
         nystrom: report.nystrom.map(|(choice, jitter)| JsonNystrom {
             landmarks: choice.landmarks,
             seed: choice.seed,
@@ -196,7 +196,7 @@ pub fn table(report: &KrrReport) -> String {
                 "nystrom route: {} landmarks, seed {}, jitter {jitter:.1e}",
                 choice.landmarks, choice.seed
             ),
-            None => format!("{} route", route_name(report)),
+            None => format!("{} route", solver_name(report)),
         }
     );
     let _ = writeln!(out, "data: {}", report.data);

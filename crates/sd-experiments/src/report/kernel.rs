@@ -11,7 +11,7 @@ use serde::Deserialize;
 
 use super::format::{alpha_title, step_table_head};
 use crate::error::{Error, Result};
-use crate::krr::image_study::{self, ImageStudy, RunResult, StudyRoute};
+use crate::krr::image_study::{self, ImageStudy, Route, RunResult};
 use crate::krr::output;
 use crate::plot::{self, AccuracySeries};
 use crate::stats::{Stats, difference_cell, paired_interval, percent_cell};
@@ -151,7 +151,7 @@ pub(super) fn images_section(study: &ImageStudy, dir: &Path) -> Result<Option<St
     }
     write_accuracy_csv(&dir.join("accuracy.csv"), &results)?;
     let mut figures = Vec::new();
-    for route in [StudyRoute::Exact, StudyRoute::Nystrom] {
+    for route in [Route::Exact, Route::Nystrom] {
         let panels = panels(study, &results, route);
         if panels.is_empty() {
             continue;
@@ -164,7 +164,7 @@ pub(super) fn images_section(study: &ImageStudy, dir: &Path) -> Result<Option<St
 }
 
 /// The runs of one route and noise level (one per seed).
-fn of(results: &[RunResult], route: StudyRoute, noise: f64) -> Vec<&RunResult> {
+fn of(results: &[RunResult], route: Route, noise: f64) -> Vec<&RunResult> {
     results
         .iter()
         .filter(|r| r.settings.route == route && r.settings.label_noise == noise)
@@ -191,7 +191,7 @@ fn last_minus_first(runs: &[&RunResult], alpha: Alpha) -> Vec<f64> {
 fn panels(
     study: &ImageStudy,
     results: &[RunResult],
-    route: StudyRoute,
+    route: Route,
 ) -> Vec<(String, Vec<AccuracySeries>)> {
     let mut panels = Vec::new();
     for &noise in &study.label_noise {
@@ -228,10 +228,10 @@ fn panels(
     panels
 }
 
-fn route_title(route: StudyRoute, run: &RunResult) -> String {
+fn route_title(route: Route, run: &RunResult) -> String {
     match route {
-        StudyRoute::Exact => format!("exact, N = {}", run.n_train),
-        StudyRoute::Nystrom => format!(
+        Route::Exact => format!("exact, N = {}", run.n_train),
+        Route::Nystrom => format!(
             "Nyström M = {}, N = {}",
             run.settings.landmarks.unwrap_or(0),
             run.n_train
@@ -266,7 +266,7 @@ fn images_markdown(study: &ImageStudy, results: &[RunResult], figures: &[String]
         study.steps,
         any.n_test,
     );
-    for route in [StudyRoute::Exact, StudyRoute::Nystrom] {
+    for route in [Route::Exact, Route::Nystrom] {
         let route_runs: Vec<&RunResult> = results
             .iter()
             .filter(|r| r.settings.route == route)
@@ -278,8 +278,8 @@ fn images_markdown(study: &ImageStudy, results: &[RunResult], figures: &[String]
             md,
             "### {}\n\n{} training images ({} chosen, {} held out for choosing alpha){}.\n",
             match route {
-                StudyRoute::Exact => "Exact (Cholesky), a subset",
-                StudyRoute::Nystrom => "Nyström, all training images",
+                Route::Exact => "Exact (Cholesky), a subset",
+                Route::Nystrom => "Nyström, all training images",
             },
             first.n_train,
             first.settings.chosen,
@@ -397,13 +397,10 @@ fn mean_alpha_used(runs: &[&RunResult], alpha: Alpha, step: usize) -> Option<f64
 /// Two sentences from the numbers: on the route with the most training images, the noisiest
 /// level's best alpha against the first fit and alpha 0, then the clean level's.
 fn findings(study: &ImageStudy, results: &[RunResult]) -> String {
-    let route = if results
-        .iter()
-        .any(|r| r.settings.route == StudyRoute::Nystrom)
-    {
-        StudyRoute::Nystrom
+    let route = if results.iter().any(|r| r.settings.route == Route::Nystrom) {
+        Route::Nystrom
     } else {
-        StudyRoute::Exact
+        Route::Exact
     };
     let mut levels: Vec<f64> = study.label_noise.clone();
     levels.sort_by(|a, b| b.total_cmp(a));

@@ -1,16 +1,16 @@
-//! Every fast route equals the naive one: an explicit linear solve of `(K + lambda I) c = z` for
+//! Every solver equals the naive one: an explicit linear solve of `(K + lambda I) c = z` for
 //! every step, with a fresh LU factorisation each time.
 
 use proptest::prelude::*;
 use sd_kernel::faer::prelude::*;
 use sd_kernel::faer::{Mat, MatRef, Side};
 use sd_kernel::{
-    Kernel, Laplacian, Linear, OptimalAlpha, Polynomial, Rbf, Route, Schedule, SelfDistillation,
+    Kernel, Laplacian, Linear, OptimalAlpha, Polynomial, Rbf, Schedule, SelfDistillation, Solver,
     gram_matrix, optimal_alpha, spectral,
 };
 
-const ROUTES: [Route; 2] = [Route::Cholesky, Route::Eigen];
-/// Relative tolerance of the issue: every fast route within 1e-9 of the naive one.
+const SOLVERS: [Solver; 2] = [Solver::Cholesky, Solver::Eigen];
+/// Relative tolerance of the issue: every solver within 1e-9 of the naive one.
 const TOLERANCE: f64 = 1e-9;
 
 fn frobenius(m: MatRef<'_, f64>) -> f64 {
@@ -40,7 +40,7 @@ fn assert_close(a: MatRef<'_, f64>, b: MatRef<'_, f64>, tolerance: f64, what: &s
     );
 }
 
-/// The naive route: `c = (K + ridge I)^-1 z` by LU with partial pivoting, fitted values `K c`.
+/// The naive solve: `c = (K + ridge I)^-1 z` by LU with partial pivoting, fitted values `K c`.
 fn naive_fit(gram: &Mat<f64>, ridge: f64, targets: MatRef<'_, f64>) -> (Mat<f64>, Mat<f64>) {
     let n = gram.nrows();
     let system = Mat::from_fn(n, n, |i, j| gram[(i, j)] + if i == j { ridge } else { 0.0 });
@@ -94,13 +94,13 @@ impl Case {
         gram_matrix(&self.kernel(), self.x.as_ref()).to_mat()
     }
 
-    fn problem(&self, route: Route) -> SelfDistillation<Box<dyn Kernel>> {
+    fn problem(&self, solver: Solver) -> SelfDistillation<Box<dyn Kernel>> {
         SelfDistillation::new(
             self.kernel(),
             self.x.as_ref(),
             self.y.as_ref(),
             self.lambda,
-            route,
+            solver,
         )
         .unwrap()
     }
@@ -125,7 +125,7 @@ prop_compose! {
     ) -> Case {
         // The linear and polynomial kernels have rank-deficient Gram matrices (rank <= d, and
         // <= (d + 2 choose 2)); there, with lambda near 1e-3, chained solves amplify rounding by
-        // about (d_max / lambda)^2 in any route, the naive one included, beyond what 1e-9 can hold.
+        // about (d_max / lambda)^2 in any solver, the naive one included, beyond what 1e-9 can hold.
         // They are tested with lambda >= 0.1 (at 0.05 a clean-clone CI run of 2026-12-01 drew a
         // linear kernel on 29 points with lambda 0.057 whose dual coefficients differed by
         // 1.6e-9); RBF and Laplacian on the whole range.
@@ -150,12 +150,12 @@ proptest! {
         } else {
             (Mat::zeros(case.y.nrows(), case.y.ncols()), Mat::zeros(case.y.nrows(), case.y.ncols()))
         };
-        for route in ROUTES {
-            let problem = case.problem(route);
+        for solver in SOLVERS {
+            let problem = case.problem(solver);
             let steps = problem.distill(&Schedule::Constant(case.alpha), case.steps).unwrap();
             prop_assert_eq!(steps.len(), case.steps);
             for (step, (coef, fitted)) in steps.iter().zip(&naive) {
-                let what = format!("{route:?} step {}", step.step);
+                let what = format!("{solver:?} step {}", step.step);
                 assert_close(step.fit.dual_coef.as_ref(), coef.as_ref(), TOLERANCE, &what);
                 assert_close(step.fit.fitted.as_ref(), fitted.as_ref(), TOLERANCE, &what);
             }
@@ -170,8 +170,8 @@ proptest! {
         case in cases(),
         alphas in proptest::collection::vec(prop_oneof![Just(0.0), Just(1.0), 0.0f64..=1.0], 1..6),
     ) {
-        for route in ROUTES {
-            let problem = case.problem(route);
+        for solver in SOLVERS {
+            let problem = case.problem(solver);
             let chains = problem.distill_many(&alphas, case.steps).unwrap();
             let limits = problem.limits(&alphas).unwrap();
             prop_assert_eq!(chains.len(), alphas.len());
@@ -198,8 +198,8 @@ proptest! {
     ) {
         let d = case.x.ncols();
         let x_new = Mat::from_fn(new_points.len(), d, |i, j| new_points[i] * (j as f64 + 1.0) / 2.0);
-        for route in ROUTES {
-            let problem = case.problem(route);
+        for solver in SOLVERS {
+            let problem = case.problem(solver);
             let basis = problem.chain_basis(case.steps).unwrap();
             prop_assert_eq!(basis.len(), case.steps);
             let at_new = problem.predict_at(x_new.as_ref(), basis.dual_coefs().as_ref()).unwrap();
@@ -229,8 +229,8 @@ proptest! {
     ) {
         let alphas = &alphas[..case.steps];
         let naive = naive_distill(&case.gram(), &case.y, case.lambda, alphas);
-        for route in ROUTES {
-            let steps = case.problem(route).distill(&Schedule::PerStep(alphas.to_vec()), case.steps).unwrap();
+        for solver in SOLVERS {
+            let steps = case.problem(solver).distill(&Schedule::PerStep(alphas.to_vec()), case.steps).unwrap();
             for (step, (coef, fitted)) in steps.iter().zip(&naive) {
                 assert_close(step.fit.dual_coef.as_ref(), coef.as_ref(), TOLERANCE, "coef");
                 assert_close(step.fit.fitted.as_ref(), fitted.as_ref(), TOLERANCE, "fitted");
@@ -249,7 +249,7 @@ proptest! {
         let v = reference.U();
         let n = gram.nrows();
         let projected = v.transpose() * &case.y;
-        let steps = case.problem(Route::Eigen).distill(&Schedule::Constant(case.alpha), case.steps).unwrap();
+        let steps = case.problem(Solver::Eigen).distill(&Schedule::Constant(case.alpha), case.steps).unwrap();
         for step in &steps {
             let b = step.b_diag.as_ref().unwrap();
             let scaled = Mat::from_fn(n, case.y.ncols(), |k, j| b[n - 1 - k] * projected[(k, j)]);
@@ -282,8 +282,8 @@ proptest! {
 
     #[test]
     fn alpha_one_reproduces_the_first_fit_at_every_step(case in cases()) {
-        for route in ROUTES {
-            let steps = case.problem(route).distill(&Schedule::Constant(1.0), case.steps).unwrap();
+        for solver in SOLVERS {
+            let steps = case.problem(solver).distill(&Schedule::Constant(1.0), case.steps).unwrap();
             for step in &steps {
                 prop_assert_eq!(&step.fit, &steps[0].fit);
             }
@@ -293,8 +293,8 @@ proptest! {
     #[test]
     fn iterates_converge_to_the_limit(case in cases(), alpha in 0.1f64..=1.0) {
         // Each step contracts the distance to the limit by (1 - alpha) max_k a_k < 0.9.
-        for route in ROUTES {
-            let problem = case.problem(route);
+        for solver in SOLVERS {
+            let problem = case.problem(solver);
             let steps = problem.distill(&Schedule::Constant(alpha), 400).unwrap();
             let limit = problem.limit(alpha).unwrap();
             let last = &steps.last().unwrap().fit;
@@ -305,11 +305,11 @@ proptest! {
 
     #[test]
     fn multi_output_equals_column_by_column(case in cases()) {
-        for route in ROUTES {
-            let steps = case.problem(route).distill(&Schedule::Constant(case.alpha), case.steps).unwrap();
+        for solver in SOLVERS {
+            let steps = case.problem(solver).distill(&Schedule::Constant(case.alpha), case.steps).unwrap();
             for column in 0..case.y.ncols() {
                 let single = Case { y: case.y.subcols(column, 1).to_owned(), ..case.clone() };
-                let alone = single.problem(route).distill(&Schedule::Constant(case.alpha), case.steps).unwrap();
+                let alone = single.problem(solver).distill(&Schedule::Constant(case.alpha), case.steps).unwrap();
                 for (both, alone) in steps.iter().zip(&alone) {
                     let both_column = both.fit.fitted.subcols(column, 1);
                     assert_close(both_column, alone.fit.fitted.as_ref(), TOLERANCE, "column");
@@ -332,16 +332,16 @@ proptest! {
         let cross = sd_kernel::cross_gram_matrix(&case.kernel(), x_ref.as_ref(), case.x.as_ref()).to_mat();
         let gram = case.gram();
         let optimal = OptimalAlpha { x: x_ref.clone(), targets: r.clone(), clamp };
-        for route in ROUTES {
-            let steps = case.problem(route).distill(&Schedule::Optimal(optimal.clone()), case.steps).unwrap();
-            // Each optimum depends on the run so far, and where it is ill-conditioned two routes
-            // may pick slightly different ones. So: given the alphas this route chose, (1) the
-            // fits equal the naive route's, and (2) each chosen alpha is the naive Algorithm 1's
+        for solver in SOLVERS {
+            let steps = case.problem(solver).distill(&Schedule::Optimal(optimal.clone()), case.steps).unwrap();
+            // Each optimum depends on the run so far, and where it is ill-conditioned two solvers
+            // may pick slightly different ones. So: given the alphas this solver chose, (1) the
+            // fits equal the naive solver's, and (2) each chosen alpha is the naive Algorithm 1's
             // optimum for the naive chain with those alphas.
             let alphas: Vec<f64> = steps.iter().map(|s| s.alpha.unwrap_or(1.0)).collect();
             let naive = naive_distill(&gram, &case.y, case.lambda, &alphas);
             // Mixing alpha_t y + (1 - alpha_t) yhat scales the rounding already in yhat by up to
-            // |alpha_t| + |1 - alpha_t| in any route; unclamped optima can lie far outside [0, 1].
+            // |alpha_t| + |1 - alpha_t| in any solver; unclamped optima can lie far outside [0, 1].
             let mut tolerance = TOLERANCE;
             for (index, (step, (coef, fitted))) in steps.iter().zip(&naive).enumerate() {
                 let alpha = alphas[index];
@@ -391,16 +391,16 @@ fn runs_are_bitwise_reproducible() {
         alpha: 0.3,
         steps: 5,
     };
-    for route in ROUTES {
+    for solver in SOLVERS {
         let first = case
-            .problem(route)
+            .problem(solver)
             .distill(&Schedule::Constant(0.3), 5)
             .unwrap();
         let second = case
-            .problem(route)
+            .problem(solver)
             .distill(&Schedule::Constant(0.3), 5)
             .unwrap();
-        assert_eq!(first, second, "{route:?}");
+        assert_eq!(first, second, "{solver:?}");
     }
 }
 
@@ -416,7 +416,7 @@ fn blocked_predictions_equal_the_whole_cross_matrix() {
         x.as_ref(),
         y.as_ref(),
         0.1,
-        Route::Cholesky,
+        Solver::Cholesky,
     )
     .unwrap();
     let coef = model.first_fit().dual_coef;
