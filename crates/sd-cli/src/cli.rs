@@ -74,62 +74,29 @@ where
     .map(|text: String| text.parse::<T>().expect("every listed value parses"))
 }
 
+/// A value parser over an enum the libraries name with strum: its names, each with its message
+/// as the help, in the enum's order.
+fn described<T>() -> impl TypedValueParser<Value = T>
+where
+    T: strum::VariantArray + strum::EnumMessage + Copy + Into<&'static str> + Send + Sync,
+{
+    PossibleValuesParser::new(T::VARIANTS.iter().map(|&variant| {
+        let name: &'static str = variant.into();
+        PossibleValue::new(name).help(variant.get_message().unwrap_or_default())
+    }))
+    .map(|text: String| {
+        *T::VARIANTS
+            .iter()
+            .find(|&&variant| Into::<&'static str>::into(variant) == text)
+            .expect("clap accepts only the names listed")
+    })
+}
+
 fn depth() -> impl TypedValueParser<Value = Depth> {
     one_of(&[
         ("18", "ResNet-18"),
         ("34", "ResNet-34"),
         ("50", "ResNet-50"),
-    ])
-}
-
-fn stem() -> impl TypedValueParser<Value = Stem> {
-    one_of(&[
-        (
-            "imagenet",
-            "7x7 stride-2 convolution + 3x3 stride-2 max-pool (torchvision's; the original's)",
-        ),
-        (
-            "cifar",
-            "3x3 stride-1 convolution, no max-pool (the common CIFAR variant)",
-        ),
-    ])
-}
-
-fn lr_schedule() -> impl TypedValueParser<Value = LrSchedule> {
-    one_of(&[
-        (
-            "constant",
-            "lr in every epoch: the original's (the default)",
-        ),
-        (
-            "cosine",
-            "Cosine annealing to 0 over the step: epoch e of E at lr * (1 + cos(pi e / E)) / 2, \
-             PyTorch's CosineAnnealingLR(T_max=E) stepped per epoch",
-        ),
-    ])
-}
-
-fn teacher_mode() -> impl TypedValueParser<Value = TeacherMode> {
-    one_of(&[
-        (
-            "eval",
-            "Running statistics, not updated: a frozen teacher (the default)",
-        ),
-        (
-            "train",
-            "Batch statistics, running statistics updated, weights frozen: what the original did \
-             (Lightning's model.train() reaches the teacher, a child module of the student)",
-        ),
-    ])
-}
-
-fn loss() -> impl TypedValueParser<Value = LossKind> {
-    one_of(&[
-        (
-            "mse",
-            "Mean squared error between softmax outputs and targets (the original's)",
-        ),
-        ("ce", "Cross-entropy against soft targets"),
     ])
 }
 
@@ -195,7 +162,7 @@ pub struct TrainStepArgs {
     #[arg(long, default_value = "18", value_parser = depth())]
     pub resnet: Depth,
     /// Stem
-    #[arg(long, default_value = "imagenet", value_parser = stem())]
+    #[arg(long, default_value = "imagenet", value_parser = described::<Stem>())]
     pub stem: Stem,
     /// Images per batch
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
@@ -265,7 +232,7 @@ pub struct ResnetArgs {
     pub resnet: Depth,
 
     /// First layers
-    #[arg(long, default_value = "imagenet", value_parser = stem())]
+    #[arg(long, default_value = "imagenet", value_parser = described::<Stem>())]
     pub stem: Stem,
 
     /// Channels of the first stage: 64 is torchvision's network (its checkpoints load both
@@ -274,7 +241,7 @@ pub struct ResnetArgs {
     pub width: u32,
 
     /// Loss between the network's outputs and its targets
-    #[arg(long, default_value = "mse", value_parser = loss())]
+    #[arg(long, default_value = "mse", value_parser = described::<LossKind>())]
     pub loss: LossKind,
 
     /// Adam's learning rate
@@ -282,7 +249,7 @@ pub struct ResnetArgs {
     pub lr: f64,
 
     /// How Adam's learning rate changes over each step's epochs
-    #[arg(long, default_value = "constant", value_parser = lr_schedule())]
+    #[arg(long, default_value = "constant", value_parser = described::<LrSchedule>())]
     pub lr_schedule: LrSchedule,
 
     /// Weight of the regularizer sum_p |p|_2 (unsquared L2 norm of each parameter tensor)
@@ -328,7 +295,7 @@ pub struct ResnetArgs {
     pub no_shuffle: bool,
 
     /// How the teacher's BatchNorm layers run while a student trains
-    #[arg(long, default_value = "eval", value_parser = teacher_mode())]
+    #[arg(long, default_value = "eval", value_parser = described::<TeacherMode>())]
     pub teacher_mode: TeacherMode,
 
     /// Symmetric label noise: each training label (held-out validation labels too) replaced
@@ -556,12 +523,7 @@ pub struct FixtureArgs {
     pub seed: u64,
 
     /// File layout
-    #[arg(long, default_value = "cifar", value_parser = one_of::<FixtureLayout>(&[
-        ("cifar", "CIFAR-10 binary files in OUT/cifar-10-batches-bin/ (3x32x32)"),
-        ("cifar-archive", "The same as OUT/cifar-10-binary.tar.gz, laid out like the official download"),
-        ("idx", "The four (Fashion-)MNIST IDX files in OUT/ (1x28x28), uncompressed"),
-        ("idx-gz", "The four IDX files gzip-compressed (.gz), as distributed"),
-    ]))]
+    #[arg(long, default_value = "cifar", value_parser = described::<FixtureLayout>())]
     pub layout: FixtureLayout,
 }
 
@@ -584,12 +546,7 @@ pub struct KrrArgs {
     pub clamp_alpha: bool,
 
     /// Kernel
-    #[arg(long, default_value = "rbf", value_parser = one_of::<KernelKind>(&[
-        ("rbf", "exp(-gamma |x - x'|^2)"),
-        ("laplacian", "exp(-gamma |x - x'|_1)"),
-        ("linear", "<x, x'>"),
-        ("poly", "(gamma <x, x'> + coef0)^degree"),
-    ]))]
+    #[arg(long, default_value = "rbf", value_parser = described::<KernelKind>())]
     pub kernel: KernelKind,
 
     /// Kernel scale for rbf, laplacian and poly (scikit-learn's gamma) [default: 80, the toy
@@ -693,11 +650,7 @@ pub struct KrrArgs {
 
     /// Factorisation: cholesky is fastest for one run but gives no spectrum (B diagonals,
     /// eigenvalues); auto takes eigen when the output needs the spectrum (json, --plot)
-    #[arg(long, default_value = "auto", value_parser = one_of::<SolverChoice>(&[
-        ("auto", "Eigendecomposition when the output needs the spectrum (JSON, plots), Cholesky otherwise"),
-        ("cholesky", "Cholesky factor of K + lambda I: fastest for one run; no B diagonals or eigenvalues"),
-        ("eigen", "Eigendecomposition K = V D V^T: gives the spectrum"),
-    ]))]
+    #[arg(long, default_value = "auto", value_parser = described::<SolverChoice>())]
     pub solver: SolverChoice,
 }
 

@@ -1,7 +1,7 @@
 //! Image data sets as jobs: inspect one (formats, classes per split, channel statistics), write
 //! a fixture in the real file formats.
 
-use std::fmt::{self, Write as _};
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -175,42 +175,42 @@ pub fn table(inspection: &Inspection) -> String {
 /// The file layouts a fixture can take.
 ///
 /// Text form ([`FromStr`], [`fmt::Display`]): `cifar`, `cifar-archive`, `idx`, `idx-gz`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::VariantNames,
+    strum::EnumMessage,
+)]
+#[strum(serialize_all = "kebab-case")]
 pub enum FixtureLayout {
     /// CIFAR-10 binary files in OUT/cifar-10-batches-bin/ (3x32x32)
     #[default]
+    #[strum(message = "CIFAR-10 binary files in OUT/cifar-10-batches-bin/ (3x32x32)")]
     Cifar,
     /// The same as OUT/cifar-10-binary.tar.gz, laid out like the official download
+    #[strum(
+        message = "The same as OUT/cifar-10-binary.tar.gz, laid out like the official download"
+    )]
     CifarArchive,
     /// The four (Fashion-)MNIST IDX files in OUT/ (1x28x28), uncompressed
+    #[strum(message = "The four (Fashion-)MNIST IDX files in OUT/ (1x28x28), uncompressed")]
     Idx,
     /// The four IDX files gzip-compressed (.gz), as distributed
+    #[strum(message = "The four IDX files gzip-compressed (.gz), as distributed")]
     IdxGz,
 }
 
 impl FixtureLayout {
-    /// Every layout.
-    pub const ALL: [FixtureLayout; 4] = [
-        FixtureLayout::Cifar,
-        FixtureLayout::CifarArchive,
-        FixtureLayout::Idx,
-        FixtureLayout::IdxGz,
-    ];
-
     /// `cifar`, `cifar-archive`, `idx` or `idx-gz`.
     pub fn name(self) -> &'static str {
-        match self {
-            FixtureLayout::Cifar => "cifar",
-            FixtureLayout::CifarArchive => "cifar-archive",
-            FixtureLayout::Idx => "idx",
-            FixtureLayout::IdxGz => "idx-gz",
-        }
-    }
-}
-
-impl fmt::Display for FixtureLayout {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        self.into()
     }
 }
 
@@ -218,15 +218,7 @@ impl FromStr for FixtureLayout {
     type Err = Error;
 
     fn from_str(text: &str) -> Result<Self> {
-        FixtureLayout::ALL
-            .into_iter()
-            .find(|l| l.name() == text)
-            .ok_or_else(|| {
-                Error::setting(
-                    "layout",
-                    format!("must be cifar, cifar-archive, idx or idx-gz, got '{text}'"),
-                )
-            })
+        crate::error::parse_name("layout", text)
     }
 }
 

@@ -155,3 +155,23 @@ impl Error {
         }
     }
 }
+
+/// `text` as the variant of `T` it names (the enums flags and files spell as words, their names
+/// from strum's derives), or [`Error::Setting`] of `field` listing every name.
+pub(crate) fn parse_name<T>(field: &'static str, text: &str) -> Result<T>
+where
+    T: strum::VariantArray + strum::VariantNames + Copy + Into<&'static str>,
+{
+    <T as strum::VariantArray>::VARIANTS
+        .iter()
+        .copied()
+        .find(|variant| Into::<&'static str>::into(*variant) == text)
+        .ok_or_else(|| {
+            let names = <T as strum::VariantNames>::VARIANTS;
+            let expected = match names.split_last() {
+                Some((last, init)) if !init.is_empty() => format!("{} or {last}", init.join(", ")),
+                _ => names.join(""),
+            };
+            Error::setting(field, format!("must be {expected}, got '{text}'"))
+        })
+}

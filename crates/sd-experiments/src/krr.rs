@@ -25,35 +25,39 @@ use input::Table;
 /// The kernels by name, without their parameters.
 ///
 /// Text form ([`FromStr`], [`fmt::Display`]): `rbf`, `laplacian`, `linear`, `poly`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::VariantNames,
+    strum::EnumMessage,
+)]
+#[strum(serialize_all = "lowercase")]
 pub enum KernelKind {
     /// `exp(-gamma |x - x'|^2)`.
+    #[strum(message = "exp(-gamma |x - x'|^2)")]
     Rbf,
     /// `exp(-gamma |x - x'|_1)`.
+    #[strum(message = "exp(-gamma |x - x'|_1)")]
     Laplacian,
     /// `<x, x'>`.
+    #[strum(message = "<x, x'>")]
     Linear,
     /// `(gamma <x, x'> + coef0)^degree`.
+    #[strum(message = "(gamma <x, x'> + coef0)^degree")]
     Poly,
 }
 
 impl KernelKind {
-    /// Every kernel, in the order of the documentation.
-    pub const ALL: [KernelKind; 4] = [
-        KernelKind::Rbf,
-        KernelKind::Laplacian,
-        KernelKind::Linear,
-        KernelKind::Poly,
-    ];
-
     /// `rbf`, `laplacian`, `linear` or `poly`.
     pub fn name(self) -> &'static str {
-        match self {
-            KernelKind::Rbf => "rbf",
-            KernelKind::Laplacian => "laplacian",
-            KernelKind::Linear => "linear",
-            KernelKind::Poly => "poly",
-        }
+        self.into()
     }
 
     /// The kernel with its parameters: `gamma` (default 80, the toy example's, for rbf and
@@ -97,25 +101,11 @@ impl KernelKind {
     }
 }
 
-impl fmt::Display for KernelKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
 impl FromStr for KernelKind {
     type Err = Error;
 
     fn from_str(text: &str) -> Result<Self> {
-        KernelKind::ALL
-            .into_iter()
-            .find(|k| k.name() == text)
-            .ok_or_else(|| {
-                Error::setting(
-                    "kernel",
-                    format!("must be rbf, laplacian, linear or poly, got '{text}'"),
-                )
-            })
+        crate::error::parse_name("kernel", text)
     }
 }
 
@@ -199,32 +189,43 @@ impl fmt::Display for KernelChoice {
 /// Which factorisation to use.
 ///
 /// Text form ([`FromStr`], [`fmt::Display`], serde): `auto`, `cholesky`, `eigen`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    Serialize,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::VariantNames,
+    strum::EnumMessage,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum SolverChoice {
     /// Eigendecomposition when the output needs the spectrum (JSON, plots), Cholesky otherwise.
     #[default]
+    #[strum(
+        message = "Eigendecomposition when the output needs the spectrum (JSON, plots), Cholesky otherwise"
+    )]
     Auto,
     /// Cholesky factor of `K + lambda I`: fastest for one run; no `B` diagonals or eigenvalues.
+    #[strum(
+        message = "Cholesky factor of K + lambda I: fastest for one run; no B diagonals or eigenvalues"
+    )]
     Cholesky,
     /// Eigendecomposition `K = V D V^T`: gives the spectrum.
+    #[strum(message = "Eigendecomposition K = V D V^T: gives the spectrum")]
     Eigen,
 }
 
 impl SolverChoice {
     /// `auto`, `cholesky` or `eigen`.
     pub fn name(self) -> &'static str {
-        match self {
-            SolverChoice::Auto => "auto",
-            SolverChoice::Cholesky => "cholesky",
-            SolverChoice::Eigen => "eigen",
-        }
-    }
-}
-
-impl fmt::Display for SolverChoice {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        self.into()
     }
 }
 
@@ -232,19 +233,7 @@ impl FromStr for SolverChoice {
     type Err = Error;
 
     fn from_str(text: &str) -> Result<Self> {
-        [
-            SolverChoice::Auto,
-            SolverChoice::Cholesky,
-            SolverChoice::Eigen,
-        ]
-        .into_iter()
-        .find(|s| s.name() == text)
-        .ok_or_else(|| {
-            Error::setting(
-                "solver",
-                format!("must be auto, cholesky or eigen, got '{text}'"),
-            )
-        })
+        crate::error::parse_name("solver", text)
     }
 }
 

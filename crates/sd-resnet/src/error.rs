@@ -105,7 +105,7 @@ pub enum ResnetError {
         /// The text given.
         text: String,
         /// The accepted spellings.
-        expected: &'static str,
+        expected: String,
     },
     /// A checkpoint file that is missing or not a readable safetensors file.
     #[error("checkpoint {}: {detail}", path.display())]
@@ -159,5 +159,31 @@ impl From<ResnetError> for candle_core::Error {
             ResnetError::Tensor(inner) => inner,
             other => candle_core::Error::wrap(other),
         }
+    }
+}
+
+/// `text` as the variant of `T` that it names (the enums flags and files spell as words, their
+/// names from strum's derives), or [`ResnetError::Parse`] listing every name.
+pub(crate) fn parse_name<T>(what: &'static str, text: &str) -> Result<T>
+where
+    T: strum::VariantArray + strum::VariantNames + Copy + Into<&'static str>,
+{
+    <T as strum::VariantArray>::VARIANTS
+        .iter()
+        .copied()
+        .find(|variant| Into::<&'static str>::into(*variant) == text)
+        .ok_or_else(|| ResnetError::Parse {
+            what,
+            text: text.to_string(),
+            expected: one_of(<T as strum::VariantNames>::VARIANTS),
+        })
+}
+
+/// `a`, `a or b`, `a, b or c`.
+fn one_of(names: &[&str]) -> String {
+    match names {
+        [] => String::new(),
+        [one] => one.to_string(),
+        [init @ .., last] => format!("{} or {last}", init.join(", ")),
     }
 }

@@ -16,32 +16,40 @@ use crate::error::{ResnetError, Result};
 ///
 /// Text form ([`std::str::FromStr`], [`std::fmt::Display`], and serde with the `serde` feature):
 /// `mse` or `ce`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::VariantNames,
+    strum::EnumMessage,
+)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub enum LossKind {
     /// Mean squared error between probabilities: the original code's (default).
     #[default]
     #[cfg_attr(feature = "serde", serde(rename = "mse"))]
+    #[strum(serialize = "mse")]
+    #[strum(message = "Mean squared error between softmax outputs and targets (the original's)")]
     SoftmaxMse,
     /// Cross-entropy against soft targets, `-mean_b sum_c t_bc log softmax(z)_bc`: what most
     /// distillation libraries use.
     #[cfg_attr(feature = "serde", serde(rename = "ce"))]
+    #[strum(serialize = "ce")]
+    #[strum(message = "Cross-entropy against soft targets")]
     CrossEntropy,
 }
 
 impl LossKind {
     /// `mse` or `ce`.
     pub fn name(self) -> &'static str {
-        match self {
-            LossKind::SoftmaxMse => "mse",
-            LossKind::CrossEntropy => "ce",
-        }
-    }
-}
-
-impl std::fmt::Display for LossKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
+        self.into()
     }
 }
 
@@ -49,15 +57,7 @@ impl std::str::FromStr for LossKind {
     type Err = ResnetError;
 
     fn from_str(text: &str) -> Result<Self> {
-        match text {
-            "mse" => Ok(LossKind::SoftmaxMse),
-            "ce" => Ok(LossKind::CrossEntropy),
-            _ => Err(ResnetError::Parse {
-                what: "loss",
-                text: text.to_string(),
-                expected: "mse or ce",
-            }),
-        }
+        crate::error::parse_name("loss", text)
     }
 }
 

@@ -95,7 +95,7 @@ impl FromStr for Depth {
             .ok_or_else(|| ResnetError::Parse {
                 what: "ResNet depth",
                 text: text.to_string(),
-                expected: "18, 34 or 50",
+                expected: "18, 34 or 50".into(),
             })
     }
 }
@@ -118,7 +118,21 @@ impl From<Depth> for u32 {
 ///
 /// Text form ([`FromStr`], [`fmt::Display`], serde with the `serde` feature): `imagenet`,
 /// `cifar`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::VariantNames,
+    strum::EnumMessage,
+)]
+#[strum(serialize_all = "lowercase")]
 #[cfg_attr(
     feature = "serde",
     derive(serde::Serialize, serde::Deserialize),
@@ -128,24 +142,19 @@ pub enum Stem {
     /// torchvision's: 7x7 stride-2 convolution, BN, ReLU, 3x3 stride-2 max-pool with padding 1.
     /// What the original code trained on 32x32 CIFAR images (the default).
     #[default]
+    #[strum(
+        message = "7x7 stride-2 convolution + 3x3 stride-2 max-pool (torchvision's; the original's)"
+    )]
     Imagenet,
     /// The common CIFAR variant: 3x3 stride-1 convolution, BN, ReLU, no max-pool.
+    #[strum(message = "3x3 stride-1 convolution, no max-pool (the common CIFAR variant)")]
     Cifar,
 }
 
 impl Stem {
     /// `imagenet` or `cifar`.
     pub fn name(self) -> &'static str {
-        match self {
-            Stem::Imagenet => "imagenet",
-            Stem::Cifar => "cifar",
-        }
-    }
-}
-
-impl fmt::Display for Stem {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        self.into()
     }
 }
 
@@ -153,15 +162,7 @@ impl FromStr for Stem {
     type Err = ResnetError;
 
     fn from_str(text: &str) -> Result<Self> {
-        match text {
-            "imagenet" => Ok(Stem::Imagenet),
-            "cifar" => Ok(Stem::Cifar),
-            _ => Err(ResnetError::Parse {
-                what: "stem",
-                text: text.to_string(),
-                expected: "imagenet or cifar",
-            }),
-        }
+        crate::error::parse_name("stem", text)
     }
 }
 

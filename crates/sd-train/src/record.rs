@@ -9,8 +9,23 @@ use serde::{Deserialize, Serialize};
 
 /// Where a chain trains, as a run records it: the kind of device, not which one (a chain may
 /// resume on another GPU). Text form and serde: `cpu`, `cuda`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::VariantNames,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum DeviceKind {
     /// The CPU.
     #[default]
@@ -30,64 +45,82 @@ impl DeviceKind {
     }
 }
 
-impl std::fmt::Display for DeviceKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            DeviceKind::Cpu => "cpu",
-            DeviceKind::Cuda => "cuda",
-        })
-    }
-}
-
 /// How the teacher's BatchNorm layers run while a student trains. Text form and serde: `eval`,
 /// `train`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::VariantNames,
+    strum::EnumMessage,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum TeacherMode {
     /// Running statistics, left as they are: a frozen teacher. The default.
     #[default]
+    #[strum(message = "Running statistics, not updated: a frozen teacher (the default)")]
     Eval,
     /// Batch statistics, with the running statistics updated by every batch (the weights stay
     /// frozen): what the original did. Its teacher is a child module of the student, and PyTorch
     /// Lightning's `model.train()` at the start of training puts every child's BatchNorm back in
     /// training mode, `teacher.freeze()` notwithstanding.
+    #[strum(
+        message = "Batch statistics, running statistics updated, weights frozen: what the original did (Lightning's model.train() reaches the teacher, a child module of the student)"
+    )]
     Train,
-}
-
-impl std::fmt::Display for TeacherMode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            TeacherMode::Eval => "eval",
-            TeacherMode::Train => "train",
-        })
-    }
 }
 
 impl std::str::FromStr for TeacherMode {
     type Err = String;
 
     fn from_str(text: &str) -> std::result::Result<Self, String> {
-        match text {
-            "eval" => Ok(TeacherMode::Eval),
-            "train" => Ok(TeacherMode::Train),
-            _ => Err(format!("teacher mode {text:?}: expected eval or train")),
-        }
+        parse_name("teacher mode", text)
     }
 }
 
 /// Adam's learning rate over a step's epochs. Text form and serde: `constant`, `cosine`. Every step
 /// (every distillation step too) runs the whole schedule from its start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::VariantNames,
+    strum::EnumMessage,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum LrSchedule {
     /// `lr` in every epoch: the original's (Adam, no scheduler). The default.
     #[default]
+    #[strum(message = "lr in every epoch: the original's (the default)")]
     Constant,
     /// Cosine annealing to 0 over the step's epochs, set once per epoch: epoch `e` of `E`
     /// (counted from 0) trains at `lr * (1 + cos(pi * e / E)) / 2`, PyTorch's
     /// `CosineAnnealingLR(optimizer, T_max=E)` stepped after every epoch. The last epochs train
     /// at small rates, so a step ends near a minimum instead of wherever a constant rate
     /// leaves it.
+    #[strum(
+        message = "Cosine annealing to 0 over the step: epoch e of E at lr * (1 + cos(pi e / E)) / 2, PyTorch's CosineAnnealingLR(T_max=E) stepped per epoch"
+    )]
     Cosine,
 }
 
@@ -104,27 +137,32 @@ impl LrSchedule {
     }
 }
 
-impl std::fmt::Display for LrSchedule {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            LrSchedule::Constant => "constant",
-            LrSchedule::Cosine => "cosine",
-        })
-    }
-}
-
 impl std::str::FromStr for LrSchedule {
     type Err = String;
 
     fn from_str(text: &str) -> std::result::Result<Self, String> {
-        match text {
-            "constant" => Ok(LrSchedule::Constant),
-            "cosine" => Ok(LrSchedule::Cosine),
-            _ => Err(format!(
-                "learning-rate schedule {text:?}: expected constant or cosine"
-            )),
-        }
+        parse_name("learning-rate schedule", text)
     }
+}
+
+/// `text` as the variant of `T` it names (strum's names), or the message
+/// `WHAT "TEXT": expected a or b`.
+fn parse_name<T>(what: &str, text: &str) -> std::result::Result<T, String>
+where
+    T: strum::VariantArray + strum::VariantNames + Copy + Into<&'static str>,
+{
+    <T as strum::VariantArray>::VARIANTS
+        .iter()
+        .copied()
+        .find(|variant| Into::<&'static str>::into(*variant) == text)
+        .ok_or_else(|| {
+            let names = <T as strum::VariantNames>::VARIANTS;
+            let expected = match names.split_last() {
+                Some((last, init)) if !init.is_empty() => format!("{} or {last}", init.join(", ")),
+                _ => names.join(""),
+            };
+            format!("{what} {text:?}: expected {expected}")
+        })
 }
 
 fn is_default<T: Default + PartialEq>(value: &T) -> bool {

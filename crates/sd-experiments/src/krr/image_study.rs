@@ -51,8 +51,21 @@ pub struct ImageStudy {
 
 /// The study's two routes: the exact kernel matrix of a subset (Cholesky solver), or Nyström on
 /// every training image. Text form and serde: `exact`, `nystrom`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    Deserialize,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::VariantNames,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Route {
     /// Cholesky on the first `train_size` training images.
     Exact,
@@ -63,10 +76,7 @@ pub enum Route {
 impl Route {
     /// `exact` or `nystrom`, as directory names and `accuracy.csv` write it.
     pub fn name(self) -> &'static str {
-        match self {
-            Route::Exact => "exact",
-            Route::Nystrom => "nystrom",
-        }
+        self.into()
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! The JSON object is a stable interface (docs/cli.md documents every field).
 
-use std::fmt::{self, Write as _};
+use std::fmt::Write as _;
 use std::str::FromStr;
 
 use sd_alpha::Alpha;
@@ -14,7 +14,19 @@ use crate::krr::{KernelChoice, KrrReport, LimitReport, StepReport};
 /// How a report is printed.
 ///
 /// Text form ([`FromStr`], [`fmt::Display`]): `table`, `json`, `csv`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+    strum::VariantNames,
+)]
+#[strum(serialize_all = "lowercase")]
 pub enum Format {
     /// A table for people, like the original notebook's.
     #[default]
@@ -28,17 +40,7 @@ pub enum Format {
 impl Format {
     /// `table`, `json` or `csv`.
     pub fn name(self) -> &'static str {
-        match self {
-            Format::Table => "table",
-            Format::Json => "json",
-            Format::Csv => "csv",
-        }
-    }
-}
-
-impl fmt::Display for Format {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
+        self.into()
     }
 }
 
@@ -46,15 +48,7 @@ impl FromStr for Format {
     type Err = Error;
 
     fn from_str(text: &str) -> Result<Self> {
-        [Format::Table, Format::Json, Format::Csv]
-            .into_iter()
-            .find(|f| f.name() == text)
-            .ok_or_else(|| {
-                Error::setting(
-                    "format",
-                    format!("must be table, json or csv, got '{text}'"),
-                )
-            })
+        crate::error::parse_name("format", text)
     }
 }
 
