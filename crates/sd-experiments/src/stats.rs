@@ -110,4 +110,22 @@ mod tests {
         assert_eq!(Stats::of(&[0.5]).unwrap().percent(), "50.00");
         assert_eq!(Stats::of(&[]), None);
     }
+
+    #[test]
+    fn every_table_writes_a_cell_one_way() {
+        assert_eq!(percent_cell(Stats::of(&[0.8, 0.9])), "85.00 ± 7.07");
+        assert_eq!(percent_cell(Stats::of(&[0.5])), "50.00");
+        assert_eq!(percent_cell(None), "-");
+        // +2, +3, +4 points: sd 1, half-width 4.303 / sqrt(3); the interval excludes 0.
+        assert_eq!(
+            difference_cell(&[0.02, 0.03, 0.04]),
+            "+3.00 [+0.52, +5.48] *"
+        );
+        assert_eq!(
+            difference_cell(&[0.02, -0.03, 0.04]),
+            "+1.00 [-7.96, +9.96]"
+        );
+        assert_eq!(difference_cell(&[-0.0168]), "-1.68 (n = 1)");
+        assert_eq!(difference_cell(&[]), "-");
+    }
 }
