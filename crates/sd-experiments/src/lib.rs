@@ -9,9 +9,10 @@
 //! - [`resnet`]: one distillation chain of ResNets on an image data set, fixed alpha or
 //!   Algorithm 1, resumable from a teacher checkpoint (over [`sd_train`]).
 //! - [`experiment`]: a [`profile::Profile`]'s sweep of chains over alphas and seeds, resumable,
-//!   shardable over a cluster (Slurm arrays), the first fit shared by the chains of a seed.
-//! - [`report`]: `REPORT.md`, its CSV tables and figures, from the run files alone, merging
-//!   shards.
+//!   shardable over a cluster (Slurm arrays), the first fit shared by the chains of a seed;
+//!   [`plan`]: which chains a profile has and which a shard runs.
+//! - [`report`]: `REPORT.md`, its CSV tables and figures, from the run files alone (the kernel
+//!   parts' too), merging shards; [`stats`]: its statistics and their one cell format.
 //! - [`data`]: inspect an image data set, write a fixture in the real formats.
 //! - [`terminal`]: what the command lines share: logs, progress bars, one-line errors.
 //!

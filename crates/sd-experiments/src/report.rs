@@ -802,30 +802,30 @@ fn auto_section(experiment: &Experiment, alphas: &[Alpha], condition: &Condition
                 Some((_, b)) if b.mean >= s.mean => best,
                 _ => Some((a, s)),
             });
+        let chosen = if chosen.is_empty() {
+            "-".into()
+        } else {
+            chosen.join("; ")
+        };
+        let auto = percent_cell(experiment.stats(Alpha::Auto, step, true));
+        let probe = percent_cell(probe);
+        let best_alpha = grid_best.map_or("-".into(), |(a, _)| a.to_string());
+        let best = percent_cell(grid_best.map(|(_, s)| s));
+        let against_best = grid_best.map_or("-".into(), |(best, _)| {
+            let differences: Vec<f64> = experiment
+                .of(Alpha::Auto)
+                .filter_map(|auto| {
+                    let grid = experiment
+                        .of(best)
+                        .find(|c| c.record.seed == auto.record.seed)?;
+                    Some(auto.accuracy(step, true)? - grid.accuracy(step, true)?)
+                })
+                .collect();
+            difference_cell(&differences)
+        });
         let _ = writeln!(
             md,
-            "| {step} | {} | {} | {} | {} | {} | {} |",
-            if chosen.is_empty() {
-                "-".into()
-            } else {
-                chosen.join("; ")
-            },
-            percent_cell(experiment.stats(Alpha::Auto, step, true)),
-            percent_cell(probe),
-            grid_best.map_or("-".into(), |(a, _)| a.to_string()),
-            percent_cell(grid_best.map(|(_, s)| s)),
-            grid_best.map_or("-".into(), |(best, _)| {
-                let differences: Vec<f64> = experiment
-                    .of(Alpha::Auto)
-                    .filter_map(|auto| {
-                        let grid = experiment
-                            .of(best)
-                            .find(|c| c.record.seed == auto.record.seed)?;
-                        Some(auto.accuracy(step, true)? - grid.accuracy(step, true)?)
-                    })
-                    .collect();
-                difference_cell(&differences)
-            }),
+            "| {step} | {chosen} | {auto} | {probe} | {best_alpha} | {best} | {against_best} |"
         );
     }
     md += "\nThe grid's best is chosen by mean test accuracy, which favours the grid. ";
@@ -1008,38 +1008,45 @@ fn run_section(experiment: &Experiment, out: &Path) -> String {
         let Some(cost) = auto_cost(&experiment.at_noise(label_noise)) else {
             continue;
         };
+        let AutoCost {
+            seeds,
+            fixed,
+            auto_runs,
+            grid_runs,
+            ..
+        } = cost;
+        let (auto_minutes, grid_minutes) = (cost.auto_seconds / 60.0, cost.grid_seconds / 60.0);
+        let ratio = cost.auto_seconds / cost.grid_seconds.max(f64::MIN_POSITIVE);
         let _ = writeln!(
             md,
-            "Algorithm 1 against the grid at label noise {label_noise}, per seed (mean over {} \
-             seed(s); the first fit counted in each, and a probe copied from the alpha = 0 chain \
-             at what it cost there): auto trained {:.0} networks in {:.1} \
-             minutes, the grid of {} fixed alphas {:.0} in {:.1} minutes: auto took {:.2}x the \
-             grid's wall time.\n",
-            cost.seeds,
-            cost.auto_runs,
-            cost.auto_seconds / 60.0,
-            cost.fixed,
-            cost.grid_runs,
-            cost.grid_seconds / 60.0,
-            cost.auto_seconds / cost.grid_seconds.max(f64::MIN_POSITIVE),
+            "Algorithm 1 against the grid at label noise {label_noise}, per seed (mean over \
+             {seeds} seed(s); the first fit counted in each, and a probe copied from the alpha = \
+             0 chain at what it cost there): auto trained {auto_runs:.0} networks in \
+             {auto_minutes:.1} minutes, the grid of {fixed} fixed alphas {grid_runs:.0} in \
+             {grid_minutes:.1} minutes: auto took {ratio:.2}x the grid's wall time.\n"
         );
     }
     for (dir, info) in &experiment.infos {
-        let h = &info.hardware;
+        let Hardware {
+            cpu,
+            logical_cpus,
+            rayon_threads,
+            device,
+            os,
+        } = &info.hardware;
+        let dir = relative(out, dir);
+        let shard = info
+            .shard
+            .map_or(String::new(), |s| format!(" (shard {s})"));
+        let threads = rayon_threads
+            .as_ref()
+            .map_or(String::new(), |t| format!(", RAYON_NUM_THREADS={t}"));
         let _ = writeln!(
             md,
-            "- `{}`{}: commit {}, {} ({} logical CPUs{}), device {}, {}",
-            relative(out, dir).display(),
-            info.shard
-                .map_or(String::new(), |s| format!(" (shard {s})")),
-            info.git_commit,
-            h.cpu,
-            h.logical_cpus,
-            h.rayon_threads
-                .as_ref()
-                .map_or(String::new(), |t| format!(", RAYON_NUM_THREADS={t}")),
-            h.device,
-            h.os
+            "- `{}`{shard}: commit {}, {cpu} ({logical_cpus} logical CPUs{threads}), device \
+             {device}, {os}",
+            dir.display(),
+            info.git_commit
         );
     }
     let _ = writeln!(
