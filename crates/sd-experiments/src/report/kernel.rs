@@ -248,23 +248,22 @@ fn images_markdown(study: &ImageStudy, results: &[RunResult], figures: &[String]
         .map(u64::to_string)
         .collect::<Vec<_>>()
         .join(", ");
+    let (data, gamma, lambda, steps) =
+        (study.data.display(), study.gamma, study.lambda, study.steps);
+    let n_test = any.n_test;
     let _ = writeln!(
         md,
-        "Self-distillation of kernel ridge regression on `{}`: pixels / 255, one-hot targets, \
-         RBF kernel with gamma = {}, ridge lambda = {} (`K + lambda I`, unscaled), {} steps \
-         (step 0 is the first fit). Test accuracy in percent on all {} test images, by argmax. \
+        "Self-distillation of kernel ridge regression on `{data}`: pixels / 255, one-hot targets, \
+         RBF kernel with gamma = {gamma}, ridge lambda = {lambda} (`K + lambda I`, unscaled), \
+         {steps} steps (step 0 is the first fit). Test accuracy in percent on all {n_test} test \
+         images, by argmax. \
          Every alpha of a run trains on the same images: a tenth of the chosen training images \
          is held out, and `auto` (Algorithm 1) chooses each step's alpha on them, never on the \
          test images. Label noise replaces each training and validation label with probability \
          p by a class drawn uniformly; test labels are untouched. Seeds {{{seeds}}} draw the \
          noise and the Nyström landmarks; a run with neither (exact route, clean labels) is \
          deterministic and runs once. Cells: the mean ± sample standard deviation over seeds; \
-         `auto` cells give the mean chosen alpha in brackets.\n",
-        study.data.display(),
-        study.gamma,
-        study.lambda,
-        study.steps,
-        any.n_test,
+         `auto` cells give the mean chosen alpha in brackets.\n"
     );
     for route in [Route::Exact, Route::Nystrom] {
         let route_runs: Vec<&RunResult> = results
@@ -274,20 +273,23 @@ fn images_markdown(study: &ImageStudy, results: &[RunResult], figures: &[String]
         let Some(first) = route_runs.first() else {
             continue;
         };
-        let _ = writeln!(
-            md,
-            "### {}\n\n{} training images ({} chosen, {} held out for choosing alpha){}.\n",
-            match route {
-                Route::Exact => "Exact (Cholesky), a subset",
-                Route::Nystrom => "Nyström, all training images",
-            },
+        let title = match route {
+            Route::Exact => "Exact (Cholesky), a subset",
+            Route::Nystrom => "Nyström, all training images",
+        };
+        let which = match first.settings.landmarks {
+            Some(m) => format!(", {m} landmarks drawn uniformly without replacement (seeded)"),
+            None => ", the first in file order".into(),
+        };
+        let (n_train, chosen, held_out) = (
             first.n_train,
             first.settings.chosen,
             first.settings.val_size,
-            match first.settings.landmarks {
-                Some(m) => format!(", {m} landmarks drawn uniformly without replacement (seeded)"),
-                None => ", the first in file order".into(),
-            }
+        );
+        let _ = writeln!(
+            md,
+            "### {title}\n\n{n_train} training images ({chosen} chosen, {held_out} held out for \
+             choosing alpha){which}.\n"
         );
         for &noise in &study.label_noise {
             let runs = of(results, route, noise);
