@@ -487,11 +487,22 @@ impl Condition {
     }
 }
 
-/// Copies `krr/` next to the report when it is elsewhere (the first of `dirs` that has one), so
-/// that the report's links and the figures the kernel runs drew are beside it; returns that
-/// `krr/`, where the kernel sections are rendered from.
+/// Copies `krr/` next to the report when it is elsewhere (the first of `dirs` whose `krr/` has
+/// the image study's runs, which only the first shard computes, or else the first that has a
+/// `krr/`), so that the report's links and the figures the kernel runs drew are beside it;
+/// returns that `krr/`, where the kernel sections are rendered from.
 fn copy_krr(dirs: &[PathBuf], out: &Path) -> Result<Option<PathBuf>> {
-    let Some(source) = dirs.iter().map(|d| d.join("krr")).find(|k| k.is_dir()) else {
+    let krr_dirs: Vec<PathBuf> = dirs
+        .iter()
+        .map(|d| d.join("krr"))
+        .filter(|k| k.is_dir())
+        .collect();
+    let Some(source) = krr_dirs
+        .iter()
+        .find(|k| k.join("images").is_dir())
+        .or(krr_dirs.first())
+        .cloned()
+    else {
         return Ok(None);
     };
     let target = out.join("krr");

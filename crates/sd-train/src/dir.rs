@@ -467,21 +467,22 @@ impl ChainDir {
 
     /// Makes the event files under `tensorboard/` match the rows ([`crate::tensorboard`]).
     fn sync_tensorboard(&self) -> Result<()> {
-        let (metrics, tests, auto) = self.rows()?;
-        tensorboard::sync(
-            &self.tensorboard_dir(),
-            Rows {
-                metrics: &metrics,
-                tests: &tests,
-                auto: &auto,
-            },
-        )
+        self.update_tensorboard(tensorboard::sync)
     }
 
     /// Every event file under `tensorboard/` written again from the rows.
     fn rewrite_tensorboard(&self) -> Result<()> {
-        let (metrics, tests, auto) = self.rows()?;
-        tensorboard::rewrite(
+        self.update_tensorboard(tensorboard::rewrite)
+    }
+
+    /// `update` (sync or rewrite) on `tensorboard/` with this directory's rows.
+    fn update_tensorboard(&self, update: fn(&Path, Rows<'_>) -> Result<()>) -> Result<()> {
+        let (metrics, tests, auto) = (
+            self.read_metrics()?,
+            self.read_tests()?,
+            self.read_auto_alpha()?,
+        );
+        update(
             &self.tensorboard_dir(),
             Rows {
                 metrics: &metrics,
@@ -489,14 +490,6 @@ impl ChainDir {
                 auto: &auto,
             },
         )
-    }
-
-    fn rows(&self) -> Result<(Vec<EpochMetrics>, Vec<StepResult>, Vec<AutoAlpha>)> {
-        Ok((
-            self.read_metrics()?,
-            self.read_tests()?,
-            self.read_auto_alpha()?,
-        ))
     }
 }
 

@@ -11,25 +11,11 @@ fn results(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Copies the files of `from` into `to`, directories included.
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_tree(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
-}
-
 /// The report of a copy of `docs/results/<name>`, and the committed one.
 fn regenerate(name: &str) -> (String, String) {
     let copy = tempfile::tempdir().unwrap();
     let dir = copy.path().join(name);
-    copy_tree(&results(name), &dir);
+    super::common::copy_tree(&results(name), &dir);
     let written = report::write(std::slice::from_ref(&dir), &dir).unwrap();
     (
         std::fs::read_to_string(written).unwrap(),

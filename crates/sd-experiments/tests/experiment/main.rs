@@ -1,5 +1,11 @@
 //! A profile end to end on fixture data: resumed equals uninterrupted, a chain another process
-//! trains is skipped, and the shards of one experiment merge into the report of the whole.
+//! trains is skipped, and the shards of one experiment merge into the report of the whole; the
+//! committed results regenerate from their run files (`results`), and the enums spelled as
+//! words read back (`names`). One test binary: each links the whole stack.
+
+mod common;
+mod names;
+mod results;
 
 use std::path::Path;
 
@@ -233,20 +239,6 @@ fn a_directory_without_an_experiment_is_named() {
     assert!(error.contains("is not an experiment directory"), "{error}");
 }
 
-/// Copies the files of `from` into `to`, directories included.
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_tree(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
-}
-
 #[test]
 fn the_kernel_parts_report_the_same_text_from_any_directory() {
     // The kernel parts alone: no chain, so no wall time in the report.
@@ -281,7 +273,7 @@ fn the_kernel_parts_report_the_same_text_from_any_directory() {
         report
     );
     let copy = tempfile::tempdir().unwrap();
-    copy_tree(one.path(), copy.path());
+    common::copy_tree(one.path(), copy.path());
     std::fs::remove_file(copy.path().join("REPORT.md")).unwrap();
     let again = report::write(&[copy.path().to_path_buf()], copy.path()).unwrap();
     assert_eq!(std::fs::read_to_string(again).unwrap(), report);
